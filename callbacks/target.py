@@ -1,0 +1,31 @@
+import keras
+
+
+class StopAtAccuracy(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch that reaches a target.
+
+    Args:
+        target: float in (0, 1]. The accuracy to reach.
+        monitor: str. The logged metric to watch. Defaults to
+            `"val_accuracy"`.
+    """
+
+    def __init__(self, target, monitor="val_accuracy"):
+        super().__init__()
+        if not 0.0 < target <= 1.0:
+            raise ValueError(
+                f"`target` must be in (0, 1]. Received: target={target!r}"
+            )
+        self.target = target
+        self.monitor = monitor
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value >= self.target:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            print(
+                f"\nReached {self.monitor}={value:.4f} >= {self.target} at "
+                f"epoch {epoch + 1}; stopping."
+            )

@@ -1,0 +1,221 @@
+"""CIFAR-10 sources and the input pipelines.
+
+Sources: a local "python version" folder (`data_batch_1..5`, `test_batch`,
+`batches.meta`) or TensorFlow Datasets. Both give uint8 NHWC images and int
+labels. Pipelines: a `tf.data` pipeline that shuffles and augments whole
+batches on the host, or plain numpy arrays for augmentation on the device.
+"""
+
+import collections
+import os
+import pickle
+import socket
+
+import numpy as np
+
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+DATA_DIR_ENV = "CIFAR10_DIR"
+
+Cifar10 = collections.namedtuple(
+    "Cifar10", ["x_train", "y_train", "x_test", "y_test", "class_names"]
+)
+
+
+class DataError(ValueError):
+    """The data is missing or not what it should be; the message says how."""
+
+
+def load_cifar10(data_dir=None):
+    """Loads CIFAR-10 as uint8 (N, 32, 32, 3) images and int32 labels.
+
+    Args:
+        data_dir: a python-version CIFAR-10 folder. Defaults to
+            `$CIFAR10_DIR`; without either, TensorFlow Datasets' `cifar10`.
+
+    Returns:
+        A `Cifar10` tuple `(x_train, y_train, x_test, y_test, class_names)`.
+
+    Raises:
+        DataError: a file is missing, unreadable or malformed (the message
+            names it), or tfds cannot reach its download offline.
+    """
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
+    if data_dir:
+        return load_python_folder(data_dir)
+    return load_tfds()
+
+
+def _read_pickle(path):
+    if not os.path.isfile(path):
+        raise DataError(
+            f"CIFAR-10 file missing: {path}. The folder must hold "
+            f"{', '.join(TRAIN_FILES + (TEST_FILE, META_FILE))}."
+        )
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as e:  # truncated, not a pickle, wrong protocol...
+        raise DataError(
+            f"CIFAR-10 file {path} is not a readable pickle "
+            f"({type(e).__name__}: {e}); it may be truncated or corrupt."
+        ) from None
+
+
+def _read_batch(path, expected_count):
+    batch = _read_pickle(path)
+    if not isinstance(batch, dict) or not {b"data", b"labels"} <= set(batch):
+        raise DataError(f"CIFAR-10 file {path} has no b'data' and b'labels'.")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8:
+        raise DataError(
+            f"CIFAR-10 file {path}: data has dtype {data.dtype}, expected uint8."
+        )
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(
+            f"CIFAR-10 file {path}: data has shape {data.shape}, expected "
+            "(N, 3072) (32x32 RGB, channel-major rows)."
+        )
+    if labels.shape != (data.shape[0],):
+        raise DataError(
+            f"CIFAR-10 file {path}: {labels.size} labels for "
+            f"{data.shape[0]} images."
+        )
+    if expected_count is not None and data.shape[0] != expected_count:
+        raise DataError(
+            f"CIFAR-10 file {path}: {data.shape[0]} images, expected "
+            f"{expected_count} (num_cases_per_batch in {META_FILE})."
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        raise DataError(
+            f"CIFAR-10 file {path}: labels range from {labels.min()} to "
+            f"{labels.max()}, expected 0-9."
+        )
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype("int32")
+
+
+def load_python_folder(data_dir):
+    """Loads and checks a python-version CIFAR-10 folder (see `load_cifar10`)."""
+    if not os.path.isdir(data_dir):
+        raise DataError(
+            f"CIFAR-10 folder not found: {data_dir}. Pass --data-dir (or set "
+            f"${DATA_DIR_ENV}) to a folder holding data_batch_1..5 and test_batch."
+        )
+    meta = _read_pickle(os.path.join(data_dir, META_FILE))
+    expected = meta.get(b"num_cases_per_batch") if isinstance(meta, dict) else None
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    class_names = (
+        tuple(n.decode() for n in names) if names else CLASS_NAMES
+    )
+    if len(class_names) != len(CLASS_NAMES):
+        raise DataError(
+            f"{os.path.join(data_dir, META_FILE)} names {len(class_names)} "
+            "classes, expected 10."
+        )
+    train = [_read_batch(os.path.join(data_dir, f), expected) for f in TRAIN_FILES]
+    x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
+    x_train = np.concatenate([x for x, _ in train])
+    y_train = np.concatenate([y for _, y in train])
+    return Cifar10(x_train, y_train, x_test, y_test, class_names)
+
+
+def _tfds_download_reachable(timeout=3.0):
+    try:
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_tfds():
+    """Loads `cifar10` from TensorFlow Datasets, failing fast when offline."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("cifar10")
+    if not builder.is_prepared() and not _tfds_download_reachable():
+        raise DataError(
+            "CIFAR-10 is not in the TensorFlow Datasets cache and its download "
+            "site cannot be reached. Pass --data-dir (or set "
+            f"${DATA_DIR_ENV}) to a python-version CIFAR-10 folder."
+        )
+    builder.download_and_prepare()
+    splits = tfds.as_numpy(builder.as_dataset(batch_size=-1, as_supervised=True))
+    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+    return Cifar10(
+        x_train,
+        y_train.astype("int32"),
+        x_test,
+        y_test.astype("int32"),
+        tuple(builder.info.features["label"].names),
+    )
+
+
+def split_validation(x, y, size, seed=0):
+    """Cuts a random validation split of `size` images off a training set.
+
+    Returns `(x_train, y_train, x_val, y_val)`; the test set is never touched.
+    """
+    if not 0 < size < len(x):
+        raise ValueError(
+            f"The validation split must leave training images: asked for "
+            f"{size} of {len(x)}."
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:size], order[size:]
+    return x[train], y[train], x[val], y[val]
+
+
+def one_hot(labels, num_classes=len(CLASS_NAMES)):
+    return np.eye(num_classes, dtype="float32")[labels]
+
+
+def train_dataset(x, y, batch_size, augmenter=None, seed=0):
+    """The training `tf.data` pipeline.
+
+    Each epoch reshuffles the images (seeded), gathers whole batches, augments
+    each batch at once with `augmenter` (vectorized, on the host) and
+    prefetches. Images come out float32 in 0-255, labels one-hot.
+    """
+    import tensorflow as tf
+
+    count = len(x)
+    images = tf.constant(x)
+    labels = tf.constant(one_hot(y))
+
+    def gather(indices):
+        batch = tf.cast(tf.gather(images, indices), tf.float32)
+        return batch, tf.gather(labels, indices)
+
+    ds = tf.data.Dataset.range(count)
+    ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if augmenter is not None:
+        # Sequential on purpose: the augmenter's seed state advances batch by
+        # batch, so a seed gives the same crops and flips every run.
+        ds = ds.map(lambda b, l: (augmenter(b, training=True), l))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x, y, batch_size):
+    """Batches for evaluation: in order, no augmentation, float32 0-255."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, one_hot(y)))
+    ds = ds.batch(batch_size).map(lambda b, l: (tf.cast(b, tf.float32), l))
+    return ds.prefetch(tf.data.AUTOTUNE)

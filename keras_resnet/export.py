@@ -1,0 +1,115 @@
+"""SavedModel export for TensorFlow Serving, and `python -m keras_resnet.export`.
+
+Layout: `<export_dir>/<model_name>/<version>/`, versions 1, 2, 3, ... A new
+version for every export; an existing one is never replaced. The version is
+written under a temporary name and renamed into place, so TF Serving (which
+ignores non-numeric folder names) never sees a half-written model.
+
+Signatures:
+- `serving_default`: `images` float32 (None, 32, 32, 3), raw 0-255 pixels ->
+  `probabilities` float32 (None, 10), `class_ids` int64 (None,).
+- `class_names`: no input -> `class_names` string (10,).
+`assets.extra/class_names.txt` holds the same names, one per line.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import keras
+
+from keras_resnet.data import CLASS_NAMES
+
+
+def existing_versions(model_dir):
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
+
+
+def export_saved_model(model, export_dir="saved_models", model_name="keras_resnet",
+                       class_names=CLASS_NAMES):
+    """Exports `model` as the next version of a TF Serving model folder.
+
+    Args:
+        model: a keras-resnet classifier (any backend's weights; the export
+            itself needs TensorFlow).
+        export_dir: root of the TF Serving model folders.
+        model_name: the model's folder (the name TF Serving serves it under).
+        class_names: names of the 10 classes, stored with the model.
+
+    Returns:
+        The path of the new version folder.
+    """
+    import tensorflow as tf
+
+    model_dir = os.path.join(export_dir, model_name)
+    os.makedirs(model_dir, exist_ok=True)
+    names = tf.constant(list(class_names))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        probabilities = model(images, training=False)
+        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return {"probabilities": probabilities, "class_ids": class_ids}
+
+    def serve_class_names():
+        return {"class_names": names}
+
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="images")],
+    )
+    archive.add_endpoint("class_names", serve_class_names, input_signature=[])
+
+    staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
+    try:
+        archive.write_out(staging, verbose=False)
+        extra = os.path.join(staging, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, "class_names.txt"), "w") as f:
+            f.write("\n".join(class_names) + "\n")
+        while True:
+            versions = existing_versions(model_dir)
+            target = os.path.join(model_dir, str((versions[-1] if versions else 0) + 1))
+            try:
+                os.rename(staging, target)  # fails if target exists: never replaces
+                return target
+            except OSError:
+                if not os.path.exists(target):
+                    raise
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_resnet.export",
+        description="Export a .keras checkpoint as a SavedModel for TF Serving.",
+    )
+    parser.add_argument("checkpoint", help="a .keras file saved by keras-resnet")
+    parser.add_argument("--export-dir", default="saved_models")
+    parser.add_argument("--model-name", default="keras_resnet")
+    args = parser.parse_args(argv)
+
+    from keras_resnet.model import load_model
+
+    try:
+        model = load_model(args.checkpoint)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    path = export_saved_model(model, args.export_dir, args.model_name)
+    print(json.dumps({"export_path": path, "params": model.count_params()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The project's Keras layers: the residual block and the augmentation layers.
+
+Everything here is written with Keras layers and backend-agnostic ops, so it
+runs unchanged on TensorFlow, JAX and PyTorch, and compiles under XLA.
+"""
+
+import keras
+from keras import layers
+
+try:  # Keras >= 3.12 names it DataLayer; older releases TFDataLayer.
+    from keras.src.layers.preprocessing.data_layer import DataLayer
+except ImportError:  # pragma: no cover - depends on the installed Keras
+    from keras.src.layers.preprocessing.tf_data_layer import (
+        TFDataLayer as DataLayer,
+    )
+
+PACKAGE = "keras_resnet"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlock(layers.Layer):
+    """Basic residual block: two 3x3 convolutions with a shortcut.
+
+    `conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN -> + shortcut -> ReLU`.
+    The shortcut is the identity when the shape is kept, and a 1x1
+    convolution with batch normalization (a projection) only where the stride
+    or the number of channels changes.
+
+    Args:
+        filters: int. Number of output channels.
+        strides: int. Stride of the first convolution (and the projection).
+            Defaults to `1`.
+        kernel_initializer: str or initializer for the convolutions.
+            Defaults to `"he_normal"`.
+        bn_momentum: float. Momentum of the batch normalization moving
+            statistics. Defaults to `0.9`.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+    ```python
+    block = ResidualBlock(128, strides=2)
+    y = block(keras.ops.ones((8, 32, 32, 64)))  # shape (8, 16, 16, 128)
+    ```
+    """
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        kernel_initializer="he_normal",
+        bn_momentum=0.9,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(
+                "`filters` must be a positive integer. "
+                f"Received: filters={filters!r}"
+            )
+        if strides not in (1, 2):
+            raise ValueError(
+                f"`strides` must be 1 or 2. Received: strides={strides!r}"
+            )
+        if not 0.0 <= bn_momentum < 1.0:
+            raise ValueError(
+                "`bn_momentum` must be in [0, 1). "
+                f"Received: bn_momentum={bn_momentum!r}"
+            )
+        # === Config ===
+        self.filters = filters
+        self.strides = strides
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bn_momentum = bn_momentum
+
+    def build(self, input_shape):
+        # === Layers ===
+        def conv(kernel_size, strides, name):
+            return layers.Conv2D(
+                self.filters,
+                kernel_size,
+                strides=strides,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=self.kernel_initializer,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        def batch_norm(name):
+            return layers.BatchNormalization(
+                momentum=self.bn_momentum,
+                epsilon=1e-5,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        self.conv1 = conv(3, self.strides, "conv1")
+        self.bn1 = batch_norm("bn1")
+        self.conv2 = conv(3, 1, "conv2")
+        self.bn2 = batch_norm("bn2")
+        self.conv1.build(input_shape)
+        inner_shape = self.conv1.compute_output_shape(input_shape)
+        self.bn1.build(inner_shape)
+        self.conv2.build(inner_shape)
+        self.bn2.build(inner_shape)
+
+        self.has_projection = (
+            self.strides != 1 or input_shape[-1] != self.filters
+        )
+        if self.has_projection:
+            self.projection = conv(1, self.strides, "projection")
+            self.projection_bn = batch_norm("projection_bn")
+            self.projection.build(input_shape)
+            self.projection_bn.build(inner_shape)
+        else:
+            self.projection = None
+            self.projection_bn = None
+
+    def call(self, inputs, training=None):
+        x = self.conv1(inputs)
+        x = self.bn1(x, training=training)
+        x = keras.ops.relu(x)
+        x = self.conv2(x)
+        x = self.bn2(x, training=training)
+        shortcut = inputs
+        if self.has_projection:
+            shortcut = self.projection(inputs)
+            shortcut = self.projection_bn(shortcut, training=training)
+        return keras.ops.relu(x + shortcut)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+
+        def scaled(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (batch, scaled(height), scaled(width), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "strides": self.strides,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bn_momentum": self.bn_momentum,
+            }
+        )
+        return config
+
+
+class _RandomImageLayer(DataLayer):
+    """Base of the augmentation layers: a seeded layer that is a no-op at
+    inference and works on whole batches, in a `tf.data` pipeline (with
+    TensorFlow ops, whatever the backend) or inside a jit-compiled train step.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def random_uniform(self, shape, minval=0.0, maxval=1.0):
+        return self.backend.random.uniform(
+            shape,
+            minval=minval,
+            maxval=maxval,
+            seed=self._get_seed_generator(self.backend._backend),
+        )
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        return self.augment(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomPadCrop(_RandomImageLayer):
+    """Pads a batch of images and crops each back at a random offset.
+
+    The classic CIFAR augmentation: `padding` pixels on every side (reflected
+    by default), then a random crop of the original size, drawn per image.
+    Written with gathers only, so it compiles with XLA (Keras' `RandomCrop`
+    switches jit off for the whole train step).
+
+    Args:
+        padding: int. Pixels added on each side. Defaults to `4`.
+        mode: `"reflect"` or `"constant"` (zeros). Defaults to `"reflect"`.
+        seed: int or `None`. Seed of the random offsets.
+
+    Example:
+    ```python
+    crop = RandomPadCrop(padding=4, seed=0)
+    crop(images, training=True)  # same shape, shifted by up to 4 pixels
+    ```
+    """
+
+    def __init__(self, padding=4, mode="reflect", seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(padding, int) or padding < 0:
+            raise ValueError(
+                "`padding` must be a non-negative integer. "
+                f"Received: padding={padding!r}"
+            )
+        if mode not in ("reflect", "constant"):
+            raise ValueError(
+                '`mode` must be "reflect" or "constant". '
+                f"Received: mode={mode!r}"
+            )
+        self.padding = padding
+        self.mode = mode
+
+    def augment(self, images):
+        ops = self.backend.numpy
+        if self.padding == 0:
+            return images
+        shape = self.backend.core.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        p = self.padding
+        padded = ops.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode=self.mode)
+        offsets = self.random_uniform((batch, 2), 0.0, 2 * p + 1)
+        offsets = self.backend.cast(ops.floor(offsets), "int32")
+        rows = offsets[:, 0:1] + ops.arange(height, dtype="int32")[None, :]
+        cols = offsets[:, 1:2] + ops.arange(width, dtype="int32")[None, :]
+        x = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)
+        return ops.take_along_axis(x, cols[:, None, :, None], axis=2)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"padding": self.padding, "mode": self.mode})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomHorizontalFlip(_RandomImageLayer):
+    """Mirrors each image of a batch left-right with probability 1/2.
+
+    Args:
+        seed: int or `None`. Seed of the coin flips.
+    """
+
+    def augment(self, images):
+        ops = self.backend.numpy
+        batch = self.backend.core.shape(images)[0]
+        flip = self.random_uniform((batch, 1, 1, 1)) < 0.5
+        return ops.where(flip, ops.flip(images, axis=2), images)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomCutout(_RandomImageLayer):
+    """Sets a random square of each image to zero (Cutout, DeVries 2017).
+
+    The square's center is uniform over the image, so the square may be
+    clipped by the border. Built from comparisons with index ranges, so it
+    compiles with XLA.
+
+    Args:
+        size: int. Side of the square in pixels; `0` turns it off.
+        seed: int or `None`. Seed of the square positions.
+    """
+
+    def __init__(self, size=8, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(
+                f"`size` must be a non-negative integer. Received: size={size!r}"
+            )
+        self.size = size
+
+    def augment(self, images):
+        if self.size == 0:
+            return images
+        ops = self.backend.numpy
+        shape = self.backend.core.shape(images)
+        batch, height, width = shape[0], shape[1], shape[2]
+        centers = self.random_uniform((batch, 2)) * self.backend.cast(
+            ops.stack([height, width]), "float32"
+        )
+        top = ops.floor(centers[:, 0:1]) - self.size // 2
+        left = ops.floor(centers[:, 1:2]) - self.size // 2
+        rows = self.backend.cast(ops.arange(height), "float32")[None, :]
+        cols = self.backend.cast(ops.arange(width), "float32")[None, :]
+        in_rows = (rows >= top) & (rows < top + self.size)
+        in_cols = (cols >= left) & (cols < left + self.size)
+        mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+        return ops.where(mask, ops.zeros_like(images), images)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"size": self.size})
+        return config
+
+
+def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None):
+    """The training augmentation as one `keras.layers.Pipeline`.
+
+    Pad-and-crop, horizontal flip and (optionally) cutout. The pipeline runs
+    on whole batches in a `tf.data` map (host) or as the first layer of the
+    training model (device), and is never part of an exported model.
+    """
+    steps = [
+        RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop"),
+        RandomHorizontalFlip(
+            seed=None if seed is None else seed + 1, name="flip"
+        ),
+    ]
+    if cutout:
+        steps.append(
+            RandomCutout(
+                cutout, seed=None if seed is None else seed + 2, name="cutout"
+            )
+        )
+    return layers.Pipeline(steps, name="augment")

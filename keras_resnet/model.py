@@ -1,0 +1,233 @@
+"""Model assembly: the presets and `build_model()`, with the parameter cap.
+
+The network takes raw pixels (0-255, float or uint8) of shape (32, 32, 3),
+normalizes them by the CIFAR-10 channel statistics as its first layer, and
+returns class probabilities (a float32 softmax), so an exported model needs
+no client-side preprocessing.
+"""
+
+import keras
+from keras import layers
+
+from keras_resnet.layers import ResidualBlock
+
+PARAM_CAP = 5_000_000
+NUM_CLASSES = 10
+IMAGE_SHAPE = (32, 32, 3)
+# Per-channel mean and standard deviation of the CIFAR-10 training images,
+# in 0-255 pixel units.
+CIFAR10_MEAN = (125.307, 122.950, 113.865)
+CIFAR10_STD = (62.993, 62.089, 66.705)
+
+# Each preset is a complete set of `build_model` arguments.
+PRESETS = {
+    # The seed network: 7x7/2 stem, one basic block per stage. 4,916,682
+    # parameters.
+    "seed": dict(
+        stem_filters=64,
+        stem_kernel_size=7,
+        stem_strides=2,
+        stage_filters=(64, 128, 256, 512),
+        stage_blocks=(1, 1, 1, 1),
+        stage_strides=(1, 2, 2, 2),
+        dropout=0.1,
+    ),
+    # Time-to-accuracy: full-resolution 3x3 stem and three wide stages, in
+    # the spirit of ResNet-9 / airbench, at 3,472,074 parameters.
+    "fast": dict(
+        stem_filters=64,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stage_filters=(128, 256, 384),
+        stage_blocks=(1, 1, 1),
+        stage_strides=(2, 2, 2),
+        dropout=0.0,
+    ),
+    # Accuracy: the layout of WRN-22-4 (three stages of three blocks, widths
+    # 64/128/256 at full resolution), post-activation blocks, 4,334,026
+    # parameters.
+    "best": dict(
+        stem_filters=64,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stage_filters=(64, 128, 256),
+        stage_blocks=(3, 3, 3),
+        stage_strides=(1, 2, 2),
+        dropout=0.0,
+    ),
+}
+
+
+def _check_positive_ints(name, values):
+    if not values or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ValueError(
+            f"`{name}` must be a non-empty list of positive integers. "
+            f"Received: {name}={values!r}"
+        )
+
+
+def build_model(
+    preset="seed",
+    *,
+    allow_over_cap=False,
+    name=None,
+    **overrides,
+):
+    """Builds an uncompiled ResNet for 32x32 RGB images, functional API.
+
+    raw pixels -> normalization -> stem conv/BN/ReLU -> residual stages ->
+    global average pooling -> dropout -> dense -> softmax (float32).
+
+    Args:
+        preset: str. One of `PRESETS` (`"seed"`, `"fast"`, `"best"`).
+        allow_over_cap: bool. Allow more than `PARAM_CAP` (5,000,000)
+            parameters. Defaults to `False`.
+        name: str or `None`. Model name; defaults to `resnet_<preset>`.
+        **overrides: any preset argument: `stem_filters`, `stem_kernel_size`,
+            `stem_strides`, `stage_filters`, `stage_blocks`, `stage_strides`,
+            `dropout`, `num_classes`, `bn_momentum`, `dtype`.
+
+    Returns:
+        A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
+        `(None, num_classes)` probabilities.
+
+    Raises:
+        ValueError: for an unknown preset or argument, an invalid value, or a
+            network over the parameter cap.
+
+    Example:
+    ```python
+    model = build_model("seed")
+    model.count_params()  # 4916170
+    wide = build_model("seed", stage_filters=(64, 128, 256, 480))
+    ```
+    """
+    if preset not in PRESETS:
+        raise ValueError(
+            f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}."
+        )
+    config = dict(
+        PRESETS[preset], num_classes=NUM_CLASSES, bn_momentum=0.9, dtype=None
+    )
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise ValueError(
+            f"Unknown model argument(s) {sorted(unknown)}. "
+            f"Valid ones: {sorted(config)}."
+        )
+    config.update(overrides)
+    stage_filters = list(config["stage_filters"])
+    stage_blocks = list(config["stage_blocks"])
+    stage_strides = list(config["stage_strides"])
+    _check_positive_ints("stage_filters", stage_filters)
+    _check_positive_ints("stage_blocks", stage_blocks)
+    _check_positive_ints("stage_strides", stage_strides)
+    if not len(stage_filters) == len(stage_blocks) == len(stage_strides):
+        raise ValueError(
+            "`stage_filters`, `stage_blocks` and `stage_strides` must have "
+            f"the same length. Received: stage_filters={stage_filters}, "
+            f"stage_blocks={stage_blocks}, stage_strides={stage_strides}"
+        )
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(
+            f"`dropout` must be in [0, 1). Received: dropout={config['dropout']!r}"
+        )
+    dtype = config["dtype"]
+
+    # === Layers ===
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="images")
+    x = layers.Normalization(
+        mean=CIFAR10_MEAN,
+        variance=[s**2 for s in CIFAR10_STD],
+        dtype=dtype,
+        name="normalize",
+    )(inputs)
+    x = layers.Conv2D(
+        config["stem_filters"],
+        config["stem_kernel_size"],
+        strides=config["stem_strides"],
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        dtype=dtype,
+        name="stem_conv",
+    )(x)
+    x = layers.BatchNormalization(
+        momentum=config["bn_momentum"], epsilon=1e-5, dtype=dtype, name="stem_bn"
+    )(x)
+    x = layers.ReLU(dtype=dtype, name="stem_relu")(x)
+    for stage, (filters, blocks, strides) in enumerate(
+        zip(stage_filters, stage_blocks, stage_strides), start=1
+    ):
+        for block in range(1, blocks + 1):
+            x = ResidualBlock(
+                filters,
+                strides=strides if block == 1 else 1,
+                bn_momentum=config["bn_momentum"],
+                dtype=dtype,
+                name=f"stage{stage}_block{block}",
+            )(x)
+    x = layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
+    if config["dropout"]:
+        x = layers.Dropout(config["dropout"], dtype=dtype, name="dropout")(x)
+    x = layers.Dense(config["num_classes"], dtype=dtype, name="logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=name or f"resnet_{preset}")
+
+    params = model.count_params()
+    if params > PARAM_CAP and not allow_over_cap:
+        raise ValueError(
+            f"This configuration has {params:,} parameters, over the cap of "
+            f"{PARAM_CAP:,}. Use narrower stages or fewer blocks, or pass "
+            "allow_over_cap=True to build it anyway."
+        )
+    return model
+
+
+def inference_model(model):
+    """The classifier inside a training model.
+
+    Training with augmentation on the device wraps the network as
+    `Sequential([augment, network])`; checkpoints of such a run hold the
+    wrapper. This returns the network itself (augmentation is never part of
+    an exported model), and any other model unchanged.
+    """
+    names = [layer.name for layer in model.layers]
+    if names and names[0] == "augment" and isinstance(model.layers[-1], keras.Model):
+        return model.layers[-1]
+    return model
+
+
+def load_model(path):
+    """Loads a `.keras` classifier saved by this project, safely.
+
+    `safe_mode=True`, so a file cannot run code (no lambdas); the project's
+    layers are registered on import. Returns the inference network.
+
+    Raises:
+        ValueError: the file is missing, not a Keras archive, or not a
+            32x32x3 -> 10-class classifier.
+    """
+    import os
+
+    path = os.fspath(path)
+    if not os.path.isfile(path) or not path.endswith(".keras"):
+        raise ValueError(
+            f"Expected a .keras model file, got {path!r} (missing or wrong "
+            "extension)."
+        )
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise ValueError(
+            f"Cannot load {path} as a keras-resnet model: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
+    model = inference_model(model)
+    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != NUM_CLASSES:
+        raise ValueError(
+            f"{path} is not a CIFAR-10 classifier: it maps "
+            f"{model.input_shape} to {model.output_shape}, expected "
+            f"(None, 32, 32, 3) to (None, {NUM_CLASSES})."
+        )
+    return model

@@ -1,0 +1,510 @@
+"""Training: configuration, compile, fit, evaluate, export; one run folder.
+
+`train(config)` is what `train.py` and the tuner call. A run folder holds
+`config.json`, `history.csv`, `checkpoints/` (`best.keras`, `last.keras`),
+`backup/` (Keras' `BackupAndRestore`, while the run is unfinished), `logs/`
+(TensorBoard), `model.keras` and, once finished, `metrics.json`.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from callbacks import AtomicModelCheckpoint
+from callbacks import LearningRateLogger
+from callbacks import StopAtAccuracy
+from callbacks import StopOnDivergence
+from callbacks import ThroughputLogger
+from keras_resnet import data as data_lib
+from keras_resnet.layers import build_augmenter
+from keras_resnet.model import PRESETS
+from keras_resnet.model import build_model
+
+REFERENCE_BATCH_SIZE = 128
+SCHEDULES = ("cosine", "step")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+AUGMENT_PLACES = ("host", "device")
+JIT_CHOICES = ("auto", "on", "off")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and the accepted values."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; `config.json` is this, as JSON.
+
+    `learning_rate` is the peak rate at batch size 128; it is scaled linearly
+    with the batch size. `None` for `dropout`, `stage_filters` and
+    `stage_blocks` means the preset's value.
+    """
+
+    preset: str = "seed"
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    dropout: float | None = None
+    stage_filters: list | None = None
+    stage_blocks: list | None = None
+    cutout: int = 0
+    train_size: int | None = None
+    validation_size: int = 0
+    target_accuracy: float | None = None
+    augment_on: str | None = None
+    precision: str = "float32"
+    jit_compile: str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    output_dir: str | None = None
+    export_dir: str = "saved_models"
+    model_name: str = "keras_resnet"
+    export: bool = True
+
+    # Settings that say where things go, not what is trained: a run folder
+    # may be resumed with other values of these.
+    PLACEMENT_KEYS = ("data_dir", "output_dir", "export_dir", "model_name", "export")
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Builds a config from a dict, rejecting unknown keys and bad types."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
+            )
+        for key, value in values.items():
+            default = fields[key].default
+            expected = type(default) if default is not None else None
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if expected is not None and value is not None and (
+                not isinstance(value, expected)
+                or (expected is int and isinstance(value, bool))
+            ):
+                raise ConfigError(
+                    f"{source}: {key} must be {expected.__name__}, got "
+                    f"{value!r} ({type(value).__name__})."
+                )
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self):
+        def fail(message):
+            raise ConfigError(message)
+
+        if self.preset not in PRESETS:
+            fail(f"--preset: unknown preset {self.preset!r}; choose from {sorted(PRESETS)}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                fail(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
+            fail(f"--train-size must be a positive integer, got {self.train_size!r}.")
+        if not isinstance(self.validation_size, int) or self.validation_size < 0:
+            fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            fail(f"--learning-rate must be positive, got {self.learning_rate!r}.")
+        if not 0 <= self.momentum < 1:
+            fail(f"--momentum must be in [0, 1), got {self.momentum!r}.")
+        if self.weight_decay < 0:
+            fail(f"--weight-decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            fail(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}.")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            fail(f"--dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.warmup_epochs < 0:
+            fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
+        if self.cutout < 0:
+            fail(f"--cutout must be >= 0, got {self.cutout!r}.")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            fail(f"--target-accuracy must be in (0, 1], got {self.target_accuracy!r}.")
+        for name, choices in (
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("jit_compile", JIT_CHOICES),
+        ):
+            if getattr(self, name) not in choices:
+                fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")
+        if self.augment_on is not None and self.augment_on not in AUGMENT_PLACES:
+            fail(f"--augment-on must be one of {list(AUGMENT_PLACES)}, got {self.augment_on!r}.")
+        if self.data_dir is not None and not os.path.isdir(self.data_dir):
+            fail(
+                f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
+                "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
+            )
+        # Build (not train) the network once, for the parameter cap.
+        try:
+            self.model_overrides()
+        except ValueError as e:
+            fail(str(e))
+
+    def model_overrides(self):
+        overrides = {}
+        for key in ("dropout", "stage_filters", "stage_blocks"):
+            if getattr(self, key) is not None:
+                overrides[key] = getattr(self, key)
+        if "stage_filters" in overrides or "stage_blocks" in overrides:
+            preset = PRESETS[self.preset]
+            filters = overrides.get("stage_filters", preset["stage_filters"])
+            blocks = overrides.get("stage_blocks", preset["stage_blocks"])
+            if len(filters) != len(blocks):
+                raise ValueError(
+                    f"stage_filters {filters} and stage_blocks {blocks} differ in length."
+                )
+            if len(filters) != len(preset["stage_strides"]):
+                overrides["stage_strides"] = [1] + [2] * (len(filters) - 1)
+        return overrides
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def identity(self):
+        """The settings that define what is trained (for resume checks)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.PLACEMENT_KEYS}
+
+
+# --------------------------------------------------------------------------
+# Pieces shared with the tuner.
+
+
+def resolve_augment_on(config):
+    if config.augment_on:
+        return config.augment_on
+    return "host" if importlib.util.find_spec("tensorflow") else "device"
+
+
+def resolve_jit_compile(config):
+    if config.jit_compile != "auto":
+        return config.jit_compile == "on"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # XLA makes convolutions several times slower on the CPU.
+        return bool(tf.config.list_physical_devices("GPU"))
+    return keras.backend.backend() == "jax"
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """Cosine decay with linear warmup (default) or step decay."""
+    peak = config.learning_rate * config.batch_size / REFERENCE_BATCH_SIZE
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "step":
+        boundaries = [int(total * 0.5), int(total * 0.75)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [peak, peak * 0.1, peak * 0.01]
+        )
+    warmup = int(min(config.warmup_epochs * steps_per_epoch, total // 2))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.1 if warmup else peak,
+        decay_steps=max(total - warmup, 1),
+        warmup_target=peak if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_model(model, config, steps_per_epoch):
+    """SGD with Nesterov momentum and decoupled weight decay (not on BN or
+    biases), cross-entropy with label smoothing, accuracy."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(config, steps_per_epoch),
+        momentum=config.momentum,
+        nesterov=True,
+        weight_decay=config.weight_decay or None,
+    )
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=resolve_jit_compile(config),
+    )
+    return model
+
+
+def prepare_data(config):
+    """Loads CIFAR-10 and cuts the training subset and validation split.
+
+    Returns `(cifar10, (x_train, y_train), validation or None)`.
+    """
+    cifar = data_lib.load_cifar10(config.data_dir)
+    x, y = cifar.x_train, cifar.y_train
+    if config.train_size is not None:
+        if config.train_size > len(x):
+            raise ConfigError(
+                f"--train-size {config.train_size} is larger than the "
+                f"{len(x)} training images."
+            )
+        x, y = x[: config.train_size], y[: config.train_size]
+    validation = None
+    if config.validation_size:
+        if config.validation_size >= len(x):
+            raise ConfigError(
+                f"--validation-size {config.validation_size} leaves no training "
+                f"images out of {len(x)}."
+            )
+        x, y, x_val, y_val = data_lib.split_validation(x, y, config.validation_size, config.seed)
+        validation = (x_val, y_val)
+    if config.batch_size > len(x):
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is larger than the {len(x)} "
+            "training images."
+        )
+    return cifar, (x, y), validation
+
+
+def fit_inputs(model, config, train, validation):
+    """What to pass to `fit`: the training model and its data arguments.
+
+    Host: a `tf.data` pipeline augments batches on the CPU. Device: numpy
+    arrays, and the augmentation layers run as the first layer of the training
+    model, inside the compiled step.
+    """
+    (x, y), augmenter = train, build_augmenter(cutout=config.cutout, seed=config.seed)
+    kwargs = {}
+    if resolve_augment_on(config) == "host":
+        kwargs["x"] = data_lib.train_dataset(x, y, config.batch_size, augmenter, config.seed)
+        kwargs["shuffle"] = False  # the pipeline shuffles
+        steps = len(x) // config.batch_size
+        trainer = model
+        if validation:
+            kwargs["validation_data"] = data_lib.eval_dataset(*validation, config.batch_size)
+    else:
+        trainer = keras.Sequential([keras.Input((32, 32, 3)), augmenter, model], name="trainer")
+        kwargs.update(
+            x=x.astype("float32"),
+            y=data_lib.one_hot(y),
+            batch_size=config.batch_size,
+            shuffle=True,
+        )
+        steps = math.ceil(len(x) / config.batch_size)
+        if validation:
+            kwargs["validation_data"] = (validation[0].astype("float32"), data_lib.one_hot(validation[1]))
+    return trainer, steps, kwargs
+
+
+# --------------------------------------------------------------------------
+# The run folder.
+
+
+def _write_json_atomic(path, payload):
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def default_output_dir(config, root="runs"):
+    """`runs/<preset>`, or the first `runs/<preset>-N` that is free or holds
+    an unfinished run of this very configuration (which is then resumed)."""
+    index = 1
+    while True:
+        path = os.path.join(root, config.preset if index == 1 else f"{config.preset}-{index}")
+        if not os.path.exists(path):
+            return path
+        state = run_state(path)
+        if state["unfinished"] and state["config"] == config.identity():
+            return path
+        index += 1
+
+
+def run_state(path):
+    """What a run folder holds: its config identity, whether it finished."""
+    config_path = os.path.join(path, "config.json")
+    saved = None
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            saved = TrainConfig(**json.load(f)).identity()
+    finished = os.path.isfile(os.path.join(path, "metrics.json"))
+    return {"config": saved, "finished": finished, "unfinished": saved is not None and not finished}
+
+
+def prepare_run_dir(config, overwrite=False):
+    """Creates or reopens the run folder; never reuses one silently.
+
+    Resumes an unfinished run of the same configuration. A finished run, or
+    one of a different configuration, is kept unless `overwrite`.
+    """
+    path = config.output_dir
+    if os.path.exists(path) and os.listdir(path):
+        state = run_state(path)
+        if overwrite:
+            import shutil
+
+            shutil.rmtree(path)
+        elif state["config"] is None:
+            raise ConfigError(
+                f"--output-dir {path} is not empty and holds no keras-resnet run; "
+                "choose another folder or pass --overwrite."
+            )
+        elif state["config"] != config.identity():
+            changed = sorted(
+                k for k in config.identity() if state["config"].get(k) != config.identity()[k]
+            )
+            raise ConfigError(
+                f"--output-dir {path} holds a run with other settings ({', '.join(changed)}); "
+                "choose another folder or pass --overwrite to replace it."
+            )
+        elif state["finished"]:
+            raise ConfigError(
+                f"--output-dir {path} holds a finished run; choose another folder "
+                "or pass --overwrite to train it again."
+            )
+    os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    _write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
+    return path
+
+
+def _trim_history(csv_path, backup_dir):
+    """Drops `history.csv` rows of epochs that the backup does not hold, so
+    that a resumed run lists every epoch exactly once."""
+    meta = os.path.join(backup_dir, "training_metadata.json")
+    if not (os.path.isfile(csv_path) and os.path.isfile(meta)):
+        return 0
+    with open(meta) as f:
+        done = json.load(f)["epoch"]
+    with open(csv_path) as f:
+        lines = f.read().splitlines()
+    kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",")[0]) < done]
+    with open(csv_path, "w") as f:
+        f.write("\n".join(kept) + "\n")
+    return done
+
+
+def make_callbacks(config, run_dir, monitor):
+    backup_dir = os.path.join(run_dir, "backup")
+    csv_path = os.path.join(run_dir, "history.csv")
+    resumed_from = _trim_history(csv_path, backup_dir)
+    callbacks = [
+        StopOnDivergence(),
+        ThroughputLogger(config.batch_size),
+        LearningRateLogger(),
+        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+        AtomicModelCheckpoint(
+            os.path.join(run_dir, "checkpoints", "best.keras"),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+        ),
+        AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+    ]
+    if config.target_accuracy:
+        callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
+    if importlib.util.find_spec("tensorflow"):
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
+        )
+    return callbacks, resumed_from
+
+
+# --------------------------------------------------------------------------
+# The run.
+
+
+def evaluate_test(model, x, y, batch_size):
+    """Test loss and accuracy, plus accuracy with flip test-time augmentation."""
+    from keras_resnet.evaluate import predict_probabilities
+
+    plain = predict_probabilities(model, x, batch_size=batch_size)
+    flipped = predict_probabilities(model, x[:, :, ::-1], batch_size=batch_size)
+    tta = (plain + flipped) / 2
+    true_class = plain[np.arange(len(y)), y]
+    return {
+        # Plain cross-entropy (no label smoothing) of the true class.
+        "test_loss": float(-np.mean(np.log(np.maximum(true_class, 1e-12)))),
+        "test_accuracy": float(np.mean(plain.argmax(-1) == y)),
+        "test_accuracy_tta": float(np.mean(tta.argmax(-1) == y)),
+    }
+
+
+def train(config, overwrite=False):
+    """Trains, evaluates and exports one run; returns the metrics dict.
+
+    Raises:
+        ConfigError, data.DataError: bad settings or data (nothing written).
+        callbacks.TrainingDiverged: the loss became NaN or infinite.
+    """
+    config.validate()
+    cifar, train_data, validation = prepare_data(config)
+    if config.output_dir is None:
+        config.output_dir = default_output_dir(config)
+    run_dir = prepare_run_dir(config, overwrite=overwrite)
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    try:
+        model = build_model(config.preset, **config.model_overrides())
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation)
+    compile_model(trainer, config, steps)
+    monitor = "val_accuracy" if validation else "accuracy"
+    callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
+    if resumed_from:
+        print(f"Resuming {run_dir} after epoch {resumed_from}.")
+
+    start = time.perf_counter()
+    history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
+    train_seconds = time.perf_counter() - start
+
+    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size)
+    model.save(os.path.join(run_dir, "model.keras"))
+    export_path = None
+    if config.export:
+        export_path = export_model(model, run_dir, config, cifar.class_names)
+    epochs_done = len(history.epoch) + resumed_from if history.epoch else resumed_from
+    metrics.update(
+        params=model.count_params(),
+        epochs=epochs_done,
+        train_seconds=round(train_seconds, 2),
+        train_images=len(train_data[0]),
+        images_per_sec=round(float(np.median(history.history.get("images_per_sec", [0]))), 1),
+        backend=keras.backend.backend(),
+        augment_on=resolve_augment_on(config),
+        run_dir=run_dir,
+        export_path=export_path,
+    )
+    if validation:
+        metrics["val_accuracy"] = float(history.history["val_accuracy"][-1])
+    _write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def export_model(model, run_dir, config, class_names):
+    """Exports on TensorFlow; from another backend through a TF subprocess."""
+    if keras.backend.backend() == "tensorflow":
+        from keras_resnet.export import export_saved_model
+
+        return export_saved_model(model, config.export_dir, config.model_name, class_names)
+    if not importlib.util.find_spec("tensorflow"):
+        print(
+            "TensorFlow is not installed: no SavedModel exported. On a machine with "
+            f"it: python -m keras_resnet.export {run_dir}/model.keras"
+        )
+        return None
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "keras_resnet.export", os.path.join(run_dir, "model.keras"),
+         "--export-dir", config.export_dir, "--model-name", config.model_name],
+        env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["export_path"]

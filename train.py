@@ -1,0 +1,123 @@
+"""Train a keras-resnet model on CIFAR-10: `python train.py --epochs 200`.
+
+Every flag maps to a `TrainConfig` field; `--config FILE` reads them from a
+JSON file, and flags on the command line override the file. Ends with one
+JSON line of results; bad input exits with status 2 and one line.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _int_list(text):
+    return [int(v) for v in text.replace(",", " ").split()]
+
+
+def build_parser():
+    from keras_resnet.model import PRESETS
+    from keras_resnet.training import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES
+
+    p = _Parser(prog="train.py", description=__doc__.splitlines()[0],
+                argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", help="JSON file of settings (flags override it)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default seed)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default 200)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default 128)")
+    p.add_argument("--learning-rate", type=float, help="peak rate at batch 128, scaled with the batch (default 0.1)")
+    p.add_argument("--momentum", type=float, help="Nesterov momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (default 5e-4)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="cosine with warmup (default) or step")
+    p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs (default 2)")
+    p.add_argument("--label-smoothing", type=float, help="default 0.1")
+    p.add_argument("--dropout", type=float, help="dropout before the classifier (default: the preset's)")
+    p.add_argument("--stage-filters", type=_int_list, help="widths per stage, e.g. 64,128,256,512")
+    p.add_argument("--stage-blocks", type=_int_list, help="blocks per stage, e.g. 1,1,1,1")
+    p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
+    p.add_argument("--train-size", type=_positive_int, help="use the first N training images")
+    p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")
+    p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")
+    p.add_argument("--augment-on", choices=AUGMENT_PLACES, help="host (tf.data) or device (in the train step)")
+    p.add_argument("--precision", choices=PRECISIONS, help="default float32")
+    p.add_argument("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (GPU/JAX on, TF-CPU off)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--output-dir", help="run folder (default runs/<preset>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="resume the run in RUN_DIR with its saved settings")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--export-dir", help="SavedModel root (default saved_models)")
+    p.add_argument("--model-name", help="SavedModel name (default keras_resnet)")
+    p.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
+    return p
+
+
+def config_from_args(args):
+    from keras_resnet.training import ConfigError, TrainConfig
+
+    values = {}
+    if "resume" in args:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.isfile(path):
+            raise ConfigError(f"--resume: {args.resume} holds no config.json of a run.")
+        with open(path) as f:
+            values.update(json.load(f))
+        values["output_dir"] = args.resume
+    if "config" in args:
+        try:
+            with open(args.config) as f:
+                values.update(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"--config {args.config}: {e}") from None
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
+    values.update(flags)
+    if values.get("data_dir") is None and os.environ.get("CIFAR10_DIR"):
+        values["data_dir"] = os.environ["CIFAR10_DIR"]
+    return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    from callbacks import TrainingDiverged
+    from keras_resnet.data import DataError
+    from keras_resnet.training import ConfigError, train
+
+    try:
+        config = config_from_args(args)
+        metrics = train(config, overwrite=getattr(args, "overwrite", False))
+    except (ConfigError, DataError) as e:
+        parser.exit(2, f"train.py: error: {e}\n")
+    except TrainingDiverged as e:
+        parser.exit(1, f"train.py: error: {e}\n")
+    except KeyboardInterrupt:
+        run_dir = config.output_dir
+        print(
+            f"\nInterrupted. The last completed epoch is saved in {run_dir}/backup.\n"
+            f"Resume with: python train.py --resume {shlex.quote(run_dir)}",
+            file=sys.stderr,
+        )
+        return 130
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
