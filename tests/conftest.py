@@ -1,0 +1,78 @@
+"""Shared fixtures: small data the tests make themselves, and the real folder."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_DATA_DIR = os.environ.get(
+    "CIFAR10_DIR",
+    os.path.join(REPO, "..", "shared", "cifar10", "cifar-10-batches-py"),
+)
+
+
+def write_fake_cifar(folder, per_batch=20, test_count=20, seed=0):
+    """Writes a tiny python-version CIFAR-10 folder (same keys and types)."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+
+    def dump(name, count, label):
+        batch = {
+            b"batch_label": label,
+            b"labels": [int(v) for v in rng.integers(0, 10, count)],
+            b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(count)],
+        }
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+
+    for i in range(1, 6):
+        dump(f"data_batch_{i}", per_batch, f"training batch {i} of 5".encode())
+    dump("test_batch", test_count, b"testing batch 1 of 1")
+    meta = {
+        b"label_names": [n.encode() for n in (
+            "airplane automobile bird cat deer dog frog horse ship truck".split())],
+        b"num_cases_per_batch": per_batch,
+        b"num_vis": 3072,
+    }
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    return folder
+
+
+@pytest.fixture
+def fake_cifar(tmp_path):
+    return write_fake_cifar(str(tmp_path / "cifar"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir():
+    if not os.path.isfile(os.path.join(REAL_DATA_DIR, "data_batch_1")):
+        pytest.fail(
+            f"The real CIFAR-10 folder is missing at {REAL_DATA_DIR}; set "
+            "CIFAR10_DIR to a python-version CIFAR-10 folder."
+        )
+    return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_cifar(real_data_dir):
+    from keras_resnet.data import load_cifar10
+
+    return load_cifar10(real_data_dir)
+
+
+def run_python(args, cwd=REPO, env=None, timeout=600):
+    """Runs `python args...` in a fresh process; returns CompletedProcess."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
+        text=True, timeout=timeout,
+    )
