@@ -32,8 +32,8 @@ def _int_list(text):
 
 
 def build_parser():
-    from keras_resnet.model import PRESETS
-    from keras_resnet.training import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES
+    from keras_resnet.config import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES
+    from keras_resnet.presets import PRESETS
 
     p = _Parser(prog="train.py", description=__doc__.splitlines()[0],
                 argument_default=argparse.SUPPRESS)
@@ -69,7 +69,7 @@ def build_parser():
 
 
 def config_from_args(args):
-    from keras_resnet.training import ConfigError, TrainConfig
+    from keras_resnet.config import ConfigError, TrainConfig
 
     values = {}
     if "resume" in args:
@@ -96,12 +96,18 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
 
+    from keras_resnet.config import ConfigError
+
+    try:  # flags and settings first, before Keras and a backend load
+        config = config_from_args(args)
+    except ConfigError as e:
+        parser.exit(2, f"train.py: error: {e}\n")
+
     from callbacks import TrainingDiverged
     from keras_resnet.data import DataError
-    from keras_resnet.training import ConfigError, train
+    from keras_resnet.training import train
 
     try:
-        config = config_from_args(args)
         metrics = train(config, overwrite=getattr(args, "overwrite", False))
     except (ConfigError, DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")

@@ -1,11 +1,27 @@
-"""keras-resnet: a ResNet under 5M parameters for CIFAR-10, in Keras 3."""
+"""keras-resnet: a ResNet under 5M parameters for CIFAR-10, in Keras 3.
 
-from keras_resnet.layers import RandomCutout
-from keras_resnet.layers import RandomHorizontalFlip
-from keras_resnet.layers import RandomPadCrop
-from keras_resnet.layers import ResidualBlock
-from keras_resnet.model import PARAM_CAP
-from keras_resnet.model import PRESETS
-from keras_resnet.model import build_model
+The names below load on first use, so that `keras_resnet.config` and the
+command lines can check their input before Keras and a backend are imported.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "build_model": "keras_resnet.model",
+    "load_model": "keras_resnet.model",
+    "PARAM_CAP": "keras_resnet.presets",
+    "PRESETS": "keras_resnet.presets",
+    "ResidualBlock": "keras_resnet.layers",
+    "RandomPadCrop": "keras_resnet.layers",
+    "RandomHorizontalFlip": "keras_resnet.layers",
+    "RandomCutout": "keras_resnet.layers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'keras_resnet' has no attribute {name!r}")

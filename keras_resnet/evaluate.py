@@ -1,20 +1,561 @@
-"""Evaluation: accuracy with and without test-time augmentation.
+"""Evaluation: test accuracy with and without test-time augmentation, the
+per-class picture, plots, and `python -m keras_resnet.evaluate`.
 
-`python -m keras_resnet.evaluate` (the report with plots) builds on these.
+```
+python -m keras_resnet.evaluate --model runs/seed/model.keras --data-dir DIR
+python -m keras_resnet.evaluate --model saved_models/keras_resnet --tta
+```
+
+The model is a `.keras` file or an exported SavedModel (a version folder, or
+a model folder: its highest version). The report goes to `--output-dir`:
+`confusion_matrix.png`, `mistakes.png` (the most confidently misclassified
+test images), `loss.png`, `accuracy.png` and `learning_rate.png` (from the
+run's `history.csv`) and `evaluation.json`; the same results end the output
+as one JSON line.
 """
+
+import argparse
+import csv
+import json
+import os
+import sys
 
 import numpy as np
 
+from keras_resnet.data import CLASS_NAMES
 
-def predict_probabilities(model, images, batch_size=256, tta=False):
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+class ModelError(ValueError):
+    """The model is missing or not a keras-resnet classifier."""
+
+
+# --------------------------------------------------------------------------
+# Models: a `.keras` file or a SavedModel, both behind `predict()`.
+
+
+class SavedModelClassifier:
+    """An exported SavedModel's `serving_default`, with Keras' `predict()`.
+
+    Args:
+        path: a SavedModel version folder (holding `saved_model.pb`).
+
+    Raises:
+        ModelError: the folder is not a SavedModel of a 10-class classifier
+            with the `images` -> `probabilities` serving signature.
+    """
+
+    def __init__(self, path):
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ModelError(
+                f"{path} is a SavedModel, and loading one needs TensorFlow: "
+                "pip install tensorflow, or evaluate the .keras file instead."
+            ) from None
+        self.path = path
+        self.name = _saved_model_name(path)
+        try:
+            self._loaded = tf.saved_model.load(path)
+        except Exception as e:
+            raise ModelError(
+                f"Cannot load {path} as a SavedModel: {type(e).__name__}: "
+                f"{_first_line(e)}"
+            ) from None
+        serve = getattr(self._loaded, "signatures", {}).get("serving_default")
+        inputs = serve.structured_input_signature[1] if serve else {}
+        if serve is None or "images" not in inputs or (
+            "probabilities" not in serve.structured_outputs
+        ):
+            raise ModelError(
+                f"{path} is not a keras-resnet SavedModel: it needs a "
+                "serving_default signature from `images` to `probabilities` "
+                "(export one with `python -m keras_resnet.export`)."
+            )
+        spec = inputs["images"]
+        outputs = serve.structured_outputs["probabilities"]
+        if tuple(spec.shape[1:]) != (32, 32, 3) or outputs.shape[-1] != NUM_CLASSES:
+            raise ModelError(
+                f"{path} is not a CIFAR-10 classifier: serving_default maps "
+                f"{spec.shape} to {outputs.shape}, expected (None, 32, 32, 3) "
+                f"to (None, {NUM_CLASSES})."
+            )
+        self._serve = serve
+        self._tf = tf
+
+    def __call__(self, images):
+        """Probabilities of one batch, float32 numpy."""
+        images = self._tf.constant(images, dtype=self._tf.float32)
+        return self._serve(images=images)["probabilities"].numpy()
+
+    def predict(self, images, batch_size=256, verbose=0):
+        """Probabilities of `images`, batch by batch (like `Model.predict`)."""
+        import keras
+
+        count = len(images)
+        progress = keras.utils.Progbar(count) if verbose else None
+        outputs = []
+        for start in range(0, count, batch_size):
+            outputs.append(self(images[start : start + batch_size]))
+            if progress:
+                progress.update(min(start + batch_size, count))
+        if not outputs:
+            return np.zeros((0, NUM_CLASSES), "float32")
+        return np.concatenate(outputs)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _saved_model_name(path):
+    version = os.path.basename(os.path.normpath(path))
+    parent = os.path.basename(os.path.dirname(os.path.normpath(path)))
+    return f"{parent}-{version}" if version.isdigit() and parent else version
+
+
+def resolve_saved_model(path):
+    """The SavedModel folder at `path`: itself, or its highest version.
+
+    Raises:
+        ModelError: neither `saved_model.pb` nor numbered versions with it.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted(
+        int(name)
+        for name in os.listdir(path)
+        if name.isdigit()
+        and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
+    )
+    if not versions:
+        raise ModelError(
+            f"{path} holds no SavedModel: expected saved_model.pb, or version "
+            "folders 1, 2, ... holding one (the TF Serving layout)."
+        )
+    return os.path.join(path, str(versions[-1]))
+
+
+def load_classifier(path):
+    """Loads a `.keras` file or a SavedModel folder for evaluation.
+
+    Returns:
+        `(model, kind)`: something with `predict(images, batch_size, verbose)`
+        and `name`, and `"keras"` or `"saved_model"`.
+
+    Raises:
+        ModelError: the path is missing or not a keras-resnet classifier.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(
+            f"No model at {path}: pass --model a .keras file or a SavedModel "
+            "folder (e.g. saved_models/keras_resnet)."
+        )
+    if os.path.isdir(path):
+        return SavedModelClassifier(resolve_saved_model(path)), "saved_model"
+    from keras_resnet.model import load_model
+
+    try:
+        return load_model(path), "keras"
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+
+
+# --------------------------------------------------------------------------
+# Predictions and metrics.
+
+
+def flip_left_right(images):
+    """Mirrors a batch of NHWC images left-right."""
+    return images[:, :, ::-1]
+
+
+# The default test-time augmentation: the images and their mirror images.
+FLIP_TTA = (flip_left_right,)
+
+
+def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
+    """Class probabilities of the images, then of each transform of them.
+
+    Args:
+        model: a Keras model, or anything with
+            `predict(images, batch_size=..., verbose=...)`.
+        images: uint8 or float (N, 32, 32, 3) images in 0-255.
+        transforms: functions from an image batch to an image batch of the
+            same shape (e.g. `flip_left_right`).
+
+    Returns:
+        A list of `1 + len(transforms)` arrays of shape (N, classes).
+    """
+    images = np.asarray(images, dtype="float32")
+    views = [images] + [transform(images) for transform in transforms]
+    return [
+        np.asarray(model.predict(view, batch_size=batch_size, verbose=verbose))
+        for view in views
+    ]
+
+
+def predict_tta(model, images, transforms=FLIP_TTA, batch_size=256, verbose=0):
+    """The mean class probabilities over the images and their transforms.
+
+    With `transforms=()` this is the plain prediction.
+    """
+    return np.mean(predict_views(model, images, transforms, batch_size, verbose), axis=0)
+
+
+def predict_probabilities(model, images, batch_size=256, tta=False, verbose=0):
     """Class probabilities for uint8 or float images in 0-255.
 
     With `tta=True`, the mean of the predictions for the images and their
     mirror images (flip test-time augmentation).
     """
-    images = np.asarray(images, dtype="float32")
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
-    if tta:
-        flipped = model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)
-        probabilities = (probabilities + flipped) / 2
-    return np.asarray(probabilities)
+    return predict_tta(model, images, FLIP_TTA if tta else (), batch_size, verbose)
+
+
+def accuracy(probabilities, labels):
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
+    """Counts, `matrix[true, predicted]`."""
+    matrix = np.zeros((num_classes, num_classes), dtype="int64")
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix):
+    """Recall of each class from a confusion matrix; `None` for a class
+    without test images."""
+    totals = matrix.sum(axis=1)
+    return [
+        float(matrix[c, c] / totals[c]) if totals[c] else None
+        for c in range(len(matrix))
+    ]
+
+
+def most_confident_mistakes(probabilities, labels, count=25):
+    """Indices of misclassified images, most confident prediction first."""
+    predictions = np.argmax(probabilities, axis=-1)
+    wrong = np.flatnonzero(predictions != labels)
+    confidence = probabilities[wrong, predictions[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:count]
+
+
+def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA,
+             details="plain", batch_size=256, verbose=0):
+    """Test metrics of a classifier, with and without test-time augmentation.
+
+    Args:
+        model: a Keras model or a `SavedModelClassifier`.
+        images, labels: (N, 32, 32, 3) images in 0-255 and int labels.
+        class_names: names of the classes, for `per_class_accuracy`.
+        transforms: the test-time augmentation (see `predict_tta`).
+        details: `"plain"` or `"tta"`: which predictions the confusion matrix
+            and the per-class accuracy describe.
+
+    Returns:
+        `(metrics, probabilities)`: a JSON-ready dict (`test_images`,
+        `test_loss`, `test_accuracy`, `test_accuracy_tta`, `details`,
+        `per_class_accuracy`, `confusion_matrix`) and the probabilities that
+        `details` names.
+    """
+    if details not in ("plain", "tta"):
+        raise ValueError(f'`details` must be "plain" or "tta". Received: {details!r}')
+    labels = np.asarray(labels)
+    views = predict_views(model, images, transforms, batch_size, verbose)
+    plain, tta = views[0], np.mean(views, axis=0)
+    chosen = tta if details == "tta" else plain
+    matrix = confusion_matrix(labels, np.argmax(chosen, axis=-1), len(class_names))
+    true_class = plain[np.arange(len(labels)), labels]
+    metrics = {
+        "test_images": int(len(labels)),
+        # Plain cross-entropy (no label smoothing) of the true class.
+        "test_loss": float(-np.mean(np.log(np.maximum(true_class, 1e-12)))),
+        "test_accuracy": accuracy(plain, labels),
+        "test_accuracy_tta": accuracy(tta, labels),
+        "details": details,
+        "per_class_accuracy": dict(zip(class_names, per_class_accuracy(matrix))),
+        "confusion_matrix": matrix.tolist(),
+    }
+    return metrics, chosen
+
+
+# --------------------------------------------------------------------------
+# Plots (matplotlib's Agg canvas: no display, no global pyplot state).
+
+
+def _new_figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+    """Writes the confusion matrix (counts, rows = true class) as a PNG."""
+    matrix = np.asarray(matrix)
+    figure = _new_figure((8.5, 7.5))
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, label="test images", shrink=0.8)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("Predicted class")
+    axes.set_ylabel("True class")
+    total = matrix.sum()
+    correct = np.trace(matrix)
+    axes.set_title(
+        f"{title}\n{total} test images, accuracy {correct / max(total, 1):.2%}"
+    )
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(
+            col, row, str(count), ha="center", va="center", fontsize=8,
+            color="white" if count > threshold else "black",
+        )
+    return _save(figure, path)
+
+
+def plot_mistakes(images, labels, probabilities, indices, class_names, path,
+                  columns=5):
+    """Writes a grid of test images with their true and predicted classes."""
+    rows = max(1, -(-len(indices) // columns))
+    figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
+    figure.suptitle("Most confidently misclassified test images", fontsize=13)
+    if not len(indices):
+        axes = figure.add_subplot()
+        axes.axis("off")
+        axes.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
+    for position, index in enumerate(indices):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        axes.imshow(np.asarray(images[index], dtype="uint8"), interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        predicted = int(np.argmax(probabilities[index]))
+        axes.set_title(
+            f"true: {class_names[labels[index]]}\n"
+            f"pred: {class_names[predicted]} "
+            f"({probabilities[index][predicted]:.0%})",
+            fontsize=9,
+        )
+    return _save(figure, path)
+
+
+def read_history(path):
+    """Columns of a run's `history.csv` as float arrays, by name; columns
+    without a single number (like `val_loss` of a run without validation)
+    are left out."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = {}
+    for name in rows[0] if rows else ():
+        try:
+            # CSVLogger writes "NA" for a metric missing in some epoch.
+            values = np.array(
+                [np.nan if row[name] in ("", "NA", None) else float(row[name])
+                 for row in rows]
+            )
+        except ValueError:
+            continue  # not a numeric column
+        if np.isfinite(values).any():
+            columns[name] = values
+    return columns
+
+
+# Training-curve plots: file stem -> (title, y label, columns, log scale).
+CURVES = {
+    "loss": ("Loss", "loss (cross-entropy)", ("loss", "val_loss"), False),
+    "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
+    "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
+}
+
+
+def plot_training_curves(history_path, output_dir):
+    """Writes `loss.png`, `accuracy.png` and `learning_rate.png` from a run's
+    `history.csv` (with the validation curves when logged).
+
+    Returns:
+        A dict from plot name to path, for the columns the history holds.
+
+    Raises:
+        ValueError: the file is missing or holds no epochs.
+    """
+    if not os.path.isfile(history_path):
+        raise ValueError(
+            f"No training history at {history_path}: --run-dir must be a run "
+            "folder holding history.csv (written by train.py)."
+        )
+    from matplotlib.ticker import MaxNLocator
+
+    history = read_history(history_path)
+    if not history:
+        raise ValueError(f"{history_path} holds no epochs yet.")
+    epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))
+    epochs = epochs + 1  # CSVLogger counts from 0
+    paths = {}
+    for stem, (title, ylabel, columns, log_scale) in CURVES.items():
+        present = [c for c in columns if c in history]
+        if not present:
+            continue
+        figure = _new_figure((7, 4.5))
+        axes = figure.add_subplot()
+        for column in present:
+            label = "validation" if column.startswith("val_") else "training"
+            axes.plot(epochs, history[column], marker="." if len(epochs) < 30 else None,
+                      label=label)
+        if log_scale and np.all(history[present[0]] > 0):
+            axes.set_yscale("log")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(f"{title} per epoch")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+        if len(present) > 1 or stem != "learning_rate":
+            axes.legend()
+        paths[stem] = _save(figure, os.path.join(output_dir, f"{stem}.png"))
+    return paths
+
+
+def find_run_dir(model_path):
+    """The run folder of a `.keras` file (`<run>/model.keras` or
+    `<run>/checkpoints/*.keras`), if it holds a `history.csv`; else `None`."""
+    if os.path.isdir(model_path):
+        return None
+    folder = os.path.dirname(os.path.abspath(model_path))
+    for candidate in (folder, os.path.dirname(folder)):
+        if os.path.isfile(os.path.join(candidate, "history.csv")):
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------
+# The command line.
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser():
+    p = _Parser(
+        prog="python -m keras_resnet.evaluate",
+        description="Evaluate a keras-resnet model on the CIFAR-10 test set.",
+    )
+    p.add_argument("--model", required=True,
+                   help="a .keras file, or a SavedModel folder (version or model folder)")
+    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--tta", action="store_true",
+                   help="per-class accuracy, confusion matrix and mistakes from the flip-TTA predictions")
+    p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
+    p.add_argument("--output-dir", help="report folder (default <run>/evaluation, else evaluation/<model>)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=256)
+    p.add_argument("--mistakes", type=_int_at_least(0), default=25, help="images in the mistakes grid (default 25)")
+    return p
+
+
+def _display_name(model_path, model):
+    if hasattr(model, "path"):  # a SavedModel: <model name>-<version>
+        return model.name
+    return f"{os.path.basename(model_path)} ({model.name})"
+
+
+def default_output_dir(model_path, run_dir):
+    """`<run>/evaluation`, else `evaluation/<file stem or model-version>`."""
+    if run_dir:
+        return os.path.join(run_dir, "evaluation")
+    if os.path.isdir(model_path):
+        return os.path.join("evaluation", _saved_model_name(model_path))
+    stem = os.path.splitext(os.path.basename(model_path))[0]
+    return os.path.join("evaluation", stem)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_resnet.data import DataError
+    from keras_resnet.data import load_cifar10
+
+    def fail(message):
+        print(f"python -m keras_resnet.evaluate: error: {message}", file=sys.stderr)
+        return 2
+
+    if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
+        return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
+    try:
+        model, kind = load_classifier(args.model)
+    except ModelError as e:
+        return fail(str(e))
+    try:
+        cifar = load_cifar10(args.data_dir)
+    except DataError as e:
+        return fail(str(e))
+
+    run_dir = args.run_dir or find_run_dir(args.model)
+    output_dir = args.output_dir or default_output_dir(
+        getattr(model, "path", args.model), run_dir
+    )
+    os.makedirs(output_dir, exist_ok=True)
+    class_names = cifar.class_names
+    metrics, probabilities = evaluate(
+        model, cifar.x_test, cifar.y_test, class_names,
+        details="tta" if args.tta else "plain", batch_size=args.batch_size, verbose=1,
+    )
+    suffix = " (flip TTA)" if args.tta else ""
+    plots = {
+        "confusion_matrix": plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names,
+            os.path.join(output_dir, "confusion_matrix.png"),
+            title=f"Confusion matrix: {_display_name(args.model, model)}{suffix}",
+        ),
+        "mistakes": plot_mistakes(
+            cifar.x_test, cifar.y_test, probabilities,
+            most_confident_mistakes(probabilities, cifar.y_test, args.mistakes),
+            class_names, os.path.join(output_dir, "mistakes.png"),
+        ),
+    }
+    if run_dir:
+        try:
+            plots.update(plot_training_curves(os.path.join(run_dir, "history.csv"), output_dir))
+        except ValueError as e:
+            print(f"warning: no training curves: {e}", file=sys.stderr)
+
+    result = {"model": args.model, "format": kind}
+    if kind == "keras":
+        result["params"] = int(model.count_params())
+    result.update(metrics)
+    result.update(run_dir=run_dir, output_dir=output_dir, plots=plots)
+    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    del result["confusion_matrix"]  # in evaluation.json and the PNG
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

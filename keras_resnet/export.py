@@ -54,6 +54,9 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     archive.track(model)
 
     def serve(images):
+        # A signature checks dtypes but not shapes: without this, 28x28 or
+        # unbatched (32, 32, 3) images would be classified silently.
+        images = tf.ensure_shape(images, (None, 32, 32, 3))
         probabilities = model(images, training=False)
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "class_ids": class_ids}

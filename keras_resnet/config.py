@@ -1,0 +1,170 @@
+"""The settings of a training run: `TrainConfig`, checked up front.
+
+Free of Keras imports (until a changed network must be built to check the
+parameter cap), so that `train.py` reports bad input in one line, fast.
+"""
+
+import dataclasses
+import os
+
+from keras_resnet.presets import PRESETS
+
+REFERENCE_BATCH_SIZE = 128
+SCHEDULES = ("cosine", "step")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+AUGMENT_PLACES = ("host", "device")
+JIT_CHOICES = ("auto", "on", "off")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and the accepted values."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; `config.json` is this, as JSON.
+
+    `learning_rate` is the peak rate at batch size 128; it is scaled linearly
+    with the batch size. `None` for `dropout`, `stage_filters` and
+    `stage_blocks` means the preset's value.
+    """
+
+    preset: str = "seed"
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    dropout: float | None = None
+    stage_filters: list | None = None
+    stage_blocks: list | None = None
+    cutout: int = 0
+    train_size: int | None = None
+    validation_size: int = 0
+    target_accuracy: float | None = None
+    augment_on: str | None = None
+    precision: str = "float32"
+    jit_compile: str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    output_dir: str | None = None
+    export_dir: str = "saved_models"
+    model_name: str = "keras_resnet"
+    export: bool = True
+
+    # Settings that say where things go, not what is trained: a run folder
+    # may be resumed with other values of these.
+    PLACEMENT_KEYS = ("data_dir", "output_dir", "export_dir", "model_name", "export")
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Builds a config from a dict, rejecting unknown keys and bad types."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
+            )
+        for key, value in values.items():
+            default = fields[key].default
+            expected = type(default) if default is not None else None
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if expected is not None and value is not None and (
+                not isinstance(value, expected)
+                or (expected is int and isinstance(value, bool))
+            ):
+                raise ConfigError(
+                    f"{source}: {key} must be {expected.__name__}, got "
+                    f"{value!r} ({type(value).__name__})."
+                )
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self):
+        def fail(message):
+            raise ConfigError(message)
+
+        if self.preset not in PRESETS:
+            fail(f"--preset: unknown preset {self.preset!r}; choose from {sorted(PRESETS)}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                fail(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+        if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
+            fail(f"--train-size must be a positive integer, got {self.train_size!r}.")
+        if not isinstance(self.validation_size, int) or self.validation_size < 0:
+            fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            fail(f"--learning-rate must be positive, got {self.learning_rate!r}.")
+        if not 0 <= self.momentum < 1:
+            fail(f"--momentum must be in [0, 1), got {self.momentum!r}.")
+        if self.weight_decay < 0:
+            fail(f"--weight-decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            fail(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}.")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            fail(f"--dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.warmup_epochs < 0:
+            fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
+        if self.cutout < 0:
+            fail(f"--cutout must be >= 0, got {self.cutout!r}.")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            fail(f"--target-accuracy must be in (0, 1], got {self.target_accuracy!r}.")
+        for name, choices in (
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("jit_compile", JIT_CHOICES),
+        ):
+            if getattr(self, name) not in choices:
+                fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")
+        if self.augment_on is not None and self.augment_on not in AUGMENT_PLACES:
+            fail(f"--augment-on must be one of {list(AUGMENT_PLACES)}, got {self.augment_on!r}.")
+        if self.data_dir is not None and not os.path.isdir(self.data_dir):
+            fail(
+                f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
+                "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
+            )
+        # Build (not train) a changed network once: bad widths and the
+        # parameter cap are reported before any data is read or folder written.
+        overrides = self.model_overrides()
+        if overrides:
+            import keras
+
+            from keras_resnet.model import build_model
+
+            try:
+                build_model(self.preset, **overrides)
+            except ValueError as e:
+                fail(str(e))
+            finally:
+                keras.backend.clear_session()
+
+    def model_overrides(self):
+        overrides = {}
+        for key in ("dropout", "stage_filters", "stage_blocks"):
+            if getattr(self, key) is not None:
+                overrides[key] = getattr(self, key)
+        if "stage_filters" in overrides or "stage_blocks" in overrides:
+            preset = PRESETS[self.preset]
+            filters = overrides.get("stage_filters", preset["stage_filters"])
+            blocks = overrides.get("stage_blocks", preset["stage_blocks"])
+            if len(filters) != len(blocks):
+                raise ConfigError(
+                    f"stage_filters {list(filters)} and stage_blocks {list(blocks)} "
+                    "differ in length."
+                )
+            if len(filters) != len(preset["stage_strides"]):
+                overrides["stage_strides"] = [1] + [2] * (len(filters) - 1)
+        return overrides
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def identity(self):
+        """The settings that define what is trained (for resume checks)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.PLACEMENT_KEYS}

@@ -1,0 +1,326 @@
+"""Classify image files: `python -m keras_resnet.predict --model PATH IMAGE...`.
+
+`PATH` is a SavedModel version folder (`saved_models/keras_resnet/3`), a
+model folder of numbered versions (the highest is used, as TF Serving does)
+or a `.keras` checkpoint. For each image it prints a table of the top-k
+classes, then one JSON line with every result.
+
+Any PNG or JPEG becomes the 32x32 RGB the network takes, in this order:
+1. EXIF orientation is applied (photos taken sideways come out upright).
+2. 16-bit grayscale is scaled to 8 bits (`round(v / 257)`).
+3. Transparency (an alpha channel, or a transparent palette or color entry)
+   is composited onto a white background; every mode then becomes RGB.
+4. The largest centered square is cut out (the shorter side is kept; the
+   longer side loses `(long - short) // 2` pixels at its start).
+5. The square is resized to 32x32 with Pillow's `BOX` filter: each output
+   pixel is the mean of the input pixels it covers (area averaging, like
+   `tf.image.resize(method="area")`), so nothing aliases. A 32x32 image is
+   left untouched, and an integer enlargement of one comes back exactly.
+
+Images over `--max-pixels` pixels (default: Pillow's `MAX_IMAGE_PIXELS`,
+89,478,485) are refused before decoding, as possible decompression bombs.
+All images are checked before the model is loaded; a missing file, a file
+that is not a PNG or JPEG, or an image over the limit gets one line on
+stderr and exit status 2, with nothing on stdout.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+
+from keras_resnet.data import CLASS_NAMES
+
+FORMATS = ("PNG", "JPEG")
+# The network's input size, `keras_resnet.model.IMAGE_SHAPE[:2]` (not imported:
+# checking images needs neither Keras nor TensorFlow).
+IMAGE_SIZE = (32, 32)
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+BATCH_SIZE = 256
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+class PredictError(ValueError):
+    """An input the command cannot use; the message names it and the fix."""
+
+
+@contextlib.contextmanager
+def _pixel_limit(max_pixels):
+    """Makes Pillow refuse any image over `max_pixels` pixels.
+
+    Pillow warns above `MAX_IMAGE_PIXELS` and raises `DecompressionBombError`
+    above twice that; the warning is turned into an error too.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _header_size(path):
+    """Width and height from the file header, without decoding pixels."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path, formats=FORMATS) as image:
+            return image.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def to_model_input(image):
+    """Converts a Pillow image to the (32, 32, 3) uint8 RGB array the model takes.
+
+    See the module docstring for the exact steps.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's own conversion clips 16-bit values at 255; scale instead.
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(values / 257), 0, 255).astype(np.uint8))
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    image = image.convert("RGB")
+
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.resize(
+        IMAGE_SIZE,
+        Image.Resampling.BOX,
+        box=(left, top, left + side, top + side),
+    )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Reads a PNG or JPEG file as a (32, 32, 3) uint8 RGB array.
+
+    Args:
+        path: the image file.
+        max_pixels: int. Refuse images with more pixels than this (width
+            times height), before decoding them.
+
+    Raises:
+        PredictError: the file is missing, is not a PNG or JPEG, cannot be
+            decoded, or is over `max_pixels`.
+    """
+    if not os.path.exists(path):
+        raise PredictError(f"{path}: no such file.")
+    if not os.path.isfile(path):
+        raise PredictError(f"{path}: not a file; pass image files.")
+    try:
+        with _pixel_limit(max_pixels), Image.open(path, formats=FORMATS) as image:
+            return to_model_input(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        width, height = _header_size(path)
+        raise PredictError(
+            f"{path}: {width}x{height} = {width * height:,} pixels, over the "
+            f"limit of {max_pixels:,} (a possible decompression bomb). Pass "
+            "--max-pixels with a larger value to read it anyway."
+        ) from None
+    except Image.UnidentifiedImageError:
+        raise PredictError(
+            f"{path}: not a PNG or JPEG image (Pillow cannot identify it)."
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise PredictError(
+            f"{path}: cannot decode the image ({type(e).__name__}: {e}); the "
+            "file may be truncated or corrupt."
+        ) from None
+
+
+def resolve_model_path(path):
+    """Returns `("keras", file)` or `("saved_model", version_folder)` for `path`.
+
+    A folder holding `saved_model.pb` is a version folder; a folder of
+    numbered subfolders is a model folder, and its highest version is used.
+    """
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        return "keras", path
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return "saved_model", path
+    if os.path.isdir(path):
+        versions = [int(n) for n in os.listdir(path) if n.isdigit()]
+        if versions:
+            version_dir = os.path.join(path, str(max(versions)))
+            if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
+                raise PredictError(
+                    f"--model {path}: its highest version {version_dir} holds "
+                    "no saved_model.pb (an incomplete export?). Pass a complete "
+                    "version folder instead."
+                )
+            return "saved_model", version_dir
+    raise PredictError(
+        f"--model {path}: not a .keras file, a SavedModel version folder "
+        "(holding saved_model.pb) or a model folder of numbered versions."
+    )
+
+
+class SavedModelClassifier:
+    """The `serving_default` and `class_names` signatures of a SavedModel."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        try:
+            loaded = tf.saved_model.load(path)
+        except Exception as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise PredictError(
+                f"--model {path}: cannot load the SavedModel "
+                f"({type(e).__name__}: {message})."
+            ) from None
+        missing = {"serving_default", "class_names"} - set(loaded.signatures)
+        if missing:
+            raise PredictError(
+                f"--model {path}: the SavedModel has no {sorted(missing)} "
+                "signature(s); export it with `python -m keras_resnet.export`."
+            )
+        self._loaded = loaded  # Keeps the variables alive.
+        self._serve = loaded.signatures["serving_default"]
+        names = loaded.signatures["class_names"]()["class_names"].numpy()
+        self.class_names = tuple(n.decode("utf-8") for n in names)
+
+    def __call__(self, images):
+        return self._serve(images=images.astype("float32"))["probabilities"].numpy()
+
+
+class KerasClassifier:
+    """A `.keras` checkpoint, loaded with `keras_resnet.model.load_model`."""
+
+    class_names = CLASS_NAMES
+
+    def __init__(self, path):
+        from keras_resnet.model import load_model
+
+        try:
+            self.model = load_model(path)
+        except ValueError as e:
+            raise PredictError(f"--model {path}: {e}") from None
+
+    def __call__(self, images):
+        return np.asarray(self.model(images.astype("float32"), training=False))
+
+
+def load_classifier(path):
+    """A callable mapping (N, 32, 32, 3) pixels to probabilities, with
+    `class_names`, for a SavedModel or `.keras` path (see
+    `resolve_model_path`)."""
+    kind, path = resolve_model_path(path)
+    return SavedModelClassifier(path) if kind == "saved_model" else KerasClassifier(path)
+
+
+def predict(classifier, images, top_k=3):
+    """Top-k predictions for a (N, 32, 32, 3) array of images.
+
+    Returns:
+        A list with one list per image of `top_k` dicts `class_id`,
+        `class_name`, `probability`, most probable first.
+    """
+    probabilities = np.concatenate([
+        classifier(images[i : i + BATCH_SIZE])
+        for i in range(0, len(images), BATCH_SIZE)
+    ])
+    results = []
+    for row in probabilities:
+        order = np.argsort(-row, kind="stable")[:top_k]
+        results.append([
+            {
+                "class_id": int(c),
+                "class_name": classifier.class_names[c],
+                # The shortest decimal that reads back as the same float32.
+                "probability": float(str(np.float32(row[c]))),
+            }
+            for c in order
+        ])
+    return results
+
+
+def format_table(image, top):
+    lines = [image, f"  {'rank':>4}  {'class':<12}{'probability':>11}"]
+    for rank, entry in enumerate(top, start=1):
+        lines.append(
+            f"  {rank:>4}  {entry['class_name']:<12}{entry['probability']:>11.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_resnet.predict",
+        description="Classify PNG or JPEG images with an exported or "
+        "checkpointed keras-resnet model.",
+    )
+    parser.add_argument(
+        "--model", required=True,
+        help="a SavedModel version folder, a model folder (highest version "
+        "used) or a .keras file",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    parser.add_argument(
+        "--top-k", type=_positive_int, default=3,
+        help="classes to show per image (default: 3)",
+    )
+    parser.add_argument(
+        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+        help="refuse images with more pixels than this, as possible "
+        f"decompression bombs (default: {DEFAULT_MAX_PIXELS})",
+    )
+    args = parser.parse_args(argv)
+
+    arrays, errors = [], []
+    for path in args.images:
+        try:
+            arrays.append(load_image(path, args.max_pixels))
+        except PredictError as e:
+            errors.append(str(e))
+    if errors:
+        for message in errors:
+            print(f"error: {message}", file=sys.stderr)
+        return 2
+    try:
+        classifier = load_classifier(args.model)
+    except PredictError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    top_k = min(args.top_k, len(classifier.class_names))
+    results = predict(classifier, np.stack(arrays), top_k)
+    for path, top in zip(args.images, results):
+        print(format_table(path, top))
+    print(json.dumps({
+        "model": args.model,
+        "predictions": [
+            {"image": path, "top_k": top} for path, top in zip(args.images, results)
+        ],
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

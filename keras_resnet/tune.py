@@ -1,0 +1,598 @@
+"""Hyperparameter search with KerasTuner: `python -m keras_resnet.tune`.
+
+The search space covers the width and the number of blocks of each stage of
+a base preset, the dropout, the learning rate and the weight decay. Trials
+are scored by `val_accuracy` on a validation split cut from the training set
+(the test set is never used). No network over `PARAM_CAP` (5,000,000)
+parameters is trained: such a configuration is rejected before `fit` with
+`keras_tuner.errors.FailedTrialError`, counted, and the search goes on.
+
+The project folder (`--directory`/`--project-name`) holds KerasTuner's state,
+`search.json` (the settings of the search), `summary.csv` (one row per trial)
+and `best_config.json` (TrainConfig keys: `python train.py --config
+best_config.json` trains the best configuration). Rerunning the same command
+continues an interrupted search. Distributed search uses KerasTuner's
+chief/worker mode (see docs/tuning.md). Ends with one JSON line; bad input
+exits with status 2 and one line.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_tuner  # noqa: E402
+
+from callbacks import StopOnDivergence  # noqa: E402
+from callbacks import TrainingDiverged  # noqa: E402
+from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
+from keras_resnet.data import DataError  # noqa: E402
+from keras_resnet.model import PARAM_CAP  # noqa: E402
+from keras_resnet.model import PRESETS  # noqa: E402
+from keras_resnet.model import build_model  # noqa: E402
+from keras_resnet.training import ConfigError  # noqa: E402
+from keras_resnet.training import TrainConfig  # noqa: E402
+from keras_resnet.training import compile_model  # noqa: E402
+from keras_resnet.training import fit_inputs  # noqa: E402
+from keras_resnet.training import prepare_data  # noqa: E402
+
+TUNERS = ("hyperband", "random", "bayesian")
+OBJECTIVE = keras_tuner.Objective("val_accuracy", direction="max")
+# Stage widths are tried at these multiples of the base preset's widths.
+WIDTH_MULTIPLIERS = (0.5, 0.75, 1.0, 1.25, 1.5)
+BLOCK_CHOICES = (1, 2, 3)
+DROPOUT_CHOICES = (0.0, 0.1, 0.2, 0.3)
+LEARNING_RATE_RANGE = (0.03, 0.3)
+WEIGHT_DECAY_RANGE = (1e-4, 2e-3)
+# The TrainConfig fields a trial sets; with `preset`, `best_config.json`.
+TUNED_KEYS = ("stage_filters", "stage_blocks", "dropout", "learning_rate", "weight_decay")
+SEARCH_FILE = "search.json"
+SUMMARY_FILE = "summary.csv"
+BEST_CONFIG_FILE = "best_config.json"
+SUMMARY_COLUMNS = (
+    "trial", "status", "val_accuracy", "params", "epochs", "widths", "blocks",
+    "dropout", "learning_rate", "weight_decay",
+)
+
+
+def default_widths(preset):
+    """Per-stage width choices: the preset's widths times `WIDTH_MULTIPLIERS`,
+    rounded to multiples of 8."""
+    return [
+        sorted({max(8, round(width * m / 8) * 8) for m in WIDTH_MULTIPLIERS})
+        for width in PRESETS[preset]["stage_filters"]
+    ]
+
+
+class ResNetHyperModel(keras_tuner.HyperModel):
+    """A search space over the stages of a keras-resnet preset.
+
+    Hyperparameters: `stage{i}_filters` and `stage{i}_blocks` per stage,
+    `dropout`, `learning_rate` and `weight_decay`. Everything else (preset
+    stem and strides, batch size, schedule, augmentation, seed) comes from
+    `config`. A choice with one value, or a range with equal ends, is fixed.
+
+    Args:
+        config: `TrainConfig`. The base settings of every trial; its
+            `preset` is the base network.
+        widths: list of lists of ints, one list of width choices per stage.
+            Defaults to `default_widths(config.preset)`.
+        blocks: list of ints (the same choices for every stage) or list of
+            lists of ints (one per stage). Defaults to `BLOCK_CHOICES`.
+        dropouts: list of floats. Defaults to `DROPOUT_CHOICES`.
+        learning_rate: `(low, high)`, sampled on a log scale, or a float.
+            Defaults to `LEARNING_RATE_RANGE`.
+        weight_decay: `(low, high)`, sampled on a log scale, or a float.
+            Defaults to `WEIGHT_DECAY_RANGE`.
+
+    Attributes:
+        trained: int. Trials this object has trained (in this process).
+        rejected: int. Configurations it rejected for the parameter cap.
+
+    Example:
+    ```python
+    config = TrainConfig(preset="fast", validation_size=5000, epochs=5)
+    hypermodel = ResNetHyperModel(config, widths=[[64, 128]] * 3)
+    ```
+    """
+
+    def __init__(
+        self,
+        config,
+        widths=None,
+        blocks=None,
+        dropouts=DROPOUT_CHOICES,
+        learning_rate=LEARNING_RATE_RANGE,
+        weight_decay=WEIGHT_DECAY_RANGE,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        stages = len(PRESETS[config.preset]["stage_filters"])
+        widths = default_widths(config.preset) if widths is None else widths
+        blocks = BLOCK_CHOICES if blocks is None else blocks
+        if blocks and all(isinstance(b, int) for b in blocks):
+            blocks = [blocks] * stages
+        for name, value in (("widths", widths), ("blocks", blocks)):
+            if len(value) != stages or not all(
+                choices and all(isinstance(v, int) and v > 0 for v in choices)
+                for choices in value
+            ):
+                raise ValueError(
+                    f"`{name}` must hold one non-empty list of positive ints "
+                    f"per stage ({stages} for preset {config.preset!r}). "
+                    f"Received: {name}={value!r}"
+                )
+        self.config = config
+        self.widths = [sorted(set(choices)) for choices in widths]
+        self.blocks = [sorted(set(choices)) for choices in blocks]
+        self.dropouts = sorted(set(dropouts))
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.trained = 0
+        self.rejected = 0
+
+    def settings(self):
+        """The search space, as JSON-ready values."""
+        return {
+            "widths": self.widths,
+            "blocks": self.blocks,
+            "dropouts": self.dropouts,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+        }
+
+    def trial_config(self, hp):
+        """Declares the hyperparameters; returns the trial's `TrainConfig`.
+
+        The default of every choice is its smallest value, so the default
+        configuration is the smallest network of the space.
+        """
+
+        def choice(name, values):
+            if len(values) == 1:
+                return hp.Fixed(name, values[0])
+            return hp.Choice(name, values, ordered=True)
+
+        def log_range(name, value):
+            if isinstance(value, (int, float)) or value[0] == value[1]:
+                return hp.Fixed(name, float(value if isinstance(value, (int, float)) else value[0]))
+            low, high = value
+            return hp.Float(name, low, high, sampling="log")
+
+        filters, blocks = [], []
+        for stage, (width_choices, block_choices) in enumerate(
+            zip(self.widths, self.blocks), start=1
+        ):
+            filters.append(int(choice(f"stage{stage}_filters", width_choices)))
+            blocks.append(int(choice(f"stage{stage}_blocks", block_choices)))
+        return dataclasses.replace(
+            self.config,
+            stage_filters=filters,
+            stage_blocks=blocks,
+            dropout=float(choice("dropout", self.dropouts)),
+            learning_rate=float(log_range("learning_rate", self.learning_rate)),
+            weight_decay=float(log_range("weight_decay", self.weight_decay)),
+        )
+
+    def build(self, hp):
+        """Builds the trial's network (uncompiled; `fit` compiles it).
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: the network has more than
+                `PARAM_CAP` parameters; it is never trained.
+        """
+        config = self.trial_config(hp)
+        keras.utils.set_random_seed(config.seed)
+        model = build_model(config.preset, allow_over_cap=True, **config.model_overrides())
+        params = model.count_params()
+        if params > PARAM_CAP:
+            self.rejected += 1
+            raise keras_tuner.errors.FailedTrialError(
+                f"Rejected before training: {params:,} parameters, over the cap "
+                f"of {PARAM_CAP:,}. Received: stage_filters={config.stage_filters}, "
+                f"stage_blocks={config.stage_blocks}"
+            )
+        return model
+
+    def fit(self, hp, model, train, validation, epochs, initial_epoch=0, callbacks=None, **kwargs):
+        """Compiles and trains `model` with the project's pipeline.
+
+        The learning-rate schedule spans the epochs of this call: a Hyperband
+        trial that continues an earlier one restarts it.
+
+        Args:
+            hp: the trial's `HyperParameters`.
+            model: the network from `build`.
+            train: `(x, y)` training images (uint8) and int labels.
+            validation: `(x, y)`, the validation split.
+            epochs: int. The last epoch to train to.
+            initial_epoch: int. The epoch to start from. Defaults to `0`.
+            callbacks: list of callbacks (KerasTuner's).
+            **kwargs: passed to `model.fit` (e.g. `verbose`).
+
+        Returns:
+            A dict: the best `val_accuracy`, `params` and `epochs` (trained
+            in all, counting a continued trial's earlier epochs).
+        """
+        config = dataclasses.replace(self.trial_config(hp), epochs=epochs - initial_epoch)
+        trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation)
+        compile_model(trainer, config, steps)
+        try:
+            history = trainer.fit(
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[StopOnDivergence(), *(callbacks or [])],
+                **fit_kwargs,
+                **kwargs,
+            )
+        except TrainingDiverged as e:
+            raise keras_tuner.errors.FailedTrialError(str(e)) from None
+        self.trained += 1
+        return {
+            "val_accuracy": max(history.history["val_accuracy"]),
+            "params": model.count_params(),
+            "epochs": epochs,
+        }
+
+
+def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10,
+               directory="runs/tuning", project_name="resnet", overwrite=False):
+    """Creates (or reloads, to continue a search) a KerasTuner tuner.
+
+    Rejected trials count towards `max_trials` but never stop the search.
+    Hyperband brackets repeat until `max_trials` trials (each round of
+    successive halving is a trial), with `epochs_per_trial` as its maximum
+    epochs.
+
+    Args:
+        hypermodel: `ResNetHyperModel`.
+        tuner: str. One of `TUNERS`. Defaults to `"hyperband"`.
+        max_trials: int. Defaults to `20`.
+        epochs_per_trial: int. Defaults to `10`.
+        directory: str. Defaults to `"runs/tuning"`.
+        project_name: str. Defaults to `"resnet"`.
+        overwrite: bool. Start over instead of continuing. Defaults to `False`.
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
+    common = dict(
+        hypermodel=hypermodel,
+        objective=OBJECTIVE,
+        # KerasTuner takes seed 0 for "no seed".
+        seed=hypermodel.config.seed + 1,
+        # Over-cap trials fail (cheaply); none of them may end the search.
+        max_consecutive_failed_trials=max_trials + 1,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+    )
+    if tuner == "hyperband":
+        result = keras_tuner.Hyperband(
+            max_epochs=epochs_per_trial, factor=3, hyperband_iterations=None, **common
+        )
+        result.oracle.max_trials = max_trials
+    elif tuner == "random":
+        result = keras_tuner.RandomSearch(max_trials=max_trials, **common)
+    else:
+        result = keras_tuner.BayesianOptimization(
+            max_trials=max_trials, num_initial_points=max(3, max_trials // 4), **common
+        )
+    return result
+
+
+# --------------------------------------------------------------------------
+# Results.
+
+
+def _status(trial, params):
+    if trial.status == "COMPLETED":
+        return "completed"
+    if trial.status == "FAILED":
+        return "rejected" if params > PARAM_CAP else "failed"
+    return trial.status.lower()  # running: interrupted, continued on a rerun
+
+
+def summarize(tuner, hypermodel):
+    """One row per trial, in trial order (see `SUMMARY_COLUMNS`)."""
+    rows, counts = [], {}
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
+        config = hypermodel.trial_config(trial.hyperparameters.copy())
+        if trial.metrics.exists("params"):
+            params = int(trial.metrics.get_last_value("params"))
+        else:  # rejected or failed: count without training
+            key = (tuple(config.stage_filters), tuple(config.stage_blocks))
+            if key not in counts:
+                counts[key] = build_model(
+                    config.preset, allow_over_cap=True, **config.model_overrides()
+                ).count_params()
+                keras.backend.clear_session()
+            params = counts[key]
+        epochs = trial.metrics.get_last_value("epochs") if trial.metrics.exists("epochs") else None
+        rows.append({
+            "trial": trial.trial_id,
+            "status": _status(trial, params),
+            "val_accuracy": None if trial.score is None else round(float(trial.score), 4),
+            "params": params,
+            "epochs": None if epochs is None else int(epochs),
+            "widths": "/".join(map(str, config.stage_filters)),
+            "blocks": "/".join(map(str, config.stage_blocks)),
+            "dropout": config.dropout,
+            "learning_rate": round(config.learning_rate, 5),
+            "weight_decay": round(config.weight_decay, 6),
+            "config": {"preset": config.preset, **{k: getattr(config, k) for k in TUNED_KEYS}},
+        })
+    return rows
+
+
+def format_table(rows):
+    cells = [SUMMARY_COLUMNS] + [
+        tuple("-" if row[c] is None else str(row[c]) for c in SUMMARY_COLUMNS) for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(SUMMARY_COLUMNS))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+
+
+def write_results(rows, project_dir):
+    """Writes `summary.csv` and, if a trial completed, `best_config.json`.
+
+    Returns the best row, or `None`.
+    """
+    with open(os.path.join(project_dir, SUMMARY_FILE), "w", newline="") as f:
+        writer = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    completed = [row for row in rows if row["status"] == "completed"]
+    if not completed:
+        return None
+    best = max(completed, key=lambda row: row["val_accuracy"])
+    TrainConfig.from_dict(best["config"], source=BEST_CONFIG_FILE)  # train.py takes it
+    _write_json(os.path.join(project_dir, BEST_CONFIG_FILE), best["config"])
+    return best
+
+
+def _write_json(path, payload):
+    with open(f"{path}.partial", "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(f"{path}.partial", path)
+
+
+def check_project(project_dir, settings, overwrite=False):
+    """Refuses to continue a search of other settings in `project_dir`;
+    records `settings` there (the chief or a single process only)."""
+    path = os.path.join(project_dir, SEARCH_FILE)
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
+    if os.path.isfile(path) and not overwrite:
+        with open(path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        if changed:
+            raise ConfigError(
+                f"{project_dir} holds a search with other settings "
+                f"({', '.join(changed)}); rerun it with the same settings to "
+                "continue it, or choose another --project-name, or pass --overwrite."
+            )
+    if not _is_worker():
+        os.makedirs(project_dir, exist_ok=True)
+        _write_json(path, settings)
+
+
+def _is_worker():
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
+    return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" not in tuner_id
+
+
+def _is_chief():
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
+    return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" in tuner_id
+
+
+# --------------------------------------------------------------------------
+# The search.
+
+
+def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
+           directory="runs/tuning", project_name="resnet", overwrite=False,
+           verbose=2, top=3, **space):
+    """Runs (or continues) a search and writes its results.
+
+    Args:
+        config: `TrainConfig`, the base settings of every trial (its
+            `validation_size` must be positive).
+        tuner, max_trials, epochs_per_trial, directory, project_name,
+            overwrite: see `make_tuner`.
+        verbose: `fit` verbosity. Defaults to `2` (a line per epoch).
+        top: int. How many of the best trials to print. Defaults to `3`.
+        **space: `ResNetHyperModel` arguments (`widths`, `blocks`, ...).
+
+    Returns:
+        A dict of the results (the CLI's JSON line). A worker returns its own
+        counts; the chief and a single process, those of the whole search.
+
+    Raises:
+        ConfigError, DataError: bad settings or data.
+    """
+    start = time.perf_counter()
+    config = dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
+    if not config.validation_size:
+        raise ConfigError(
+            "--validation-size must be positive: trials are scored on a "
+            f"validation split of the training set. Received: {config.validation_size!r}"
+        )
+    config.validate()
+    try:
+        hypermodel = ResNetHyperModel(config, **space)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    project_dir = os.path.join(directory, project_name)
+    settings = dict(
+        tuner=tuner, epochs_per_trial=epochs_per_trial, **hypermodel.settings(),
+        **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
+    )
+    check_project(project_dir, settings, overwrite)
+    try:
+        tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
+                            directory, project_name, overwrite)
+    except keras_tuner.errors.FailedTrialError as e:  # the smallest network
+        raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
+
+    data = {}
+    if not _is_chief():  # the chief hands out trials and trains nothing
+        _, data["train"], data["validation"] = prepare_data(config)
+    tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
+    results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
+               "rejected_here": hypermodel.rejected}
+    if _is_worker():
+        results["wall_seconds"] = round(time.perf_counter() - start, 1)
+        return results
+
+    rows = summarize(tuner_, hypermodel)
+    best = write_results(rows, project_dir)
+    print(format_table(rows))
+    ranked = sorted((r for r in rows if r["status"] == "completed"),
+                    key=lambda r: -r["val_accuracy"])[:top]
+    if ranked:
+        print(f"Top {len(ranked)}:")
+    for r in ranked:
+        print(f"  trial {r['trial']}: val_accuracy {r['val_accuracy']:.4f}, "
+              f"{r['params']:,} parameters, widths {r['widths']}, blocks {r['blocks']}")
+    statuses = [r["status"] for r in rows]
+    results.update(
+        project_dir=project_dir,
+        trials=len(rows),
+        completed=statuses.count("completed"),
+        rejected=statuses.count("rejected"),
+        failed=statuses.count("failed"),
+        best_trial=best and best["trial"],
+        best_val_accuracy=best and best["val_accuracy"],
+        best_params=best and best["params"],
+        best_config=best and os.path.join(project_dir, BEST_CONFIG_FILE),
+        summary_csv=os.path.join(project_dir, SUMMARY_FILE),
+        top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
+        wall_seconds=round(time.perf_counter() - start, 1),
+    )
+    if best:
+        print(f"Train the best: python train.py --config {results['best_config']}")
+    return results
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _stage_lists(text):
+    """`"32,64/64,128"` -> `[[32, 64], [64, 128]]` (a list per stage)."""
+    try:
+        lists = [[int(v) for v in part.replace(",", " ").split()] for part in text.split("/")]
+    except ValueError:
+        lists = None
+    if not lists or not all(lists):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, stages separated by '/', got {text!r}"
+        )
+    return lists
+
+
+def build_parser():
+    p = _Parser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0])
+    p.add_argument("--tuner", choices=TUNERS, default="hyperband", help="search algorithm (default hyperband)")
+    p.add_argument("--max-trials", type=_positive_int, default=20, help="trials in all, rejected ones included (default 20)")
+    p.add_argument("--epochs-per-trial", type=_positive_int, default=10, help="epochs of a trial; Hyperband's maximum (default 10)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="best", help="base network: stem, strides, stage count (default best)")
+    p.add_argument("--widths", type=_stage_lists, help="width choices per stage, e.g. 32,64/64,128/128,256 (default: the preset's x0.5-1.5)")
+    p.add_argument("--blocks", type=_stage_lists, help="block choices, for every stage (1,2,3, the default) or per stage (1/1,2/1,2)")
+    p.add_argument("--dropouts", type=lambda t: [float(v) for v in t.split(",")], help="dropout choices (default 0,0.1,0.2,0.3)")
+    p.add_argument("--train-size", type=_positive_int, help="use the first N training images (default all)")
+    p.add_argument("--validation-size", type=_positive_int, help="validation images cut from them (default 10%%)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search, the split and the weights (default 0)")
+    p.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV), help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
+    p.add_argument("--directory", default="runs/tuning", help="root of the project folders (default runs/tuning)")
+    p.add_argument("--project-name", default="resnet", help="project folder in --directory (default resnet)")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of continuing the project")
+    p.add_argument("--tuner-id", help="distributed: 'chief' or a worker name (default $KERASTUNER_TUNER_ID)")
+    p.add_argument("--oracle-ip", help="distributed: the chief's address (default $KERASTUNER_ORACLE_IP, else 127.0.0.1)")
+    p.add_argument("--oracle-port", type=_positive_int, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="fit verbosity (default 2)")
+    return p
+
+
+def _distributed_env(args, parser):
+    """Sets KerasTuner's variables from the flags; checks they go together."""
+    for flag, name in (("tuner_id", "KERASTUNER_TUNER_ID"),
+                       ("oracle_ip", "KERASTUNER_ORACLE_IP"),
+                       ("oracle_port", "KERASTUNER_ORACLE_PORT")):
+        if getattr(args, flag) is not None:
+            os.environ[name] = str(getattr(args, flag))
+    has_id = "KERASTUNER_TUNER_ID" in os.environ
+    has_port = "KERASTUNER_ORACLE_PORT" in os.environ
+    if has_id != has_port:
+        parser.error(
+            "distributed search needs both a tuner id and the oracle port "
+            "(--tuner-id/$KERASTUNER_TUNER_ID, --oracle-port/$KERASTUNER_ORACLE_PORT); "
+            f"got tuner id {os.environ.get('KERASTUNER_TUNER_ID')!r}, "
+            f"port {os.environ.get('KERASTUNER_ORACLE_PORT')!r}."
+        )
+    if has_port:
+        os.environ.setdefault("KERASTUNER_ORACLE_IP", "127.0.0.1")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _distributed_env(args, parser)
+    space = {k: getattr(args, k) for k in ("widths", "dropouts") if getattr(args, k)}
+    if args.blocks:
+        space["blocks"] = args.blocks[0] if len(args.blocks) == 1 else args.blocks
+    train_images = args.train_size or 50_000
+    try:
+        config = TrainConfig(
+            preset=args.preset,
+            batch_size=args.batch_size,
+            train_size=args.train_size,
+            validation_size=args.validation_size or max(1, train_images // 10),
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
+        results = search(
+            config, tuner=args.tuner, max_trials=args.max_trials,
+            epochs_per_trial=args.epochs_per_trial, directory=args.directory,
+            project_name=args.project_name, overwrite=args.overwrite,
+            verbose=args.verbose, **space,
+        )
+    except (ConfigError, DataError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted. Finished trials are kept in "
+            f"{os.path.join(args.directory, args.project_name)}; rerun the same "
+            "command to continue the search.",
+            file=sys.stderr,
+        )
+        return 130
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

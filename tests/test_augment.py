@@ -1,0 +1,97 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import data
+from keras_resnet.layers import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
+
+
+def images(n=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype("float32")
+
+
+def test_shapes_and_dtype_kept():
+    x = images()
+    y = keras.ops.convert_to_numpy(build_augmenter(cutout=8, seed=0)(x, training=True))
+    assert y.shape == x.shape and y.dtype == np.float32
+
+
+def test_identity_at_inference():
+    x = images()
+    for layer in (RandomPadCrop(seed=0), RandomHorizontalFlip(seed=0), RandomCutout(8, seed=0)):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(build_augmenter(seed=0)(x, training=False)), x
+    )
+
+
+def test_crop_is_a_shifted_window_of_the_padded_image():
+    x = images(32)
+    y = keras.ops.convert_to_numpy(RandomPadCrop(4, seed=3)(x, training=True))
+    padded = np.pad(x, [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+    offsets = []
+    for image, out in zip(padded, y):
+        found = [(r, c) for r in range(9) for c in range(9)
+                 if np.array_equal(image[r:r + 32, c:c + 32], out)]
+        assert found, "every output is a 32x32 window of the padded image"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 5  # offsets really vary per image
+
+
+def test_flip_mirrors_about_half():
+    x = images(400)
+    y = keras.ops.convert_to_numpy(RandomHorizontalFlip(seed=1)(x, training=True))
+    flipped = np.array([np.array_equal(a, b[:, ::-1]) for a, b in zip(y, x)])
+    kept = np.array([np.array_equal(a, b) for a, b in zip(y, x)])
+    assert np.all(flipped | kept)
+    assert 150 < flipped.sum() < 250
+
+
+def test_cutout_zeroes_a_square():
+    x = images(16) + 1.0  # no zeros before
+    y = keras.ops.convert_to_numpy(RandomCutout(8, seed=0)(x, training=True))
+    zeros = (y == 0).all(-1).sum((1, 2))
+    assert zeros.max() == 64 and zeros.min() > 0
+
+
+def test_deterministic_under_a_seed():
+    x = images()
+    a = keras.ops.convert_to_numpy(build_augmenter(seed=5)(x, training=True))
+    b = keras.ops.convert_to_numpy(build_augmenter(seed=5)(x, training=True))
+    c = keras.ops.convert_to_numpy(build_augmenter(seed=6)(x, training=True))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_pipeline_same_seed_same_batches():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3)).astype("uint8")
+    y = rng.integers(0, 10, 64)
+
+    def first_epoch(seed):
+        ds = data.train_dataset(x, y, 16, build_augmenter(seed=seed), seed=seed)
+        return [b.numpy() for b, _ in ds]
+
+    run1, run2 = first_epoch(1), first_epoch(1)
+    assert len(run1) == 4 and run1[0].shape == (16, 32, 32, 3) and run1[0].dtype == np.float32
+    for a, b in zip(run1, run2):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(run1[0], first_epoch(2)[0])
+
+
+def test_pipeline_reshuffles_and_augments_each_epoch():
+    x = np.stack([np.full((32, 32, 3), i, np.uint8) for i in range(32)])
+    y = np.arange(32) % 10
+    ds = data.train_dataset(x, y, 32, None, seed=0)
+    epoch1 = [b.numpy()[:, 0, 0, 0] for b, _ in ds]
+    epoch2 = [b.numpy()[:, 0, 0, 0] for b, _ in ds]
+    assert sorted(epoch1[0]) == list(range(32))  # every image once per epoch
+    assert not np.array_equal(epoch1[0], epoch2[0])
+
+
+def test_eval_pipeline_does_not_augment():
+    x = images(10).astype("uint8")
+    y = np.arange(10)
+    (batch, labels), = list(data.eval_dataset(x, y, 16))
+    np.testing.assert_array_equal(batch.numpy(), x.astype("float32"))
+    np.testing.assert_array_equal(labels.numpy().argmax(-1), y)

@@ -1,0 +1,117 @@
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from keras_resnet import data
+from keras_resnet.data import DataError
+from tests.conftest import write_fake_cifar
+
+
+def test_real_folder_loads(real_cifar):
+    assert real_cifar.x_train.shape == (50000, 32, 32, 3)
+    assert real_cifar.x_test.shape == (10000, 32, 32, 3)
+    assert real_cifar.x_train.dtype == np.uint8
+    assert real_cifar.y_train.shape == (50000,) and real_cifar.y_test.shape == (10000,)
+    assert set(np.unique(real_cifar.y_train)) == set(range(10))
+    assert np.bincount(real_cifar.y_test).tolist() == [1000] * 10
+    means = real_cifar.x_train.reshape(-1, 3).mean(0)
+    np.testing.assert_allclose(means, (125.3, 123.0, 113.9), atol=0.1)
+    assert real_cifar.class_names[0] == "airplane" and real_cifar.class_names[9] == "truck"
+
+
+def test_fake_folder_loads(fake_cifar):
+    cifar = data.load_cifar10(fake_cifar)
+    assert cifar.x_train.shape == (100, 32, 32, 3)
+    assert cifar.x_test.shape == (20, 32, 32, 3)
+    with open(os.path.join(fake_cifar, "data_batch_1"), "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    # Channel-major rows become NHWC: pixel (0, 0) of image 0 is R, G, B at 0, 1024, 2048.
+    np.testing.assert_array_equal(
+        cifar.x_train[0, 0, 0], raw[b"data"][0, [0, 1024, 2048]]
+    )
+    assert cifar.y_train[:20].tolist() == raw[b"labels"]
+
+
+def test_env_variable_is_used(fake_cifar, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", fake_cifar)
+    assert data.load_cifar10().x_train.shape[0] == 100
+
+
+def test_missing_file(fake_cifar):
+    os.remove(os.path.join(fake_cifar, "data_batch_3"))
+    with pytest.raises(DataError, match="missing: .*data_batch_3"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_missing_folder():
+    with pytest.raises(DataError, match="not found: /nonexistent.*--data-dir"):
+        data.load_cifar10("/nonexistent")
+
+
+def test_truncated_pickle(fake_cifar):
+    path = os.path.join(fake_cifar, "data_batch_2")
+    with open(path, "rb") as f:
+        head = f.read(500)
+    with open(path, "wb") as f:
+        f.write(head)
+    with pytest.raises(DataError, match="data_batch_2 is not a readable pickle.*truncated"):
+        data.load_cifar10(fake_cifar)
+
+
+def rewrite_batch(folder, name, changes):
+    path = os.path.join(folder, name)
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    batch.update(changes)
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+def test_wrong_shape(fake_cifar):
+    rewrite_batch(fake_cifar, "test_batch", {b"data": np.zeros((20, 1024), np.uint8)})
+    with pytest.raises(DataError, match=r"test_batch: data has shape \(20, 1024\)"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_wrong_dtype(fake_cifar):
+    rewrite_batch(fake_cifar, "data_batch_1", {b"data": np.zeros((20, 3072), np.float32)})
+    with pytest.raises(DataError, match="data_batch_1: data has dtype float32"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_labels_out_of_range(fake_cifar):
+    rewrite_batch(fake_cifar, "data_batch_4", {b"labels": [12] * 20})
+    with pytest.raises(DataError, match="data_batch_4: labels range from 12 to 12, expected 0-9"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_wrong_count(fake_cifar):
+    rewrite_batch(fake_cifar, "data_batch_5", {
+        b"data": np.zeros((7, 3072), np.uint8), b"labels": [0] * 7})
+    with pytest.raises(DataError, match="data_batch_5: 7 images, expected 20"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_tfds_offline_fails_fast(monkeypatch, tmp_path):
+    import time
+
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_tfds_download_reachable", lambda timeout=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"--data-dir .*\$CIFAR10_DIR"):
+        data.load_cifar10()
+    assert time.perf_counter() - start < 30
+
+
+def test_validation_split_comes_from_training_set():
+    x = np.arange(100)[:, None]
+    y = np.arange(100) % 10
+    x_train, y_train, x_val, y_val = data.split_validation(x, y, 20, seed=1)
+    assert len(x_val) == 20 and len(x_train) == 80
+    assert not set(x_val[:, 0]) & set(x_train[:, 0])
+    with pytest.raises(ValueError, match="asked for 100 of 100"):
+        data.split_validation(x, y, 100)

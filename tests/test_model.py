@@ -1,0 +1,104 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import PARAM_CAP, PRESETS, ResidualBlock, build_model
+
+
+def conv_params(k, c_in, c_out):
+    return k * k * c_in * c_out  # no bias: BN follows
+
+
+def bn_params(c):
+    return 4 * c  # gamma, beta, moving mean, moving variance
+
+
+def test_block_shapes_stride_1_same_width():
+    block = ResidualBlock(16)
+    y = block(np.zeros((2, 8, 8, 16), "float32"))
+    assert y.shape == (2, 8, 8, 16)
+    assert block.projection is None
+
+
+def test_block_shapes_stride_2_and_width_change():
+    block = ResidualBlock(32, strides=2)
+    y = block(np.zeros((2, 8, 8, 16), "float32"))
+    assert y.shape == (2, 4, 4, 32)
+    assert block.projection is not None
+    widen = ResidualBlock(32)
+    assert widen(np.zeros((1, 8, 8, 16), "float32")).shape == (1, 8, 8, 32)
+    assert widen.projection is not None
+    assert widen.projection.strides == (1, 1)
+
+
+def test_block_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="filters=0"):
+        ResidualBlock(0)
+    with pytest.raises(ValueError, match="strides=3"):
+        ResidualBlock(8, strides=3)
+
+
+def test_block_keras_round_trip(tmp_path):
+    inputs = keras.Input((8, 8, 16))
+    outputs = ResidualBlock(32, strides=2, name="block")(inputs)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 16)).astype("float32")
+    path = str(tmp_path / "block.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored.get_layer("block"), ResidualBlock)
+    assert restored.get_layer("block").get_config() == model.get_layer("block").get_config()
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_seed_parameter_count_by_hand():
+    expected = conv_params(7, 3, 64) + bn_params(64)  # stem
+    expected += 2 * (conv_params(3, 64, 64) + bn_params(64))  # stage 1, identity
+    c_in = 64
+    for c in (128, 256, 512):  # stages 2-4, projection shortcut
+        expected += conv_params(3, c_in, c) + conv_params(3, c, c) + 2 * bn_params(c)
+        expected += conv_params(1, c_in, c) + bn_params(c)
+        c_in = c
+    expected += 512 * 10 + 10  # dense
+    model = build_model("seed")
+    assert model.count_params() == expected == 4_916_682
+    assert expected <= PARAM_CAP
+
+
+def test_seed_architecture_and_io():
+    model = build_model("seed")
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 10)
+    stem = model.get_layer("stem_conv")
+    assert stem.kernel_size == (7, 7) and stem.strides == (2, 2) and stem.filters == 64
+    blocks = [l for l in model.layers if isinstance(l, ResidualBlock)]
+    assert [(b.filters, b.strides) for b in blocks] == [(64, 1), (128, 2), (256, 2), (512, 2)]
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (4, 10)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_is_under_the_cap(preset):
+    assert build_model(preset).count_params() <= PARAM_CAP
+
+
+def test_over_cap_raises_and_names_count_and_cap():
+    # One more 512-wide block: 2 convs of 3x3x512x512 and 2 BNs.
+    over = 4_916_682 + 2 * (9 * 512 * 512 + 4 * 512)
+    with pytest.raises(ValueError, match=f"{over:,} parameters, over the cap of 5,000,000"):
+        build_model("seed", stage_blocks=(1, 1, 1, 2))
+    model = build_model("seed", stage_blocks=(1, 1, 1, 2), allow_over_cap=True)
+    assert model.count_params() == over
+
+
+def test_bad_preset_and_arguments():
+    with pytest.raises(ValueError, match="Unknown preset 'nope'"):
+        build_model("nope")
+    with pytest.raises(ValueError, match="Unknown model argument"):
+        build_model("seed", widths=(1, 2))
+    with pytest.raises(ValueError, match="same length"):
+        build_model("seed", stage_filters=(64, 128))

@@ -1,0 +1,52 @@
+import json
+import os
+
+import pytest
+
+from tests.conftest import run_python
+
+
+def test_train_end_to_end_two_exports(real_data_dir, tmp_path):
+    export_dir = tmp_path / "exports"
+    for run, version in (("run1", "1"), ("run2", "2")):
+        out = run_python([
+            "train.py", "--epochs", "1", "--train-size", "512", "--batch-size", "128",
+            "--data-dir", real_data_dir, "--output-dir", str(tmp_path / run),
+            "--export-dir", str(export_dir),
+        ])
+        assert out.returncode == 0, out.stderr[-3000:]
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        run_dir = tmp_path / run
+        for name in ("config.json", "history.csv", "metrics.json", "model.keras",
+                     "checkpoints/best.keras", "checkpoints/last.keras"):
+            assert (run_dir / name).is_file(), name
+        assert (run_dir / "logs").is_dir()
+        assert not (run_dir / "backup").exists()  # removed once finished
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for key in ("test_accuracy", "test_loss", "params", "epochs", "train_seconds", "export_path"):
+            assert key in metrics
+        assert metrics == summary
+        assert metrics["params"] == 4_916_682 and metrics["epochs"] == 1
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert metrics["export_path"] == str(export_dir / "keras_resnet" / version)
+        assert (export_dir / "keras_resnet" / version / "saved_model.pb").is_file()
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["train_size"] == 512 and config["epochs"] == 1
+        header, *rows = (run_dir / "history.csv").read_text().splitlines()
+        assert {"epoch", "loss", "accuracy", "learning_rate", "images_per_sec"} <= set(header.split(","))
+        assert len(rows) == 1
+    assert sorted(os.listdir(export_dir / "keras_resnet")) == ["1", "2"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+    (["--batch-size", "-1"], "--batch-size: must be a positive integer, got -1"),
+    (["--preset", "nope"], "--preset: invalid choice: 'nope'"),
+    (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
+])
+def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
+    out = run_python(["train.py", *flags, "--output-dir", str(tmp_path / "run")])
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "run").exists()

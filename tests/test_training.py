@@ -1,0 +1,48 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import build_model, data
+from keras_resnet.training import ConfigError, TrainConfig, compile_model, fit_inputs, learning_rate_schedule
+
+
+def test_loss_falls_on_real_data(real_cifar):
+    keras.utils.set_random_seed(0)
+    x, y = real_cifar.x_train[:1000], real_cifar.y_train[:1000]
+    config = TrainConfig(epochs=3, batch_size=100, label_smoothing=0.0, warmup_epochs=0)
+    model = build_model("seed")
+    trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
+    compile_model(trainer, config, steps)
+    before = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
+    trainer.fit(epochs=3, verbose=0, **kwargs)
+    after = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
+    assert after < 0.8 * before, (before, after)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = TrainConfig(epochs=10, batch_size=256, learning_rate=0.1, warmup_epochs=2)
+    schedule = learning_rate_schedule(config, steps_per_epoch=100)
+    rates = [float(schedule(step)) for step in (0, 100, 200, 600, 1000)]
+    peak = 0.1 * 256 / 128  # scaled with the batch size
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] == pytest.approx(peak, rel=1e-4)
+    assert rates[3] < peak and rates[4] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_step_schedule():
+    config = TrainConfig(epochs=4, schedule="step", learning_rate=0.1)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)
+    assert [round(float(schedule(s)), 6) for s in (0, 25, 35)] == [0.1, 0.01, 0.001]
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['widths'\]"):
+        TrainConfig.from_dict({"widths": [1]})
+    with pytest.raises(ConfigError, match="epochs must be int, got '10'"):
+        TrainConfig.from_dict({"epochs": "10"})
+    with pytest.raises(ConfigError, match="over the cap"):
+        TrainConfig.from_dict({"stage_filters": [64, 128, 256, 1024]})
+    assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
