@@ -238,11 +238,22 @@ def make_callbacks(config, run_dir, monitor):
     backup_dir = os.path.join(run_dir, "backup")
     csv_path = os.path.join(run_dir, "history.csv")
     resumed_from = _trim_history(csv_path, backup_dir)
+    # Order matters: the loggers add to the epoch's logs before CSVLogger and
+    # TensorBoard write them, and the backup (the point a rerun resumes
+    # from) is written last, once everything else of the epoch is on disk.
     callbacks = [
         StopOnDivergence(),
         ThroughputLogger(config.batch_size),
         LearningRateLogger(),
-        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+        keras.callbacks.CSVLogger(csv_path, append=True),
+    ]
+    if importlib.util.find_spec("tensorflow"):
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
+        )
+    if config.target_accuracy:
+        callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
+    callbacks += [
         AtomicModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "best.keras"),
             monitor=monitor,
@@ -250,14 +261,8 @@ def make_callbacks(config, run_dir, monitor):
             save_best_only=True,
         ),
         AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
-        keras.callbacks.CSVLogger(csv_path, append=True),
+        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
     ]
-    if config.target_accuracy:
-        callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
-    if importlib.util.find_spec("tensorflow"):
-        callbacks.append(
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
-        )
     return callbacks, resumed_from
 
 

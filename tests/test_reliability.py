@@ -1,0 +1,229 @@
+"""Crash safety, never losing results, divergence, bad input, determinism."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_python, write_fake_cifar
+
+
+@pytest.fixture
+def small_cifar(tmp_path):
+    # 1,000 training images (slow enough to kill mid-epoch), 20 test images.
+    return write_fake_cifar(str(tmp_path / "cifar"), per_batch=200, test_count=20)
+
+
+def train_cmd(data_dir, run_dir, *extra):
+    return [sys.executable, "train.py", "--data-dir", data_dir, "--output-dir", str(run_dir),
+            "--batch-size", "50", "--no-export", *extra]
+
+
+def start(cmd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(run_dir, epochs_done, process, timeout=240):
+    meta = os.path.join(run_dir, "backup", "training_metadata.json")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with open(meta) as f:
+                if json.load(f)["epoch"] >= epochs_done:
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("training did not reach the epoch")
+
+
+def history_epochs(run_dir):
+    _, *rows = (run_dir / "history.csv").read_text().splitlines()
+    return [int(r.split(",")[0]) for r in rows]
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = train_cmd(small_cifar, run_dir, "--epochs", "3")
+    process = start(cmd)
+    wait_for_epoch(str(run_dir), 1, process)
+    time.sleep(0.3)  # inside epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists()
+    first_row = (run_dir / "history.csv").read_text().splitlines()[1]
+
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Resuming {run_dir} after epoch" in out.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3
+    assert history_epochs(run_dir) == [0, 1, 2]
+    assert (run_dir / "history.csv").read_text().splitlines()[1] == first_row
+    # The resumed weights are trained ones, not a fresh start with the seed.
+    keras.utils.set_random_seed(0)
+    from keras_resnet import build_model, load_model
+
+    fresh = build_model("seed")
+    resumed = load_model(str(run_dir / "model.keras"))
+    assert not np.allclose(fresh.get_layer("stem_conv").get_weights()[0],
+                           resumed.get_layer("stem_conv").get_weights()[0])
+
+
+def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start(train_cmd(small_cifar, run_dir, "--epochs", "3"))
+    wait_for_epoch(str(run_dir), 1, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert f"Resume with: python train.py --resume {run_dir}" in stderr
+    assert (run_dir / "backup" / "training_metadata.json").is_file()
+    assert (run_dir / "checkpoints" / "last.keras").is_file()
+
+
+def test_divergence_stops_at_once_and_exits_non_zero(small_cifar, tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_python(train_cmd(small_cifar, run_dir, "--epochs", "2", "--learning-rate", "1e4")[1:])
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert "Training diverged: loss is nan at epoch 1, step" in last
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path):
+    from callbacks import AtomicModelCheckpoint, StopOnDivergence, TrainingDiverged
+    from keras_resnet import build_model, load_model
+
+    class PoisonAtEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.get_layer("logits").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    last = str(tmp_path / "last.keras")
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 2, step 1"):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                  callbacks=[StopOnDivergence(), AtomicModelCheckpoint(last), PoisonAtEpoch2()])
+    kept = load_model(last)
+    assert all(np.isfinite(w).all() for w in kept.get_weights())
+
+
+def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path):
+    run_dir = tmp_path / "run"
+    base = train_cmd(small_cifar, run_dir, "--epochs", "1", "--train-size", "100")[1:]
+    assert run_python(base).returncode == 0
+    config_before = (run_dir / "config.json").read_text()
+
+    finished = run_python(base)
+    assert finished.returncode == 2
+    assert "holds a finished run" in finished.stderr.strip().splitlines()[-1]
+    other = run_python(base + ["--learning-rate", "0.05"])
+    assert other.returncode == 2
+    assert "holds a run with other settings (learning_rate)" in other.stderr.strip().splitlines()[-1]
+    assert (run_dir / "config.json").read_text() == config_before
+
+    again = run_python(base + ["--learning-rate", "0.05", "--overwrite"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / "config.json").read_text())["learning_rate"] == 0.05
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train-size", "2000"], "--train-size 2000 is larger than the 100 training images"),
+    (["--batch-size", "256"], "--batch-size 256 is larger than the 100 training images"),
+    (["--stage-filters", "64,128,256,1024"], "over the cap of 5,000,000"),
+    (["--stage-filters", "64,128"], "differ in length"),
+])
+def test_bad_sizes_exit_2_and_write_nothing(fake_cifar, tmp_path, extra, message):
+    run_dir = tmp_path / "run"
+    out = run_python(["train.py", "--data-dir", fake_cifar, "--output-dir", str(run_dir), *extra])
+    assert out.returncode == 2
+    assert message in out.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in out.stderr
+    assert not run_dir.exists()
+
+
+def test_bad_data_folder_exits_2(fake_cifar, tmp_path):
+    import pickle
+
+    path = os.path.join(fake_cifar, "data_batch_1")
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    batch[b"labels"][0] = 10
+    with open(path, "wb") as f:
+        pickle.dump(batch, f)
+    out = run_python(["train.py", "--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")])
+    assert out.returncode == 2
+    assert "labels range from 0 to 10, expected 0-9" in out.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"epochs": 1, "widths": [1]}, "unknown setting(s) ['widths']"),
+    ({"epochs": "ten"}, "epochs must be int, got 'ten'"),
+])
+def test_bad_config_json_exits_2(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(content))
+    out = run_python(["train.py", "--config", str(path)])
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_keras_file_from_elsewhere_is_refused(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Lambda(lambda x: x[:, 0, 0, :1] * 0 + 1)(inputs)
+    path = str(tmp_path / "foreign.keras")
+    keras.Model(inputs, outputs).save(path)
+    out = run_python(["-m", "keras_resnet.export", path, "--export-dir", str(tmp_path / "e")])
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert "Cannot load" in last and "foreign.keras" in last
+    assert not (tmp_path / "e").exists()
+
+
+def test_export_never_leaves_a_partial_version(tmp_path, monkeypatch):
+    from keras_resnet import build_model
+    from keras_resnet.export import export_saved_model
+
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    assert export_saved_model(model, str(tmp_path), "m").endswith("m/1")
+
+    def broken(*args, **kwargs):  # fails after the SavedModel is written
+        raise OSError("disk full")
+
+    monkeypatch.setattr("keras_resnet.export.open", broken, raising=False)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(model, str(tmp_path), "m")
+    assert os.listdir(tmp_path / "m") == ["1"]
+
+
+def test_same_seed_same_first_epoch_loss(fake_cifar, tmp_path):
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.training import train
+
+    losses = []
+    for run in ("a", "b"):
+        config = TrainConfig(epochs=1, batch_size=25, data_dir=fake_cifar, export=False,
+                             stage_filters=[16, 16, 16, 16], output_dir=str(tmp_path / run))
+        train(config)
+        with open(tmp_path / run / "history.csv") as f:
+            losses.append(float(next(csv.DictReader(f))["loss"]))
+        keras.backend.clear_session()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
