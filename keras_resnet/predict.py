@@ -19,9 +19,10 @@ Any PNG or JPEG becomes the 32x32 RGB the network takes, in this order:
 
 Images over `--max-pixels` pixels (default: Pillow's `MAX_IMAGE_PIXELS`,
 89,478,485) are refused before decoding, as possible decompression bombs.
-All images are checked before the model is loaded; a missing file, a file
-that is not a PNG or JPEG, or an image over the limit gets one line on
-stderr and exit status 2, with nothing on stdout.
+All images are checked before the model is loaded, and before Keras or
+TensorFlow is imported: a missing file, a file that is not a PNG or JPEG, or
+an image over the limit gets one line on stderr and exit status 2, with
+nothing on stdout.
 """
 
 import argparse
@@ -36,11 +37,10 @@ from PIL import Image
 from PIL import ImageOps
 
 from keras_resnet.data import CLASS_NAMES
+from keras_resnet.presets import IMAGE_SHAPE
 
 FORMATS = ("PNG", "JPEG")
-# The network's input size, `keras_resnet.model.IMAGE_SHAPE[:2]` (not imported:
-# checking images needs neither Keras nor TensorFlow).
-IMAGE_SIZE = (32, 32)
+IMAGE_SIZE = IMAGE_SHAPE[1::-1]  # (width, height), as Pillow takes it
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 BATCH_SIZE = 256
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -136,10 +136,11 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         raise PredictError(
             f"{path}: not a PNG or JPEG image (Pillow cannot identify it)."
         ) from None
-    except (OSError, ValueError, SyntaxError) as e:
+    except Exception as e:  # Pillow's decoders raise many types on bad data.
+        reason = " ".join(str(e).split())
         raise PredictError(
-            f"{path}: cannot decode the image ({type(e).__name__}: {e}); the "
-            "file may be truncated or corrupt."
+            f"{path}: cannot decode the image ({type(e).__name__}: {reason}); "
+            "the file may be truncated or corrupt."
         ) from None
 
 

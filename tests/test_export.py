@@ -1,0 +1,176 @@
+"""The export contract: a SavedModel that plain TensorFlow runs without us.
+
+A tiny network is trained for a few steps on real CIFAR-10 images and
+exported; a fresh Python process, with this project off its path, loads
+the export with `tf.saved_model.load` and must reproduce the Keras model's
+probabilities. Exports are versioned 1, 2, ... and never replace one another.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_python
+
+TINY = dict(stage_filters=(8, 16, 16, 16))
+
+# Runs in a fresh process, from a scratch folder: only TensorFlow and numpy.
+LOAD_AND_SERVE = textwrap.dedent("""
+    import importlib.util, os, sys
+    assert importlib.util.find_spec("keras_resnet") is None, sys.path
+    import numpy as np
+    import tensorflow as tf
+
+    version_dir, images_path, output_path = sys.argv[1:]
+    loaded = tf.saved_model.load(version_dir)
+    serve = loaded.signatures["serving_default"]
+    outputs = serve(images=tf.constant(np.load(images_path), tf.float32))
+    names = loaded.signatures["class_names"]()["class_names"].numpy()
+    assert "keras_resnet" not in sys.modules
+    np.savez(
+        output_path,
+        probabilities=outputs["probabilities"].numpy(),
+        class_ids=outputs["class_ids"].numpy(),
+        class_names=np.array([n.decode() for n in names]),
+        signatures=np.array(sorted(loaded.signatures)),
+    )
+""")
+
+
+def run_isolated(script, args, cwd):
+    """Runs `python -c script args...` in `cwd`, with no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def train_tiny_model(real_data_dir, seed=0, steps=8, batch_size=64):
+    """A small `seed`-preset network after a few training steps (so its batch
+    normalization statistics are not the initial ones)."""
+    import keras
+
+    from keras_resnet.data import _read_batch
+    from keras_resnet.data import one_hot
+    from keras_resnet.model import build_model
+
+    x, y = _read_batch(os.path.join(real_data_dir, "data_batch_1"), None)
+    count = steps * batch_size
+    keras.utils.set_random_seed(seed)
+    model = build_model("seed", **TINY)
+    model.compile("adam", "categorical_crossentropy", jit_compile=False)
+    model.fit(
+        x[:count].astype("float32"), one_hot(y[:count]),
+        batch_size=batch_size, epochs=1, verbose=0,
+    )
+    return model
+
+
+def real_test_images(real_data_dir, count):
+    """`count` real test images spread evenly over the test batch (the
+    local copy is sorted by class, so the first ones are all airplanes)."""
+    from keras_resnet.data import TEST_FILE
+    from keras_resnet.data import _read_batch
+
+    x, y = _read_batch(os.path.join(real_data_dir, TEST_FILE), None)
+    picks = np.linspace(0, len(x) - 1, count).astype(int)
+    return x[picks], y[picks]
+
+
+def tree_digest(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    digests = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+@pytest.fixture(scope="module")
+def exported(real_data_dir, tmp_path_factory):
+    from keras_resnet.export import export_saved_model
+
+    root = tmp_path_factory.mktemp("export")
+    model = train_tiny_model(real_data_dir)
+    images, _ = real_test_images(real_data_dir, 64)
+    path = export_saved_model(model, str(root / "saved_models"))
+    return types.SimpleNamespace(
+        model=model,
+        root=root,
+        model_dir=root / "saved_models" / "keras_resnet",
+        version_dir=path,
+        images=images,
+        probabilities=model.predict(images.astype("float32"), verbose=0),
+    )
+
+
+def test_export_runs_in_plain_tensorflow(exported, tmp_path):
+    from keras_resnet.data import CLASS_NAMES
+
+    assert exported.version_dir == str(exported.model_dir / "1")
+    np.save(tmp_path / "images.npy", exported.images.astype("float32"))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = run_isolated(
+        LOAD_AND_SERVE,
+        [exported.version_dir, tmp_path / "images.npy", tmp_path / "out.npz"],
+        cwd=scratch,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    served = np.load(tmp_path / "out.npz")
+    probabilities, class_ids = served["probabilities"], served["class_ids"]
+    assert probabilities.dtype == np.float32 and probabilities.shape == (64, 10)
+    assert class_ids.dtype == np.int64 and class_ids.shape == (64,)
+    np.testing.assert_allclose(probabilities, exported.probabilities, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(class_ids, probabilities.argmax(axis=1))
+    assert (class_ids == exported.probabilities.argmax(axis=1)).mean() >= 0.95
+    assert len(np.unique(class_ids)) > 1  # not a constant function
+    assert tuple(served["class_names"]) == CLASS_NAMES
+    assert set(served["signatures"]) == {"serving_default", "class_names"}
+    names_file = os.path.join(exported.version_dir, "assets.extra", "class_names.txt")
+    with open(names_file) as f:
+        assert tuple(f.read().split()) == CLASS_NAMES
+
+
+def test_second_export_is_version_2_and_leaves_version_1(exported, real_data_dir):
+    from keras_resnet.export import existing_versions
+    from keras_resnet.export import export_saved_model
+
+    before = tree_digest(exported.version_dir)
+    assert "saved_model.pb" in before and "variables/variables.index" in before
+    other = train_tiny_model(real_data_dir, seed=1, steps=2)
+    path = export_saved_model(other, str(exported.root / "saved_models"))
+
+    assert path == str(exported.model_dir / "2")
+    assert existing_versions(str(exported.model_dir)) == [1, 2]
+    assert sorted(os.listdir(exported.model_dir)) == ["1", "2"]  # no staging left
+    assert tree_digest(exported.version_dir) == before
+    assert tree_digest(path) != before
+
+
+def test_export_cli(exported, tmp_path):
+    checkpoint = tmp_path / "tiny.keras"
+    exported.model.save(checkpoint)
+    export_dir = tmp_path / "exports"
+    out = run_python(["-m", "keras_resnet.export", str(checkpoint),
+                      "--export-dir", str(export_dir)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary == {
+        "export_path": str(export_dir / "keras_resnet" / "1"),
+        "params": exported.model.count_params(),
+    }
+    assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()

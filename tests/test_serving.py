@@ -1,0 +1,490 @@
+"""The TF Serving contract of an export, and `python -m keras_resnet.predict`.
+
+The TF Serving binary cannot be installed here, so the REST tests do what
+`tensorflow_model_server` does with a predict request (after
+tensorflow_serving/util/json_tensor.cc): a JSON body in the documented row
+(`instances`) or column (`inputs`) format becomes tensors of the signature's
+input dtypes, runs through the signature of the SavedModel loaded with
+`tf.saved_model.load` in a fresh process without this project on its path,
+and the outputs are written back as `predictions` (row) or `outputs`
+(column), floats formatted as the server formats them.
+"""
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import textwrap
+import types
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_python
+from tests.test_export import real_test_images
+from tests.test_export import run_isolated
+from tests.test_export import train_tiny_model
+
+# TensorFlow's native start-up lines (absl format), printed on stderr when it
+# loads, whatever TF_CPP_MIN_LOG_LEVEL says.
+TF_LOG_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]"
+    r"|To enable the following instructions:)"
+)
+
+# A REST predict, as tensorflow_model_server answers it, for request bodies
+# read from files: `python -c TF_SERVING_REST VERSION_DIR REQUEST RESPONSE...`.
+TF_SERVING_REST = textwrap.dedent('''
+    import importlib.util, json, sys
+    assert importlib.util.find_spec("keras_resnet") is None, sys.path
+    import numpy as np
+    import tensorflow as tf
+
+    def decimal(v):
+        # WriteDecimal: "%g", or "%.9g" when "%g" does not round-trip.
+        s = "%g" % v
+        if np.float32(s) != v:
+            s = "%.9g" % v
+        return s if ("." in s or "e" in s) else s + ".0"
+
+    def to_json(value, level=0):
+        # Pretty-printed, 4 spaces, arrays of numbers on one line.
+        pad = "    " * (level + 1)
+        if isinstance(value, dict):
+            items = [f"{pad}{json.dumps(k)}: {to_json(v, level + 1)}"
+                     for k, v in value.items()]
+            return "{\\n" + ",\\n".join(items) + "\\n" + "    " * level + "}"
+        if isinstance(value, list):
+            items = [pad + to_json(v, level + 1) for v in value]
+            return "[\\n" + ",\\n".join(items) + "\\n" + "    " * level + "]"
+        if isinstance(value, str):
+            return json.dumps(value)
+        value = np.asarray(value)
+        if value.ndim:
+            return "[" + ", ".join(to_json(v) for v in value) + "]"
+        return decimal(value) if value.dtype.kind == "f" else str(int(value))
+
+    def predict(loaded, body):
+        request = json.loads(body)  # like the server, accepts NaN/Infinity
+        name = request.get("signature_name") or "serving_default"
+        if name not in loaded.signatures:
+            return {"error": f'Serving signature key "{name}" not found.'}
+        signature = loaded.signatures[name]
+        specs = signature.structured_input_signature[1]
+        if not specs:
+            return {"error": f"Failed to get input map for signature: {name}"}
+        if ("instances" in request) == ("inputs" in request):
+            return {"error": "Missing 'inputs' or 'instances' key"}
+        rows = "instances" in request
+        data = request["instances"] if rows else request["inputs"]
+        if rows and isinstance(data[0], dict):
+            data = {k: [row[k] for row in data] for k in data[0]}
+        elif not isinstance(data, dict):
+            data = {next(iter(specs)): data}
+        if set(data) != set(specs):
+            return {"error": f"inputs {sorted(data)} != signature inputs {sorted(specs)}"}
+        try:
+            tensors = {k: tf.constant(np.asarray(v, specs[k].dtype.as_numpy_dtype))
+                       for k, v in data.items()}
+            outputs = {k: v.numpy() for k, v in sorted(signature(**tensors).items())}
+        except (tf.errors.OpError, ValueError, TypeError) as e:
+            return {"error": getattr(e, "message", str(e))}
+        if not rows:
+            return {"outputs": outputs if len(outputs) > 1 else next(iter(outputs.values()))}
+        count = len(next(iter(outputs.values())))
+        if len(outputs) == 1:
+            return {"predictions": list(next(iter(outputs.values())))}
+        return {"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(count)]}
+
+    loaded = tf.saved_model.load(sys.argv[1])
+    for request_path, response_path in zip(sys.argv[2::2], sys.argv[3::2]):
+        with open(request_path) as f:
+            response = predict(loaded, f.read())
+        with open(response_path, "w") as f:
+            f.write(to_json(response) + "\\n")
+''')
+
+REST_REQUESTS = ("row", "row_unnamed", "column", "wrong_shape", "class_names")
+
+
+def stderr_lines(stderr):
+    """stderr without TensorFlow's native start-up lines."""
+    return [line for line in stderr.splitlines() if line and not TF_LOG_LINE.match(line)]
+
+
+def write_png_bomb(path, side=20000):
+    """A 1-bit black PNG: 48 KB on disk, side * side pixels once decoded."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(real_data_dir, tmp_path_factory):
+    """A tiny trained model, its export (versions 1 and 2), a `.keras`
+    checkpoint, 16 real test images (every class) and the Keras model's
+    probabilities for them."""
+    from keras_resnet.export import export_saved_model
+
+    root = tmp_path_factory.mktemp("served")
+    model = train_tiny_model(real_data_dir)
+    images, _ = real_test_images(real_data_dir, 16)
+    version_1 = export_saved_model(model, str(root / "saved_models"))
+    version_2 = export_saved_model(model, str(root / "saved_models"))
+    model.save(root / "tiny.keras")
+    return types.SimpleNamespace(
+        model=model,
+        root=root,
+        model_dir=str(root / "saved_models" / "keras_resnet"),
+        version_1=version_1,
+        version_dir=version_2,
+        keras_path=str(root / "tiny.keras"),
+        images=images,
+        probabilities=model.predict(images.astype("float32"), verbose=0),
+    )
+
+
+@pytest.fixture(scope="module")
+def rest(served, tmp_path_factory):
+    """Request bodies and the emulated server's responses, by name."""
+    folder = tmp_path_factory.mktemp("rest")
+    pixels = served.images.tolist()  # uint8 -> JSON integers, as clients send
+    small = np.zeros((1, 28, 28, 3), np.uint8).tolist()
+    bodies = {
+        "row": {"signature_name": "serving_default",
+                "instances": [{"images": image} for image in pixels[:8]]},
+        "row_unnamed": {"instances": pixels[:2]},
+        "column": {"signature_name": "serving_default",
+                   "inputs": {"images": pixels[:8]}},
+        "wrong_shape": {"instances": [{"images": small[0]}]},
+        "class_names": {"signature_name": "class_names", "inputs": {}},
+    }
+    args = []
+    for name in REST_REQUESTS:
+        (folder / f"{name}.json").write_text(json.dumps(bodies[name]))
+        args += [folder / f"{name}.json", folder / f"{name}.response.json"]
+    scratch = folder / "scratch"
+    scratch.mkdir()
+    out = run_isolated(TF_SERVING_REST, [served.version_dir, *args], cwd=scratch)
+    assert out.returncode == 0, out.stderr[-3000:]
+    texts = {n: (folder / f"{n}.response.json").read_text() for n in REST_REQUESTS}
+    return types.SimpleNamespace(
+        bodies=bodies, texts=texts,
+        responses={n: json.loads(t) for n, t in texts.items()},
+    )
+
+
+def check_against_keras(served, probabilities, class_ids):
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    count = len(probabilities)
+    assert probabilities.shape == (count, 10)
+    assert all(isinstance(c, int) for c in class_ids)
+    np.testing.assert_allclose(
+        probabilities, served.probabilities[:count], rtol=0, atol=1e-4
+    )
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(class_ids, probabilities.argmax(axis=1))
+
+
+def test_rest_row_format(served, rest):
+    response = rest.responses["row"]
+    assert list(response) == ["predictions"]
+    predictions = response["predictions"]
+    assert len(predictions) == 8
+    assert all(set(p) == {"probabilities", "class_ids"} for p in predictions)
+    check_against_keras(
+        served,
+        [p["probabilities"] for p in predictions],
+        [p["class_ids"] for p in predictions],
+    )
+    # The server's layout: pretty-printed, each array on one line.
+    assert rest.texts["row"].startswith('{\n    "predictions": [\n        {\n')
+    assert re.search(r'\n            "class_ids": \d,\n', rest.texts["row"])
+
+
+def test_rest_row_format_with_unnamed_instances(served, rest):
+    # One named input: `instances` may list the values themselves.
+    predictions = rest.responses["row_unnamed"]["predictions"]
+    assert predictions == rest.responses["row"]["predictions"][:2]
+
+
+def test_rest_column_format(served, rest):
+    response = rest.responses["column"]
+    assert list(response) == ["outputs"]
+    outputs = response["outputs"]
+    assert set(outputs) == {"probabilities", "class_ids"}
+    check_against_keras(served, outputs["probabilities"], outputs["class_ids"])
+    rows = rest.responses["row"]["predictions"]
+    assert outputs["class_ids"] == [p["class_ids"] for p in rows]
+    assert outputs["probabilities"] == [p["probabilities"] for p in rows]
+
+
+def test_rest_wrong_shape_is_a_clear_error(rest):
+    assert rest.responses["wrong_shape"] == {"error": rest.responses["wrong_shape"]["error"]}
+    assert (
+        "Shape of tensor images [1,28,28,3] is not compatible with expected "
+        "shape [?,32,32,3]." in rest.responses["wrong_shape"]["error"]
+    )
+
+
+def test_rest_cannot_call_the_input_less_class_names_signature(rest):
+    # The REST API needs at least one input: class names come by gRPC (or
+    # assets.extra/class_names.txt), not REST.
+    assert rest.responses["class_names"] == {
+        "error": "Failed to get input map for signature: class_names"
+    }
+
+
+def test_saved_model_cli_show(served):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli, "show", "--dir", served.version_dir, "--tag_set", "serve",
+         "--signature_def", "serving_default"],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    tensors = re.findall(
+        r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))",
+        out.stdout,
+    )
+    assert sorted(tensors) == [
+        ("inputs", "images", "DT_FLOAT", "(-1, 32, 32, 3)"),
+        ("outputs", "class_ids", "DT_INT64", "(-1)"),
+        ("outputs", "probabilities", "DT_FLOAT", "(-1, 10)"),
+    ]
+    assert "Method name is: tensorflow/serving/predict" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def loaded(served):
+    import tensorflow as tf
+
+    return tf.saved_model.load(served.version_dir)
+
+
+@pytest.mark.parametrize(
+    "dtype, shape, error",
+    [
+        ("int32", (2, 32, 32, 3), "expected to be a float tensor but is a int32 tensor"),
+        ("float64", (2, 32, 32, 3), "expected to be a float tensor but is a double tensor"),
+        ("float32", (2, 28, 28, 3),
+         "Shape of tensor images [2,28,28,3] is not compatible with expected shape [?,32,32,3]"),
+        ("float32", (32, 32, 3),
+         "Shape of tensor images [32,32,3] is not compatible with expected shape [?,32,32,3]"),
+        ("float32", (1, 32, 32, 1),
+         "Shape of tensor images [1,32,32,1] is not compatible with expected shape [?,32,32,3]"),
+    ],
+)
+def test_signature_rejects_wrong_dtype_or_shape(loaded, dtype, shape, error):
+    import tensorflow as tf
+
+    serve = loaded.signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(error)):
+        serve(images=tf.zeros(shape, dtype))
+
+
+# === python -m keras_resnet.predict ===
+
+
+@pytest.fixture(scope="module")
+def image_files(served, tmp_path_factory):
+    """Real test images as 32x32 PNGs, and other sizes and modes."""
+    folder = tmp_path_factory.mktemp("images")
+    real = []
+    for i, image in enumerate(served.images[:4]):
+        real.append(str(folder / f"test_{i}.png"))
+        Image.fromarray(image).save(real[-1])
+    source = Image.fromarray(served.images[4])
+    rgba = source.resize((96, 96), Image.Resampling.NEAREST).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((96, 96)))
+    paths = dict(
+        rgba=str(folder / "rgba.png"),
+        gray=str(folder / "gray.png"),
+        palette=str(folder / "palette.png"),
+        large_jpeg=str(folder / "large.jpg"),
+    )
+    rgba.save(paths["rgba"])
+    source.convert("L").resize((50, 40)).save(paths["gray"])
+    source.convert("P", palette=Image.Palette.ADAPTIVE).save(paths["palette"])
+    source.resize((1600, 1200), Image.Resampling.BICUBIC).save(
+        paths["large_jpeg"], quality=90
+    )
+    for name, mode in (("rgba", "RGBA"), ("gray", "L"), ("palette", "P")):
+        assert Image.open(paths[name]).mode == mode
+    return types.SimpleNamespace(folder=folder, real=real, **paths)
+
+
+def test_predict_cli_on_real_and_converted_images(served, image_files):
+    from keras_resnet.data import CLASS_NAMES
+    from keras_resnet.predict import load_image
+
+    converted = [image_files.rgba, image_files.gray, image_files.palette,
+                 image_files.large_jpeg]
+    out = run_python(["-m", "keras_resnet.predict", "--model", served.model_dir,
+                      *image_files.real, *converted, "--top-k", "3"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert stderr_lines(out.stderr) == []
+    *table, last = out.stdout.strip().splitlines()
+    result = json.loads(last)
+    assert result["model"] == served.model_dir
+    assert [p["image"] for p in result["predictions"]] == image_files.real + converted
+    # One table per image: its path, a header, k rows.
+    assert len(table) == 8 * 5 and table[0] == image_files.real[0]
+    assert table[1].split() == ["rank", "class", "probability"]
+
+    expected = np.concatenate([
+        served.probabilities[:4],
+        served.model.predict(
+            np.stack([load_image(p) for p in converted]).astype("float32"), verbose=0
+        ),
+    ])
+    for prediction, row in zip(result["predictions"], expected):
+        top = prediction["top_k"]
+        assert [t["class_id"] for t in top] == list(np.argsort(-row)[:3])
+        np.testing.assert_allclose(
+            [t["probability"] for t in top], np.sort(row)[::-1][:3], atol=1e-4
+        )
+        assert [t["class_name"] for t in top] == [CLASS_NAMES[t["class_id"]] for t in top]
+        rank_1 = f"{1:>6}  {top[0]['class_name']:<12}{top[0]['probability']:>11.4f}"
+        assert rank_1 in table
+
+
+def test_predict_keras_file_and_version_folder(served, image_files, capsys):
+    from keras_resnet.predict import main
+
+    results = {}
+    for name, model in (("version_1", served.version_1), ("keras", served.keras_path)):
+        assert main(["--model", model, *image_files.real, "--top-k", "10"]) == 0
+        results[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for name, result in results.items():
+        for prediction, row in zip(result["predictions"], served.probabilities):
+            top = prediction["top_k"]
+            assert len(top) == 10
+            probabilities = np.zeros(10)
+            probabilities[[t["class_id"] for t in top]] = [t["probability"] for t in top]
+            np.testing.assert_allclose(probabilities, row, atol=1e-4, err_msg=name)
+
+
+def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image\n")
+    bomb = write_png_bomb(tmp_path / "bomb.png")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (400, 300)).save(big)
+    out = run_python([
+        "-m", "keras_resnet.predict", "--model", served.model_dir,
+        image_files.real[0], str(not_image), str(tmp_path / "missing.jpg"),
+        str(bomb), str(big), "--max-pixels", "100000",
+    ])
+    assert out.returncode == 2
+    assert out.stdout == ""
+    # Images are checked before TensorFlow loads: no start-up noise either.
+    assert out.stderr.splitlines() == [
+        f"error: {not_image}: not a PNG or JPEG image (Pillow cannot identify it).",
+        f"error: {tmp_path / 'missing.jpg'}: no such file.",
+        f"error: {bomb}: 20000x20000 = 400,000,000 pixels, over the limit of "
+        "100,000 (a possible decompression bomb). Pass --max-pixels with a "
+        "larger value to read it anyway.",
+        f"error: {big}: 400x300 = 120,000 pixels, over the limit of 100,000 (a "
+        "possible decompression bomb). Pass --max-pixels with a larger value "
+        "to read it anyway.",
+    ]
+
+
+def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
+    from keras_resnet.predict import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "model" / "3").mkdir(parents=True)
+    for model, error in (
+        (empty, "not a .keras file, a SavedModel version folder"),
+        (tmp_path / "model", "holds no saved_model.pb"),
+        (tmp_path / "missing.keras", "Expected a .keras model file"),
+    ):
+        assert main(["--model", str(model), image_files.real[0]]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert len(captured.err.splitlines()) == 1 and error in captured.err
+
+
+# === Image conversion ===
+
+
+def test_image_conversion(served, tmp_path):
+    from keras_resnet.predict import load_image
+
+    original = served.images[5]
+    enlarged = np.asarray(Image.fromarray(original).resize((96, 96), Image.Resampling.NEAREST))
+    wide = np.zeros((96, 131, 3), np.uint8)
+    wide[:, 17:113] = enlarged  # (131 - 96) // 2 = 17 columns cut on the left
+    cases = {
+        "exact.png": (Image.fromarray(original), original),
+        "enlarged.png": (Image.fromarray(wide), original),
+        "transparent.png": (Image.new("RGBA", (50, 40), (10, 20, 30, 0)), 255),
+        "half_black.png": (Image.new("LA", (40, 50), (0, 128)), 127),
+        "gray16.png": (Image.fromarray(np.full((8, 8), 32896, np.uint16)), 128),
+    }
+    gray = Image.fromarray(original).convert("L")
+    cases["gray.png"] = (gray, np.repeat(np.asarray(gray)[..., None], 3, axis=-1))
+    palette = Image.fromarray(original).convert("P", palette=Image.Palette.ADAPTIVE)
+    cases["palette.png"] = (palette, np.asarray(palette.convert("RGB")))
+    for name, (image, expected) in cases.items():
+        image.save(tmp_path / name)
+        array = load_image(str(tmp_path / name))
+        assert array.dtype == np.uint8 and array.shape == (32, 32, 3), name
+        np.testing.assert_array_equal(array, np.broadcast_to(expected, (32, 32, 3)), name)
+
+    # EXIF orientation 6: stored sideways, shown rotated 90 degrees clockwise.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(wide).save(tmp_path / "sideways.png", exif=exif)
+    upright = Image.fromarray(wide).transpose(Image.Transpose.ROTATE_270)
+    upright.save(tmp_path / "upright.png")
+    np.testing.assert_array_equal(
+        load_image(str(tmp_path / "sideways.png")), load_image(str(tmp_path / "upright.png"))
+    )
+
+
+def test_decompression_bomb_refused_at_the_default_limit(tmp_path):
+    from keras_resnet.predict import PredictError
+    from keras_resnet.predict import load_image
+
+    bomb = write_png_bomb(tmp_path / "bomb.png")
+    assert os.path.getsize(bomb) < 200_000
+    with pytest.raises(PredictError, match="over the limit of 89,478,485"):
+        load_image(str(bomb))
+    # Between the limit and twice it, Pillow only warns: refused as well.
+    with pytest.raises(PredictError, match="over the limit of 300,000,000"):
+        load_image(str(bomb), max_pixels=300_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # restored
+
+
+def test_truncated_images_are_one_line_errors(served, tmp_path):
+    from keras_resnet.predict import PredictError
+    from keras_resnet.predict import load_image
+
+    image = Image.fromarray(served.images[0]).resize((256, 256))
+    for name in ("cut.png", "cut.jpg"):
+        image.save(tmp_path / name)
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 2])
+        with pytest.raises(PredictError) as info:
+            load_image(str(tmp_path / name))
+        message = str(info.value)
+        assert "cannot decode the image" in message and "\n" not in message
