@@ -65,6 +65,10 @@ def build_parser():
     p.add_argument("--export-dir", help="SavedModel root (default saved_models)")
     p.add_argument("--model-name", help="SavedModel name (default keras_resnet)")
     p.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
+    p.add_argument("--distribute", action="store_true", help="data-parallel over every visible device")
+    p.add_argument("--coordinator-address", help="JAX multi-host: HOST:PORT of process 0 ($KERAS_RESNET_COORDINATOR)")
+    p.add_argument("--num-processes", type=_positive_int, help="JAX multi-host: number of processes ($KERAS_RESNET_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, help="JAX multi-host: this process's id ($KERAS_RESNET_PROCESS_ID)")
     return p
 
 
@@ -87,8 +91,14 @@ def config_from_args(args):
             raise ConfigError(f"--config {args.config}: {e}") from None
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
-    if values.get("data_dir") is None and os.environ.get("CIFAR10_DIR"):
-        values["data_dir"] = os.environ["CIFAR10_DIR"]
+    for key, variable, kind in (
+        ("data_dir", "CIFAR10_DIR", str),
+        ("coordinator_address", "KERAS_RESNET_COORDINATOR", str),
+        ("num_processes", "KERAS_RESNET_NUM_PROCESSES", int),
+        ("process_id", "KERAS_RESNET_PROCESS_ID", int),
+    ):
+        if values.get(key) is None and os.environ.get(variable):
+            values[key] = kind(os.environ[variable])
     return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
 
 
@@ -100,6 +110,8 @@ def main(argv=None):
 
     try:  # flags and settings first, before Keras and a backend load
         config = config_from_args(args)
+        if not config.num_processes or config.num_processes == 1:
+            config.check_model()  # multi-host: after JAX starts, in train()
     except ConfigError as e:
         parser.exit(2, f"train.py: error: {e}\n")
 

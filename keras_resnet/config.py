@@ -54,10 +54,17 @@ class TrainConfig:
     export_dir: str = "saved_models"
     model_name: str = "keras_resnet"
     export: bool = True
+    distribute: bool = False
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
     # Settings that say where things go, not what is trained: a run folder
     # may be resumed with other values of these.
-    PLACEMENT_KEYS = ("data_dir", "output_dir", "export_dir", "model_name", "export")
+    PLACEMENT_KEYS = (
+        "data_dir", "output_dir", "export_dir", "model_name", "export",
+        "distribute", "coordinator_address", "num_processes", "process_id",
+    )
 
     @classmethod
     def from_dict(cls, values, source="config"):
@@ -124,13 +131,26 @@ class TrainConfig:
                 fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")
         if self.augment_on is not None and self.augment_on not in AUGMENT_PLACES:
             fail(f"--augment-on must be one of {list(AUGMENT_PLACES)}, got {self.augment_on!r}.")
+        if self.num_processes is not None and self.num_processes > 1:
+            if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
+                fail(
+                    "--num-processes > 1 needs KERAS_BACKEND=jax (TensorFlow's "
+                    "MultiWorkerMirroredStrategy is broken with Keras 3)."
+                )
+            if not self.coordinator_address or self.process_id is None:
+                fail("--num-processes > 1 needs --coordinator-address HOST:PORT and --process-id.")
+            if not 0 <= self.process_id < self.num_processes:
+                fail(f"--process-id must be in [0, {self.num_processes}), got {self.process_id}.")
         if self.data_dir is not None and not os.path.isdir(self.data_dir):
             fail(
                 f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
                 "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
             )
-        # Build (not train) a changed network once: bad widths and the
-        # parameter cap are reported before any data is read or folder written.
+
+    def check_model(self):
+        """Builds (not trains) a changed network once, so that bad widths and
+        the parameter cap are reported before any data is read or folder
+        written. Raises `ConfigError`."""
         overrides = self.model_overrides()
         if overrides:
             import keras
@@ -140,7 +160,7 @@ class TrainConfig:
             try:
                 build_model(self.preset, **overrides)
             except ValueError as e:
-                fail(str(e))
+                raise ConfigError(str(e)) from None
             finally:
                 keras.backend.clear_session()
 

@@ -6,6 +6,7 @@
 (TensorBoard), `model.keras` and, once finished, `metrics.json`.
 """
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -46,6 +47,42 @@ def resolve_jit_compile(config):
         # XLA makes convolutions several times slower on the CPU.
         return bool(tf.config.list_physical_devices("GPU"))
     return keras.backend.backend() == "jax"
+
+
+def distribution_scope(config):
+    """Sets up data parallelism: returns `(scope, device_count)`; build and
+    compile the model under the scope.
+
+    One host: `--distribute` uses every visible device, through TensorFlow's
+    `MirroredStrategy` or Keras' `DataParallel` on JAX. Several hosts (JAX
+    only): each process calls `keras.distribution.initialize` (JAX's
+    `jax.distributed.initialize`) with the coordinator address, the process
+    count and its id, then trains data-parallel over all their devices.
+    """
+    backend = keras.backend.backend()
+    if config.num_processes and config.num_processes > 1:
+        keras.distribution.initialize(
+            job_addresses=config.coordinator_address,
+            num_processes=config.num_processes,
+            process_id=config.process_id,
+        )
+    elif not config.distribute:
+        return contextlib.nullcontext(), 1
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        if config.batch_size % len(devices):
+            raise ConfigError(
+                f"--batch-size {config.batch_size} must divide evenly over the "
+                f"{len(devices)} devices."
+            )
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext(), len(devices)
+    raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 
 
 def learning_rate_schedule(config, steps_per_epoch):
@@ -294,19 +331,23 @@ def train(config, overwrite=False):
         callbacks.TrainingDiverged: the loss became NaN or infinite.
     """
     config.validate()
+    # First: JAX multi-host must start before any JAX computation.
+    scope, device_count = distribution_scope(config)
+    config.check_model()
     cifar, train_data, validation = prepare_data(config)
     if config.output_dir is None:
         config.output_dir = default_output_dir(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
 
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_dtype_policy(config.precision)
-    try:
-        model = build_model(config.preset, **config.model_overrides())
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation)
-    compile_model(trainer, config, steps)
+    with scope:
+        keras.mixed_precision.set_dtype_policy(config.precision)
+        try:
+            model = build_model(config.preset, **config.model_overrides())
+        finally:
+            keras.mixed_precision.set_dtype_policy("float32")
+        trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation)
+        compile_model(trainer, config, steps)
     monitor = "val_accuracy" if validation else "accuracy"
     callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
     if resumed_from:
@@ -319,7 +360,7 @@ def train(config, overwrite=False):
     metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size)
     model.save(os.path.join(run_dir, "model.keras"))
     export_path = None
-    if config.export:
+    if config.export and (config.process_id or 0) == 0:  # one export per job
         export_path = export_model(model, run_dir, config, cifar.class_names)
     epochs_done = len(history.epoch) + resumed_from if history.epoch else resumed_from
     metrics.update(
@@ -329,6 +370,7 @@ def train(config, overwrite=False):
         train_images=len(train_data[0]),
         images_per_sec=round(float(np.median(history.history.get("images_per_sec", [0]))), 1),
         backend=keras.backend.backend(),
+        devices=device_count,
         augment_on=resolve_augment_on(config),
         run_dir=run_dir,
         export_path=export_path,

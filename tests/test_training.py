@@ -44,5 +44,5 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match="epochs must be int, got '10'"):
         TrainConfig.from_dict({"epochs": "10"})
     with pytest.raises(ConfigError, match="over the cap"):
-        TrainConfig.from_dict({"stage_filters": [64, 128, 256, 1024]})
+        TrainConfig.from_dict({"stage_filters": [64, 128, 256, 1024]}).check_model()
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1

@@ -1,0 +1,161 @@
+"""One code path on TensorFlow and JAX: training, export across backends,
+augmentation on host and device, and data parallelism (one and two hosts)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_python, write_fake_cifar
+
+TINY = ["--stage-filters", "8,8,16,16", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def cifar_512(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "cifar"
+    return write_fake_cifar(str(folder), per_batch=103, test_count=64)
+
+
+def test_jax_trains_and_exports_on_tensorflow(real_data_dir, tmp_path):
+    run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+    out = run_python(
+        ["train.py", "--epochs", "1", "--train-size", "512", *TINY, "--data-dir", real_data_dir,
+         "--output-dir", str(run_dir), "--export-dir", str(export_dir), "--augment-on", "device"],
+        env={"KERAS_BACKEND": "jax"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["backend"] == "jax" and metrics["augment_on"] == "device"
+    assert metrics["export_path"] == str(export_dir / "keras_resnet" / "1")
+
+    # The JAX model's predictions on real test images...
+    script = (
+        "import numpy as np, sys; from keras_resnet import load_model; "
+        "from keras_resnet.data import load_cifar10; "
+        "x = load_cifar10(sys.argv[2]).x_test[::250].astype('float32'); "
+        "np.save(sys.argv[3], x); np.save(sys.argv[4], load_model(sys.argv[1]).predict(x, verbose=0))"
+    )
+    images, expected = tmp_path / "x.npy", tmp_path / "p.npy"
+    out = run_python(["-c", script, str(run_dir / "model.keras"), real_data_dir, str(images), str(expected)],
+                     env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    # ...match the SavedModel's, served by TensorFlow.
+    import tensorflow as tf
+
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"]
+    got = served(images=tf.constant(np.load(images)))["probabilities"].numpy()
+    np.testing.assert_allclose(got, np.load(expected), atol=1e-4)
+
+
+def test_augmentation_same_distribution_on_host_and_device(tmp_path):
+    # Run under JAX: "host" is the layer inside tf.data (TensorFlow ops),
+    # "device" the same layer on JAX arrays. Each output pixel (4, 4) holds
+    # the crop offset, since image[r, c] = (r, c).
+    script = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+from keras_resnet.layers import RandomPadCrop, RandomHorizontalFlip
+n = 4000
+rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+base = np.stack([rows, cols, np.zeros_like(rows)], -1).astype("float32")
+x = np.repeat(base[None], n, 0)
+result = {}
+for place in ("host", "device"):
+    crop, flip = RandomPadCrop(4, seed=1), RandomHorizontalFlip(seed=2)
+    if place == "host":
+        ds = tf.data.Dataset.from_tensor_slices(x).batch(500)
+        y = np.concatenate([b.numpy() for b in ds.map(lambda b: crop(b, training=True))])
+        z = np.concatenate([b.numpy() for b in ds.map(lambda b: flip(b, training=True))])
+    else:
+        y = np.asarray(crop(x, training=True))
+        z = np.asarray(flip(x, training=True))
+    offsets = y[:, 4, 4, :2].astype(int)
+    result[place] = {
+        "row_freq": np.bincount(offsets[:, 0], minlength=9).tolist(),
+        "col_freq": np.bincount(offsets[:, 1], minlength=9).tolist(),
+        "flip_rate": float(np.mean(z[:, 0, 0, 1] == 31)),
+    }
+print(json.dumps(result))
+"""
+    out = run_python(["-c", script], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for place in ("host", "device"):
+        for key in ("row_freq", "col_freq"):
+            freq = np.array(result[place][key]) / 4000
+            assert len(freq) == 9 and np.all(np.abs(freq - 1 / 9) < 0.03), (place, key, freq)
+        assert abs(result[place]["flip_rate"] - 0.5) < 0.04
+    # Same distribution: the offset histograms agree (chi-square, 8 dof, p > 0.001).
+    for key in ("row_freq", "col_freq"):
+        a, b = np.array(result["host"][key]), np.array(result["device"][key])
+        chi2 = np.sum((a - b) ** 2 / (a + b))
+        assert chi2 < 26.1, (key, a, b)
+
+
+def test_tensorflow_mirrored_strategy_on_two_cpu_devices(cifar_512, tmp_path):
+    script = r"""
+import json, sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import train
+metrics = train(TrainConfig(epochs=1, batch_size=64, stage_filters=[8, 8, 16, 16], distribute=True,
+                            data_dir=sys.argv[1], output_dir=sys.argv[2], export=False))
+print(json.dumps(metrics))
+"""
+    out = run_python(["-c", script, cifar_512, str(tmp_path / "run")])
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["devices"] == 2 and metrics["backend"] == "tensorflow" and metrics["epochs"] == 1
+
+
+def test_jax_data_parallel_on_two_cpu_devices(cifar_512, tmp_path):
+    out = run_python(
+        ["train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512, "--distribute",
+         "--output-dir", str(tmp_path / "run"), "--no-export"],
+        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    assert metrics["devices"] == 2 and metrics["backend"] == "jax"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
+               JAX_PLATFORMS="cpu", KERAS_RESNET_COORDINATOR=address, KERAS_RESNET_NUM_PROCESSES="2")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512,
+             "--output-dir", str(tmp_path / f"run{i}"), "--no-export", "--augment-on", "device"],
+            cwd=REPO, env=dict(env, KERAS_RESNET_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (stdout, stderr) in zip(processes, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+        assert json.loads(stdout.strip().splitlines()[-1])["devices"] == 2
+
+    script = (
+        "import sys, numpy as np; from keras_resnet import load_model; "
+        "a, b = (load_model(p).get_weights() for p in sys.argv[1:]); "
+        "print(all(np.array_equal(x, y) for x, y in zip(a, b)), len(a))"
+    )
+    out = run_python(["-c", script, str(tmp_path / "run0" / "model.keras"),
+                      str(tmp_path / "run1" / "model.keras")], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    same, count = out.stdout.split()
+    assert same == "True" and int(count) > 10
