@@ -7,6 +7,7 @@
 """
 
 import contextlib
+import csv
 import importlib.util
 import json
 import math
@@ -271,6 +272,14 @@ def _trim_history(csv_path, backup_dir):
     return done
 
 
+def _best_in_history(csv_path, monitor):
+    if not os.path.isfile(csv_path):
+        return None
+    with open(csv_path) as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+    return max(values) if values else None
+
+
 def make_callbacks(config, run_dir, monitor):
     backup_dir = os.path.join(run_dir, "backup")
     csv_path = os.path.join(run_dir, "history.csv")
@@ -296,6 +305,8 @@ def make_callbacks(config, run_dir, monitor):
             monitor=monitor,
             mode="max",
             save_best_only=True,
+            # On resume, the best so far is in the history, not in memory.
+            initial_value_threshold=_best_in_history(csv_path, monitor),
         ),
         AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
         keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
