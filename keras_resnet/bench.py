@@ -1,0 +1,400 @@
+"""Throughput benchmarks: `python -m keras_resnet.bench`.
+
+```
+python -m keras_resnet.bench --preset seed --batch-size 128 --data-dir DIR
+KERAS_BACKEND=jax python -m keras_resnet.bench --steps 20 --repeats 5
+```
+
+Five figures, in images per second, each the median of `--repeats` timed
+repetitions after an untimed warm-up (tracing, compilation, first batches):
+
+- `train_images_per_sec_synthetic`: `train_on_batch` on one fixed batch held
+  in memory: the model and optimizer alone, no input pipeline.
+- `train_images_per_sec_pipeline`: `fit` on real CIFAR-10 through the
+  project's training input (`training.fit_inputs`: the `tf.data` pipeline
+  with host augmentation, or device augmentation without TensorFlow),
+  timed in windows of `--steps` batches inside one epoch.
+- `pipeline_images_per_sec`: the `tf.data` training pipeline alone
+  (shuffle, gather, augment), iterated without a model.
+- `serving_images_per_sec_b1`, `serving_images_per_sec_b256`: the exported
+  SavedModel's `serving_default` (`tf.saved_model.load`), one image and 256
+  images per call, results fetched each call. Exported on TensorFlow, from
+  another backend through a TensorFlow subprocess; `null` without TensorFlow.
+
+Ends with one JSON line: these figures, every repetition's figure (`runs`),
+and what was measured: backend, device, preset, batch size, precision.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+# Serving calls per timed repetition, per training step of `--steps`.
+SERVING_B1_CALLS_PER_STEP = 10
+SERVING_B256_STEPS_PER_CALL = 5
+# The input pipeline alone is fast: time it over at least this many batches.
+PIPELINE_MIN_STEPS = 50
+
+
+_START = time.perf_counter()
+
+
+def _log(message):
+    """Progress on stderr, so that stdout ends with the JSON line alone."""
+    elapsed = time.perf_counter() - _START
+    print(f"bench [{elapsed:6.1f}s]: {message}", file=sys.stderr, flush=True)
+
+
+def _median(rates):
+    return round(statistics.median(rates), 1) if rates else None
+
+
+def describe_device():
+    """The accelerator the backend computes on, or the CPU, in words."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                name = tf.config.experimental.get_device_details(gpus[0]).get(
+                    "device_name", gpus[0].name
+                )
+                return f"GPU: {name} (x{len(gpus)})"
+        elif backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                return f"{device.platform.upper()}: {device.device_kind} (x{jax.device_count()})"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"GPU: {torch.cuda.get_device_name(0)}"
+    except Exception:  # a description must never stop the benchmark
+        pass
+    return describe_cpu()
+
+
+def describe_cpu():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return f"CPU: {model} ({cores} cores)"
+
+
+def build_network(config):
+    """The preset's network under the configured precision policy."""
+    import keras
+
+    from keras_resnet.model import build_model
+
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    try:
+        return build_model(config.preset, **config.model_overrides())
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def bench_synthetic_training(config, steps, repeats):
+    """`train_on_batch` on a fixed in-memory batch; images/s per repetition."""
+    from keras_resnet.data import one_hot
+    from keras_resnet.training import compile_model
+
+    model = compile_model(build_network(config), config, steps)
+    rng = np.random.default_rng(config.seed)
+    x = rng.integers(0, 256, (config.batch_size, 32, 32, 3)).astype("float32")
+    y = one_hot(rng.integers(0, 10, config.batch_size))
+    for _ in range(2):  # warm-up: tracing / compilation
+        model.train_on_batch(x, y)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x, y)  # returns numbers: waits for the step
+        rates.append(steps * config.batch_size / (time.perf_counter() - start))
+    return rates, model
+
+
+def bench_pipeline_training(config, x, y, steps, repeats):
+    """`fit` through the project's training input; images/s per repetition.
+
+    One epoch of `(1 + repeats) * steps` batches: the first `steps` are the
+    warm-up (tracing, pipeline start), then each window of `steps` batches
+    is one timed repetition, so the figure is the steady state of a long
+    epoch, not dominated by the start of short ones.
+    """
+    import keras
+
+    from keras_resnet.training import compile_model
+    from keras_resnet.training import fit_inputs
+
+    class StepClock(keras.callbacks.Callback):
+        # Not `async_safe`: Keras fetches each step's logs before calling
+        # back, so the time is taken when the step has finished.
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    count = (1 + repeats) * steps * config.batch_size
+    trainer, steps_per_epoch, kwargs = fit_inputs(
+        build_network(config), config, (x[:count], y[:count]), None
+    )
+    compile_model(trainer, config, steps_per_epoch)
+    clock = StepClock()
+    trainer.fit(epochs=1, callbacks=[clock], verbose=0, **kwargs)
+    ends = clock.times[steps - 1 :: steps]  # the end of each window
+    return [
+        steps * config.batch_size / (later - earlier)
+        for earlier, later in zip(ends, ends[1:])
+    ]
+
+
+def bench_input_pipeline(config, x, y, steps, repeats):
+    """Iterates `data.train_dataset` with the training augmentation, one pass
+    per repetition after a warm-up pass; images/s per repetition."""
+    from keras_resnet.data import train_dataset
+    from keras_resnet.layers import build_augmenter
+
+    steps = min(max(steps, PIPELINE_MIN_STEPS), len(x) // config.batch_size)
+    count = steps * config.batch_size
+    augmenter = build_augmenter(cutout=config.cutout, seed=config.seed)
+    dataset = train_dataset(x[:count], y[:count], config.batch_size, augmenter, config.seed)
+
+    def one_pass():
+        images = 0
+        for batch, _ in dataset:
+            images += int(batch.shape[0])
+        return images
+
+    one_pass()  # warm-up: tracing, first shuffle
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        images = one_pass()
+        rates.append(images / (time.perf_counter() - start))
+    return rates
+
+
+def export_for_serving(model, config, class_names, folder):
+    """Exports `model` into `folder` as the project does after training
+    (`training.export_model`: in-process on TensorFlow, else a TensorFlow
+    subprocess). Returns the SavedModel path, or `None` without TensorFlow."""
+    from keras_resnet.training import export_model
+
+    model.save(os.path.join(folder, "model.keras"))  # the subprocess reads it
+    config = dataclasses.replace(config, export_dir=folder, model_name="bench")
+    return export_model(model, folder, config, class_names)
+
+
+def bench_serving(path, batch_size, calls, repeats, seed=0):
+    """`serving_default` of a SavedModel on one fixed batch, `calls` calls per
+    repetition after two warm-up calls; images/s per repetition."""
+    from keras_resnet.evaluate import SavedModelClassifier
+
+    classifier = SavedModelClassifier(path)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch_size, 32, 32, 3)).astype("float32")
+    images = classifier._tf.constant(images)
+    for _ in range(2):
+        classifier(images)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            classifier(images)  # fetches the probabilities: waits for them
+        rates.append(calls * batch_size / (time.perf_counter() - start))
+    return rates
+
+
+def run_benchmarks(config, steps=10, repeats=3):
+    """Runs every benchmark; returns the JSON-ready results.
+
+    Args:
+        config: a `training.TrainConfig` (preset, batch size, precision, data
+            folder, jit, seed; the rest is unused).
+        steps: training steps per timed repetition.
+        repeats: timed repetitions of each benchmark.
+
+    Raises:
+        data.DataError: CIFAR-10 cannot be loaded.
+        training.ConfigError: too few training images for `steps` batches.
+    """
+    import keras
+
+    from keras_resnet.config import ConfigError
+    from keras_resnet.data import load_cifar10
+    from keras_resnet.training import resolve_augment_on
+    from keras_resnet.training import resolve_jit_compile
+
+    started = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cifar = load_cifar10(config.data_dir)
+    needed = (1 + repeats) * steps * config.batch_size
+    if needed > len(cifar.x_train):
+        raise ConfigError(
+            f"(1 + --repeats {repeats}) x --steps {steps} x --batch-size "
+            f"{config.batch_size} = {needed} images, more than the "
+            f"{len(cifar.x_train)} training images; lower one of them."
+        )
+    keras.utils.set_random_seed(config.seed)
+    augment_on = resolve_augment_on(config)
+    runs = {}
+
+    _log(f"synthetic training: {repeats} x {steps} steps of {config.batch_size}")
+    runs["train_images_per_sec_synthetic"], model = bench_synthetic_training(
+        config, steps, repeats
+    )
+    _log(f"training through the {augment_on}-augmented input: {1 + repeats} x {steps} steps")
+    runs["train_images_per_sec_pipeline"] = bench_pipeline_training(
+        config, cifar.x_train, cifar.y_train, steps, repeats
+    )
+    if augment_on == "host":
+        _log("tf.data input pipeline alone")
+        runs["pipeline_images_per_sec"] = bench_input_pipeline(
+            config, cifar.x_train, cifar.y_train, steps, repeats
+        )
+    else:
+        runs["pipeline_images_per_sec"] = []  # no tf.data without TensorFlow
+
+    with tempfile.TemporaryDirectory(prefix="keras-resnet-bench-") as folder:
+        _log("exporting the SavedModel")
+        path = export_for_serving(model, config, cifar.class_names, folder)
+        for batch_size, calls in (
+            (1, SERVING_B1_CALLS_PER_STEP * steps),
+            (256, math.ceil(steps / SERVING_B256_STEPS_PER_CALL)),
+        ):
+            key = f"serving_images_per_sec_b{batch_size}"
+            if path is None:
+                runs[key] = []
+                continue
+            _log(f"serving, batch {batch_size}: {repeats} x {calls} calls")
+            runs[key] = bench_serving(path, batch_size, calls, repeats, config.seed)
+
+    _log("done")
+    result = {name: _median(rates) for name, rates in runs.items()}
+    result.update(
+        backend=keras.backend.backend(),
+        device=describe_device(),
+        preset=config.preset,
+        params=int(model.count_params()),
+        batch_size=config.batch_size,
+        precision=config.precision,
+        jit_compile=bool(resolve_jit_compile(config)),
+        augment_on=augment_on,
+        steps=steps,
+        repeats=repeats,
+        load_average_1min=None if load is None else round(load, 2),
+        seconds=round(time.perf_counter() - started, 1),
+        runs={name: [round(r, 1) for r in rates] for name, rates in runs.items()},
+    )
+    return result
+
+
+# --------------------------------------------------------------------------
+# The command line.
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _int_list(text):
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be integers separated by commas, got {text!r}"
+        ) from None
+
+
+def build_parser():
+    from keras_resnet.config import JIT_CHOICES
+    from keras_resnet.config import PRECISIONS
+    from keras_resnet.presets import PRESETS
+
+    p = _Parser(
+        prog="python -m keras_resnet.bench",
+        description="Measure training, input-pipeline and serving throughput.",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
+    p.add_argument("--stage-filters", type=_int_list,
+                   help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--precision", choices=PRECISIONS, default="float32")
+    p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
+                   help="XLA: auto (GPU/JAX on, TF-CPU off)")
+    p.add_argument("--steps", type=_positive_int, default=10,
+                   help="training steps per timed repetition (default 10)")
+    p.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timed repetitions; the median is reported (default 3)")
+    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.data import DataError
+
+    try:
+        config = TrainConfig(
+            preset=args.preset,
+            stage_filters=args.stage_filters,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            jit_compile=args.jit_compile,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            epochs=1,
+        )
+        config.validate()
+        result = run_benchmarks(config, steps=args.steps, repeats=args.repeats)
+    except (ConfigError, DataError) as e:
+        print(f"python -m keras_resnet.bench: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`python -m keras_resnet.bench`: tiny smoke runs and bad input."""
+
+import json
+
+import pytest
+
+from keras_resnet import bench
+from keras_resnet.config import TrainConfig
+from tests.conftest import run_python
+
+FIGURES = (
+    "train_images_per_sec_synthetic",
+    "train_images_per_sec_pipeline",
+    "pipeline_images_per_sec",
+    "serving_images_per_sec_b1",
+    "serving_images_per_sec_b256",
+)
+TINY = ["--stage-filters", "8,16,16,16", "--batch-size", "32", "--steps", "2"]
+
+
+def _check_figures(result, repeats):
+    for key in FIGURES:
+        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+        assert len(result["runs"][key]) == repeats, key
+    for key in ("backend", "device", "preset", "batch_size", "precision"):
+        assert result[key], key
+
+
+def test_tiny_run_reports_every_figure(real_data_dir):
+    config = TrainConfig(
+        stage_filters=[8, 16, 16, 16], batch_size=32, epochs=1, data_dir=real_data_dir
+    )
+    result = bench.run_benchmarks(config, steps=2, repeats=2)
+    _check_figures(result, repeats=2)
+    assert result["backend"] == "tensorflow"
+    assert result["preset"] == "seed" and result["batch_size"] == 32
+    assert result["precision"] == "float32" and result["params"] < 100_000
+    json.dumps(result)  # JSON-ready
+
+
+def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
+    out = run_python(
+        ["-m", "keras_resnet.bench", *TINY, "--repeats", "1", "--data-dir", real_data_dir],
+        env={"KERAS_BACKEND": "jax"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    _check_figures(result, repeats=1)
+    assert result["backend"] == "jax" and result["jit_compile"] is True
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "--steps"),
+        (["--precision", "float8"], "--precision"),
+        (["--data-dir", "/no/such/folder"], "--data-dir"),
+        (["--steps", "2000", "--batch-size", "128"], "training images"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):
+    if "--data-dir" not in argv:
+        argv = argv + ["--data-dir", real_data_dir]
+    try:
+        code = bench.main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -1,0 +1,218 @@
+"""Evaluation: TTA, per-class accuracy, plots, and the command line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_python
+from tests.conftest import write_fake_cifar
+from keras_resnet import evaluate as ev
+
+HISTORY = """epoch,accuracy,images_per_sec,learning_rate,loss,val_accuracy,val_loss
+0,0.10,120.5,0.07,2.48,NA,NA
+1,0.12,1400.1,0.075,2.38,NA,NA
+2,0.15,1500.3,0.01,2.30,NA,NA
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(real_cifar):
+    """A tiny network, trained one epoch on 512 real images (a few seconds)."""
+    import keras
+
+    from keras_resnet.model import build_model
+    from keras_resnet.training import TrainConfig
+    from keras_resnet.training import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("seed", stage_filters=(8, 16, 16, 16))
+    compile_model(model, TrainConfig(batch_size=64, epochs=1), steps_per_epoch=8)
+    x, y = real_cifar.x_train[:512].astype("float32"), real_cifar.y_train[:512]
+    model.fit(x, np.eye(10, dtype="float32")[y], batch_size=64, epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def balanced_test(real_cifar):
+    """20 test images of each class, 200 in all."""
+    picks = np.concatenate(
+        [np.flatnonzero(real_cifar.y_test == c)[:20] for c in range(10)]
+    )
+    return real_cifar.x_test[picks], real_cifar.y_test[picks]
+
+
+def _check_png(path, min_size=(300, 250)):
+    assert os.path.isfile(path), path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        image.verify()
+    assert width >= min_size[0] and height >= min_size[1], (path, image.size)
+
+
+def test_tta_without_transforms_is_the_plain_prediction(tiny_model, balanced_test):
+    x, y = balanced_test
+    plain = tiny_model.predict(x.astype("float32"), verbose=0)
+    np.testing.assert_allclose(ev.predict_tta(tiny_model, x, transforms=()), plain, atol=1e-6)
+    metrics, _ = ev.evaluate(tiny_model, x, y, transforms=())
+    assert metrics["test_accuracy_tta"] == metrics["test_accuracy"]
+
+
+def test_flip_tta_is_the_mean_of_both_views(tiny_model, balanced_test):
+    x, y = balanced_test
+    plain = ev.predict_probabilities(tiny_model, x)
+    flipped = ev.predict_probabilities(tiny_model, x[:, :, ::-1])
+    tta = ev.predict_probabilities(tiny_model, x, tta=True)
+    np.testing.assert_allclose(tta, (plain + flipped) / 2, atol=1e-6)
+    np.testing.assert_allclose(tta.sum(axis=-1), 1.0, atol=1e-5)
+    metrics, _ = ev.evaluate(tiny_model, x, y)
+    assert metrics["test_accuracy"] == pytest.approx(np.mean(plain.argmax(-1) == y))
+    assert metrics["test_accuracy_tta"] == pytest.approx(np.mean(tta.argmax(-1) == y))
+
+
+@pytest.mark.parametrize("details", ["plain", "tta"])
+def test_per_class_accuracy_averages_to_overall(tiny_model, balanced_test, details):
+    x, y = balanced_test
+    metrics, probabilities = ev.evaluate(tiny_model, x, y, details=details)
+    overall = metrics["test_accuracy_tta" if details == "tta" else "test_accuracy"]
+    per_class = list(metrics["per_class_accuracy"].values())
+    assert len(per_class) == 10
+    assert np.mean(per_class) == pytest.approx(overall)
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.sum() == len(y) and (matrix.sum(axis=1) == 20).all()
+    assert np.trace(matrix) / len(y) == pytest.approx(overall)
+    assert ev.accuracy(probabilities, y) == pytest.approx(overall)
+
+
+def test_most_confident_mistakes_order():
+    probabilities = np.array(
+        [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], dtype="float32"
+    )
+    labels = np.array([0, 0, 1, 0])  # image 0 is right; 1, 2, 3 are wrong
+    assert ev.most_confident_mistakes(probabilities, labels).tolist() == [1, 3, 2]
+    assert ev.most_confident_mistakes(probabilities, labels, count=1).tolist() == [1]
+    assert ev.most_confident_mistakes(probabilities, np.array([0, 1, 0, 1])).size == 0
+
+
+def test_per_class_accuracy_of_a_missing_class_is_none():
+    matrix = ev.confusion_matrix([0, 0, 1], [0, 1, 1], num_classes=3)
+    assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
+
+
+def test_plots_are_valid_pngs(tmp_path, tiny_model, balanced_test):
+    from keras_resnet.data import CLASS_NAMES
+
+    x, y = balanced_test
+    metrics, probabilities = ev.evaluate(tiny_model, x, y)
+    _check_png(ev.plot_confusion_matrix(
+        metrics["confusion_matrix"], CLASS_NAMES, str(tmp_path / "cm.png")))
+    indices = ev.most_confident_mistakes(probabilities, y, 12)
+    _check_png(ev.plot_mistakes(
+        x, y, probabilities, indices, CLASS_NAMES, str(tmp_path / "m.png")))
+    _check_png(ev.plot_mistakes(
+        x, y, probabilities, [], CLASS_NAMES, str(tmp_path / "none.png")), (150, 100))
+
+    history = tmp_path / "history.csv"
+    history.write_text(HISTORY)
+    paths = ev.plot_training_curves(str(history), str(tmp_path / "curves"))
+    assert sorted(paths) == ["accuracy", "learning_rate", "loss"]
+    for path in paths.values():
+        _check_png(path)
+
+
+def test_read_history_leaves_out_empty_columns(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text(HISTORY)
+    columns = ev.read_history(str(history))
+    assert "val_loss" not in columns and "val_accuracy" not in columns
+    np.testing.assert_allclose(columns["loss"], [2.48, 2.38, 2.30])
+
+
+def test_find_run_dir(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "history.csv").write_text(HISTORY)
+    assert ev.find_run_dir(str(run / "model.keras")) == str(run)
+    assert ev.find_run_dir(str(run / "checkpoints" / "best.keras")) == str(run)
+    assert ev.find_run_dir(str(tmp_path / "elsewhere" / "model.keras")) is None
+
+
+# --------------------------------------------------------------------------
+# The command line.
+
+
+def _error_line(capsys, argv):
+    assert ev.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_cli_rejects_a_missing_model(tmp_path, capsys, fake_cifar):
+    line = _error_line(capsys, ["--model", str(tmp_path / "nope.keras"), "--data-dir", fake_cifar])
+    assert "No model at" in line and "nope.keras" in line
+
+
+def test_cli_rejects_a_file_that_is_not_a_model(tmp_path, capsys, fake_cifar):
+    bogus = tmp_path / "bogus.keras"
+    bogus.write_text("not a model")
+    line = _error_line(capsys, ["--model", str(bogus), "--data-dir", fake_cifar])
+    assert "bogus.keras" in line
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert ".keras" in _error_line(capsys, ["--model", str(notes), "--data-dir", fake_cifar])
+
+
+def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
+    (tmp_path / "empty").mkdir()
+    line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])
+    assert "holds no SavedModel" in line
+
+
+def test_cli_rejects_a_foreign_saved_model(tmp_path, capsys, fake_cifar):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"y": x * 2},
+                           input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(tmp_path / "other"), signatures=module.f)
+    line = _error_line(capsys, ["--model", str(tmp_path / "other"), "--data-dir", fake_cifar])
+    assert "not a keras-resnet SavedModel" in line
+
+
+def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model):
+    from keras_resnet.export import export_saved_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(HISTORY)
+    tiny_model.save(str(run / "model.keras"))
+    export_saved_model(tiny_model, str(tmp_path / "sm"), "tiny")
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=100)
+
+    results = {}
+    for kind, model, extra in (
+        ("keras", str(run / "model.keras"), []),
+        ("saved_model", str(tmp_path / "sm" / "tiny"), ["--output-dir", str(tmp_path / "out")]),
+    ):
+        out = run_python(
+            ["-m", "keras_resnet.evaluate", "--model", model, "--data-dir", data, "--tta", *extra]
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        results[kind] = result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["format"] == kind and result["test_images"] == 100
+        for path in result["plots"].values():
+            _check_png(path, (150, 100))
+
+    keras_result, saved_result = results["keras"], results["saved_model"]
+    assert keras_result["run_dir"] == str(run)
+    assert sorted(keras_result["plots"]) == [
+        "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
+    assert os.path.isfile(run / "evaluation" / "evaluation.json")
+    assert saved_result["output_dir"] == str(tmp_path / "out")
+    for key in ("test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
+        assert keras_result[key] == saved_result[key], key
+    assert keras_result["test_loss"] == pytest.approx(saved_result["test_loss"], abs=1e-5)
