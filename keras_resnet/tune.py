@@ -19,6 +19,7 @@ exits with status 2 and one line.
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -26,24 +27,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import keras_tuner  # noqa: E402
-
-from callbacks import StopOnDivergence  # noqa: E402
-from callbacks import TrainingDiverged  # noqa: E402
+# Keras-free imports only: flags and settings are checked before Keras and a
+# backend load (`ResNetHyperModel` and the search load them).
+from keras_resnet.config import ConfigError  # noqa: E402
+from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
-from keras_resnet.model import PARAM_CAP  # noqa: E402
-from keras_resnet.model import PRESETS  # noqa: E402
-from keras_resnet.model import build_model  # noqa: E402
-from keras_resnet.training import ConfigError  # noqa: E402
-from keras_resnet.training import TrainConfig  # noqa: E402
-from keras_resnet.training import compile_model  # noqa: E402
-from keras_resnet.training import fit_inputs  # noqa: E402
-from keras_resnet.training import prepare_data  # noqa: E402
+from keras_resnet.presets import PARAM_CAP  # noqa: E402
+from keras_resnet.presets import PRESETS  # noqa: E402
 
 TUNERS = ("hyperband", "random", "bayesian")
-OBJECTIVE = keras_tuner.Objective("val_accuracy", direction="max")
 # Stage widths are tried at these multiples of the base preset's widths.
 WIDTH_MULTIPLIERS = (0.5, 0.75, 1.0, 1.25, 1.5)
 BLOCK_CHOICES = (1, 2, 3)
@@ -70,175 +63,223 @@ def default_widths(preset):
     ]
 
 
-class ResNetHyperModel(keras_tuner.HyperModel):
-    """A search space over the stages of a keras-resnet preset.
-
-    Hyperparameters: `stage{i}_filters` and `stage{i}_blocks` per stage,
-    `dropout`, `learning_rate` and `weight_decay`. Everything else (preset
-    stem and strides, batch size, schedule, augmentation, seed) comes from
-    `config`. A choice with one value, or a range with equal ends, is fixed.
+def search_space(preset, widths=None, blocks=None, dropouts=DROPOUT_CHOICES,
+                 learning_rate=LEARNING_RATE_RANGE, weight_decay=WEIGHT_DECAY_RANGE):
+    """Checks a search space and fills in its defaults (Keras-free).
 
     Args:
-        config: `TrainConfig`. The base settings of every trial; its
-            `preset` is the base network.
+        preset: str. The base preset, one of `PRESETS`.
         widths: list of lists of ints, one list of width choices per stage.
-            Defaults to `default_widths(config.preset)`.
+            Defaults to `default_widths(preset)`.
         blocks: list of ints (the same choices for every stage) or list of
             lists of ints (one per stage). Defaults to `BLOCK_CHOICES`.
-        dropouts: list of floats. Defaults to `DROPOUT_CHOICES`.
+        dropouts: list of floats in [0, 1). Defaults to `DROPOUT_CHOICES`.
         learning_rate: `(low, high)`, sampled on a log scale, or a float.
             Defaults to `LEARNING_RATE_RANGE`.
         weight_decay: `(low, high)`, sampled on a log scale, or a float.
             Defaults to `WEIGHT_DECAY_RANGE`.
 
-    Attributes:
-        trained: int. Trials this object has trained (in this process).
-        rejected: int. Configurations it rejected for the parameter cap.
+    Returns:
+        A dict of these arguments (but `preset`), as sorted lists, JSON-ready.
 
-    Example:
-    ```python
-    config = TrainConfig(preset="fast", validation_size=5000, epochs=5)
-    hypermodel = ResNetHyperModel(config, widths=[[64, 128]] * 3)
-    ```
+    Raises:
+        ConfigError: a value of the wrong shape or out of range.
     """
-
-    def __init__(
-        self,
-        config,
-        widths=None,
-        blocks=None,
-        dropouts=DROPOUT_CHOICES,
-        learning_rate=LEARNING_RATE_RANGE,
-        weight_decay=WEIGHT_DECAY_RANGE,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        stages = len(PRESETS[config.preset]["stage_filters"])
-        widths = default_widths(config.preset) if widths is None else widths
-        blocks = BLOCK_CHOICES if blocks is None else blocks
-        if blocks and all(isinstance(b, int) for b in blocks):
-            blocks = [blocks] * stages
-        for name, value in (("widths", widths), ("blocks", blocks)):
-            if len(value) != stages or not all(
-                choices and all(isinstance(v, int) and v > 0 for v in choices)
-                for choices in value
-            ):
-                raise ValueError(
-                    f"`{name}` must hold one non-empty list of positive ints "
-                    f"per stage ({stages} for preset {config.preset!r}). "
-                    f"Received: {name}={value!r}"
-                )
-        self.config = config
-        self.widths = [sorted(set(choices)) for choices in widths]
-        self.blocks = [sorted(set(choices)) for choices in blocks]
-        self.dropouts = sorted(set(dropouts))
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.trained = 0
-        self.rejected = 0
-
-    def settings(self):
-        """The search space, as JSON-ready values."""
-        return {
-            "widths": self.widths,
-            "blocks": self.blocks,
-            "dropouts": self.dropouts,
-            "learning_rate": self.learning_rate,
-            "weight_decay": self.weight_decay,
-        }
-
-    def trial_config(self, hp):
-        """Declares the hyperparameters; returns the trial's `TrainConfig`.
-
-        The default of every choice is its smallest value, so the default
-        configuration is the smallest network of the space.
-        """
-
-        def choice(name, values):
-            if len(values) == 1:
-                return hp.Fixed(name, values[0])
-            return hp.Choice(name, values, ordered=True)
-
-        def log_range(name, value):
-            if isinstance(value, (int, float)) or value[0] == value[1]:
-                return hp.Fixed(name, float(value if isinstance(value, (int, float)) else value[0]))
-            low, high = value
-            return hp.Float(name, low, high, sampling="log")
-
-        filters, blocks = [], []
-        for stage, (width_choices, block_choices) in enumerate(
-            zip(self.widths, self.blocks), start=1
+    stages = len(PRESETS[preset]["stage_filters"])
+    widths = default_widths(preset) if widths is None else widths
+    blocks = BLOCK_CHOICES if blocks is None else blocks
+    if blocks and all(isinstance(b, int) for b in blocks):
+        blocks = [blocks] * stages
+    for name, value in (("widths", widths), ("blocks", blocks)):
+        if len(value) != stages or not all(
+            isinstance(choices, (list, tuple)) and choices
+            and all(isinstance(v, int) and v > 0 for v in choices)
+            for choices in value
         ):
-            filters.append(int(choice(f"stage{stage}_filters", width_choices)))
-            blocks.append(int(choice(f"stage{stage}_blocks", block_choices)))
-        return dataclasses.replace(
-            self.config,
-            stage_filters=filters,
-            stage_blocks=blocks,
-            dropout=float(choice("dropout", self.dropouts)),
-            learning_rate=float(log_range("learning_rate", self.learning_rate)),
-            weight_decay=float(log_range("weight_decay", self.weight_decay)),
-        )
-
-    def build(self, hp):
-        """Builds the trial's network (uncompiled; `fit` compiles it).
-
-        Raises:
-            keras_tuner.errors.FailedTrialError: the network has more than
-                `PARAM_CAP` parameters; it is never trained.
-        """
-        config = self.trial_config(hp)
-        keras.utils.set_random_seed(config.seed)
-        model = build_model(config.preset, allow_over_cap=True, **config.model_overrides())
-        params = model.count_params()
-        if params > PARAM_CAP:
-            self.rejected += 1
-            raise keras_tuner.errors.FailedTrialError(
-                f"Rejected before training: {params:,} parameters, over the cap "
-                f"of {PARAM_CAP:,}. Received: stage_filters={config.stage_filters}, "
-                f"stage_blocks={config.stage_blocks}"
+            raise ConfigError(
+                f"`{name}` must hold one non-empty list of positive ints per "
+                f"stage ({stages} for preset {preset!r}). Received: {name}={value!r}"
             )
-        return model
+    if not dropouts or not all(0 <= d < 1 for d in dropouts):
+        raise ConfigError(f"`dropouts` must be in [0, 1). Received: dropouts={dropouts!r}")
+    ranges = {}
+    for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
+        low, high = (value, value) if isinstance(value, (int, float)) else value
+        if not 0 < low <= high:
+            raise ConfigError(
+                f"`{name}` must be a positive number or a range (low, high) with "
+                f"0 < low <= high. Received: {name}={value!r}"
+            )
+        ranges[name] = [float(low), float(high)]
+    return dict(
+        widths=[sorted(set(choices)) for choices in widths],
+        blocks=[sorted(set(choices)) for choices in blocks],
+        dropouts=sorted(set(float(d) for d in dropouts)),
+        **ranges,
+    )
 
-    def fit(self, hp, model, train, validation, epochs, initial_epoch=0, callbacks=None, **kwargs):
-        """Compiles and trains `model` with the project's pipeline.
 
-        The learning-rate schedule spans the epochs of this call: a Hyperband
-        trial that continues an earlier one restarts it.
+def __getattr__(name):
+    if name == "ResNetHyperModel":
+        return _hypermodel_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _hypermodel_class():
+    """Defines `ResNetHyperModel` on first use: it loads Keras and KerasTuner."""
+    import keras
+    import keras_tuner
+
+    from callbacks import StopOnDivergence
+    from callbacks import TrainingDiverged
+    from keras_resnet.model import build_model
+    from keras_resnet.training import compile_model
+    from keras_resnet.training import fit_inputs
+
+    class ResNetHyperModel(keras_tuner.HyperModel):
+        """A `keras_tuner.HyperModel` over the stages of a keras-resnet preset.
+
+        Hyperparameters: `stage{i}_filters` and `stage{i}_blocks` per stage,
+        `dropout`, `learning_rate` and `weight_decay`. Everything else
+        (preset stem and strides, batch size, schedule, augmentation, seed)
+        comes from `config`. A choice with one value, or a range with equal
+        ends, is fixed.
 
         Args:
-            hp: the trial's `HyperParameters`.
-            model: the network from `build`.
-            train: `(x, y)` training images (uint8) and int labels.
-            validation: `(x, y)`, the validation split.
-            epochs: int. The last epoch to train to.
-            initial_epoch: int. The epoch to start from. Defaults to `0`.
-            callbacks: list of callbacks (KerasTuner's).
-            **kwargs: passed to `model.fit` (e.g. `verbose`).
+            config: `TrainConfig`. The base settings of every trial; its
+                `preset` is the base network.
+            **space: the space, as `search_space` takes it (`widths`,
+                `blocks`, `dropouts`, `learning_rate`, `weight_decay`).
+            name, tunable: as for `keras_tuner.HyperModel`.
 
-        Returns:
-            A dict: the best `val_accuracy`, `params` and `epochs` (trained
-            in all, counting a continued trial's earlier epochs).
+        Attributes:
+            trained: int. Trials this object has trained (in this process).
+            rejected: int. Configurations it rejected for the parameter cap.
+
+        Example:
+        ```python
+        from keras_resnet.tune import ResNetHyperModel
+
+        config = TrainConfig(preset="fast", validation_size=5000, epochs=5)
+        hypermodel = ResNetHyperModel(config, widths=[[64, 128]] * 3)
+        ```
         """
-        config = dataclasses.replace(self.trial_config(hp), epochs=epochs - initial_epoch)
-        trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation)
-        compile_model(trainer, config, steps)
-        try:
-            history = trainer.fit(
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                callbacks=[StopOnDivergence(), *(callbacks or [])],
-                **fit_kwargs,
-                **kwargs,
+
+        def __init__(self, config, name=None, tunable=True, **space):
+            super().__init__(name=name, tunable=tunable)
+            self.config = config
+            self.space = search_space(config.preset, **space)
+            self.trained = 0
+            self.rejected = 0
+            self._params = {}  # network key -> parameter count
+
+        def trial_config(self, hp):
+            """Declares the hyperparameters; returns the trial's `TrainConfig`.
+
+            The default of every choice is its smallest value, so the default
+            configuration is the smallest network of the space.
+            """
+
+            def choice(name, values):
+                if len(values) == 1:
+                    return hp.Fixed(name, values[0])
+                return hp.Choice(name, values, ordered=True)
+
+            def log_range(name, low_high):
+                low, high = low_high
+                if low == high:
+                    return hp.Fixed(name, low)
+                return hp.Float(name, low, high, sampling="log")
+
+            space = self.space
+            filters, blocks = [], []
+            for stage, (widths, depths) in enumerate(
+                zip(space["widths"], space["blocks"]), start=1
+            ):
+                filters.append(int(choice(f"stage{stage}_filters", widths)))
+                blocks.append(int(choice(f"stage{stage}_blocks", depths)))
+            return dataclasses.replace(
+                self.config,
+                stage_filters=filters,
+                stage_blocks=blocks,
+                dropout=float(choice("dropout", space["dropouts"])),
+                learning_rate=float(log_range("learning_rate", space["learning_rate"])),
+                weight_decay=float(log_range("weight_decay", space["weight_decay"])),
             )
-        except TrainingDiverged as e:
-            raise keras_tuner.errors.FailedTrialError(str(e)) from None
-        self.trained += 1
-        return {
-            "val_accuracy": max(history.history["val_accuracy"]),
-            "params": model.count_params(),
-            "epochs": epochs,
-        }
+
+        def count_params(self, config):
+            """The parameter count of `config`'s network, over the cap or not."""
+            key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
+            if key not in self._params:
+                self._params[key] = build_model(
+                    config.preset, allow_over_cap=True, **config.model_overrides()
+                ).count_params()
+            return self._params[key]
+
+        def build(self, hp):
+            """Builds the trial's network (uncompiled; `fit` compiles it).
+
+            Raises:
+                keras_tuner.errors.FailedTrialError: the network has more
+                    than `PARAM_CAP` parameters; it is never trained.
+            """
+            config = self.trial_config(hp)
+            keras.utils.set_random_seed(config.seed)
+            model = build_model(config.preset, allow_over_cap=True, **config.model_overrides())
+            key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
+            params = self._params[key] = model.count_params()
+            if params > PARAM_CAP:
+                self.rejected += 1
+                raise keras_tuner.errors.FailedTrialError(
+                    f"Rejected before training: {params:,} parameters, over the "
+                    f"cap of {PARAM_CAP:,}. Received: stage_filters="
+                    f"{config.stage_filters}, stage_blocks={config.stage_blocks}"
+                )
+            return model
+
+        def fit(self, hp, model, train, validation, epochs, initial_epoch=0,
+                callbacks=None, **kwargs):
+            """Compiles and trains `model` with the project's pipeline.
+
+            The learning-rate schedule spans the epochs of this call: a
+            Hyperband trial that continues an earlier one restarts it.
+
+            Args:
+                hp: the trial's `HyperParameters`.
+                model: the network from `build`.
+                train: `(x, y)` training images (uint8) and int labels.
+                validation: `(x, y)`, the validation split.
+                epochs: int. The last epoch to train to.
+                initial_epoch: int. The epoch to start from. Defaults to `0`.
+                callbacks: list of callbacks (KerasTuner's).
+                **kwargs: passed to `model.fit` (e.g. `verbose`).
+
+            Returns:
+                A dict: the best `val_accuracy`, `params` and `epochs`
+                (trained in all, counting a continued trial's earlier ones).
+            """
+            config = dataclasses.replace(self.trial_config(hp), epochs=epochs - initial_epoch)
+            trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation)
+            compile_model(trainer, config, steps)
+            try:
+                history = trainer.fit(
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=[StopOnDivergence(), *(callbacks or [])],
+                    **fit_kwargs,
+                    **kwargs,
+                )
+            except TrainingDiverged as e:
+                raise keras_tuner.errors.FailedTrialError(str(e)) from None
+            self.trained += 1
+            return {
+                "val_accuracy": max(history.history["val_accuracy"]),
+                "params": model.count_params(),
+                "epochs": epochs,
+            }
+
+    return ResNetHyperModel
 
 
 def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10,
@@ -259,11 +300,13 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         project_name: str. Defaults to `"resnet"`.
         overwrite: bool. Start over instead of continuing. Defaults to `False`.
     """
+    import keras_tuner
+
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
     common = dict(
         hypermodel=hypermodel,
-        objective=OBJECTIVE,
+        objective=keras_tuner.Objective("val_accuracy", direction="max"),
         # KerasTuner takes seed 0 for "no seed".
         seed=hypermodel.config.seed + 1,
         # Over-cap trials fail (cheaply); none of them may end the search.
@@ -300,19 +343,13 @@ def _status(trial, params):
 
 def summarize(tuner, hypermodel):
     """One row per trial, in trial order (see `SUMMARY_COLUMNS`)."""
-    rows, counts = [], {}
+    rows = []
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
         config = hypermodel.trial_config(trial.hyperparameters.copy())
         if trial.metrics.exists("params"):
             params = int(trial.metrics.get_last_value("params"))
-        else:  # rejected or failed: count without training
-            key = (tuple(config.stage_filters), tuple(config.stage_blocks))
-            if key not in counts:
-                counts[key] = build_model(
-                    config.preset, allow_over_cap=True, **config.model_overrides()
-                ).count_params()
-                keras.backend.clear_session()
-            params = counts[key]
+        else:  # rejected or failed
+            params = hypermodel.count_params(config)
         epochs = trial.metrics.get_last_value("epochs") if trial.metrics.exists("epochs") else None
         rows.append({
             "trial": trial.trial_id,
@@ -408,7 +445,8 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             overwrite: see `make_tuner`.
         verbose: `fit` verbosity. Defaults to `2` (a line per epoch).
         top: int. How many of the best trials to print. Defaults to `3`.
-        **space: `ResNetHyperModel` arguments (`widths`, `blocks`, ...).
+        **space: the search space: `search_space` arguments (`widths`,
+            `blocks`, `dropouts`, `learning_rate`, `weight_decay`).
 
     Returns:
         A dict of the results (the CLI's JSON line). A worker returns its own
@@ -425,20 +463,24 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             f"validation split of the training set. Received: {config.validation_size!r}"
         )
     config.validate()
-    try:
-        hypermodel = ResNetHyperModel(config, **space)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)
     settings = dict(
-        tuner=tuner, epochs_per_trial=epochs_per_trial, **hypermodel.settings(),
+        tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
         **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
     )
     check_project(project_dir, settings, overwrite)
+
+    # Settings checked: now load Keras.
+    from keras_tuner.errors import FailedTrialError
+
+    from keras_resnet.training import prepare_data
+
+    hypermodel = _hypermodel_class()(config, **space)
     try:
         tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
                             directory, project_name, overwrite)
-    except keras_tuner.errors.FailedTrialError as e:  # the smallest network
+    except FailedTrialError as e:  # building the smallest network of the space
         raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
 
     data = {}
@@ -500,6 +542,15 @@ def _positive_int(text):
     return value
 
 
+def _float_list(text):
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
 def _stage_lists(text):
     """`"32,64/64,128"` -> `[[32, 64], [64, 128]]` (a list per stage)."""
     try:
@@ -521,7 +572,7 @@ def build_parser():
     p.add_argument("--preset", choices=sorted(PRESETS), default="best", help="base network: stem, strides, stage count (default best)")
     p.add_argument("--widths", type=_stage_lists, help="width choices per stage, e.g. 32,64/64,128/128,256 (default: the preset's x0.5-1.5)")
     p.add_argument("--blocks", type=_stage_lists, help="block choices, for every stage (1,2,3, the default) or per stage (1/1,2/1,2)")
-    p.add_argument("--dropouts", type=lambda t: [float(v) for v in t.split(",")], help="dropout choices (default 0,0.1,0.2,0.3)")
+    p.add_argument("--dropouts", type=_float_list, help="dropout choices (default 0,0.1,0.2,0.3)")
     p.add_argument("--train-size", type=_positive_int, help="use the first N training images (default all)")
     p.add_argument("--validation-size", type=_positive_int, help="validation images cut from them (default 10%%)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")

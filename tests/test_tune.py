@@ -1,0 +1,235 @@
+"""The hyperparameter search: tiny searches on a small fake CIFAR-10."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+from conftest import REPO
+from conftest import run_python
+from conftest import write_fake_cifar
+
+from keras_resnet import tune
+from keras_resnet.model import PARAM_CAP
+from keras_resnet.training import ConfigError
+from keras_resnet.training import TrainConfig
+
+# Narrow networks on the seed preset (7x7/2 stem): a trial takes seconds.
+TINY = [
+    "--preset", "seed", "--widths", "8,16/8,16/16/16", "--blocks", "1",
+    "--epochs-per-trial", "1", "--train-size", "256", "--validation-size", "64",
+    "--verbose", "0",
+]
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    # 300 training images (60 per batch file), 20 test images.
+    return write_fake_cifar(str(tmp_path_factory.mktemp("data") / "cifar"), per_batch=60)
+
+
+def last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def read_summary(project_dir):
+    with open(os.path.join(project_dir, tune.SUMMARY_FILE)) as f:
+        return list(csv.DictReader(f))
+
+
+def trial_files(project_dir):
+    return {
+        name: open(os.path.join(project_dir, name, "trial.json")).read()
+        for name in sorted(os.listdir(project_dir))
+        if os.path.isfile(os.path.join(project_dir, name, "trial.json"))
+    }
+
+
+def trial_values(project_dir):
+    values = []
+    for text in trial_files(project_dir).values():
+        trial = json.loads(text)
+        values.append({k: v for k, v in trial["hyperparameters"]["values"].items()
+                       if not k.startswith("tuner/")})
+    return values
+
+
+def run_main(argv, capsys):
+    """`python -m keras_resnet.tune argv`, in this process; its JSON line."""
+    assert tune.main(argv) == 0
+    stdout = capsys.readouterr().out
+    return last_json(stdout), stdout
+
+
+def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_path, capsys):
+    result, stdout = run_main([*TINY, "--max-trials", "3", "--data-dir", cifar,
+                               "--directory", str(tmp_path / "tuning")], capsys)
+    project = result["project_dir"]
+    assert (result["trials"], result["completed"], result["rejected"]) == (3, 3, 0)
+    rows = read_summary(project)
+    assert [r["trial"] for r in rows] == ["0", "1", "2"]
+    assert {r["status"] for r in rows} == {"completed"}
+    assert all(int(r["params"]) <= PARAM_CAP and r["val_accuracy"] for r in rows)
+    assert "val_accuracy" in stdout and "Top 3:" in stdout
+
+    with open(result["best_config"]) as f:
+        best = json.load(f)
+    assert set(best) == {"preset", *tune.TUNED_KEYS}
+    assert best["preset"] == "seed" and best["stage_blocks"] == [1, 1, 1, 1]
+    TrainConfig.from_dict(best)
+
+    out = run_python([
+        "train.py", "--config", result["best_config"], "--epochs", "1",
+        "--train-size", "256", "--data-dir", cifar,
+        "--output-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
+    ])
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = last_json(out.stdout)
+    assert metrics["params"] == result["best_params"]
+    assert metrics["epochs"] == 1 and metrics["export_path"]
+
+
+def test_over_cap_configurations_are_rejected_counted_and_never_trained(
+    cifar, tmp_path, monkeypatch
+):
+    trained_sizes = []
+    fit = keras.Model.fit
+
+    def spy(model, *args, **kwargs):
+        trained_sizes.append(model.count_params())
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    config = TrainConfig(preset="seed", train_size=256, validation_size=64, seed=4,
+                         data_dir=cifar)
+    # A last stage of 768 or 800 filters is over the cap. With this seed the
+    # first four draws are over it: KerasTuner's default would stop at three.
+    result = tune.search(
+        config, tuner="random", max_trials=6, epochs_per_trial=1,
+        directory=str(tmp_path), widths=[[8], [8], [8], [8, 768, 800]],
+        blocks=[1], dropouts=[0.0], verbose=0,
+    )
+    rows = read_summary(result["project_dir"])
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    assert result["trials"] == len(rows) == 6  # rejections never end the search
+    assert [r["status"] for r in rows[:4]] == ["rejected"] * 4
+    assert result["rejected"] == result["rejected_here"] == len(rejected)
+    assert all(int(r["params"]) > PARAM_CAP and not r["val_accuracy"] for r in rejected)
+    assert not any(os.path.exists(os.path.join(
+        result["project_dir"], f"trial_{r['trial']}", "checkpoint.weights.h5"))
+        for r in rejected)
+    assert len(trained_sizes) == result["completed"] == result["trained"] >= 1
+    assert max(trained_sizes) <= PARAM_CAP
+    with open(result["best_config"]) as f:
+        assert json.load(f)["stage_filters"] == [8, 8, 8, 8]
+
+
+def test_killed_search_resumes_without_losing_or_repeating_trials(cifar, tmp_path, capsys):
+    args = [*TINY, "--tuner", "random", "--max-trials", "3", "--data-dir", cifar,
+            "--directory", str(tmp_path)]
+    project = str(tmp_path / "resnet")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.tune", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # tuner0.json is written once a trial has fully ended; kill the
+        # search while it trains the next one.
+        deadline = time.time() + 180
+        for name in ("tuner0.json", os.path.join("trial_1", "trial.json")):
+            while not os.path.exists(os.path.join(project, name)):
+                assert proc.poll() is None and time.time() < deadline, f"no {name}"
+                time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = {name: text for name, text in trial_files(project).items()
+              if json.loads(text)["status"] == "COMPLETED"}
+    assert 1 <= len(before) < 3
+
+    result, _ = run_main(args, capsys)  # the same command again
+    assert (result["trials"], result["completed"]) == (3, 3)
+    assert result["trained"] == 3 - len(before)  # finished trials are not rerun
+    after = trial_files(project)
+    assert sorted(after) == ["trial_0", "trial_1", "trial_2"]
+    assert all(after[name] == text for name, text in before.items())
+    values = trial_values(project)
+    assert len({json.dumps(v, sort_keys=True) for v in values}) == 3
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path):
+    # Three trials for two workers: one of them runs two.
+    port = str(_free_port())
+    args = ["-m", "keras_resnet.tune", *TINY, "--tuner", "random", "--max-trials", "3",
+            "--data-dir", cifar, "--directory", str(tmp_path)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env.pop("KERASTUNER_ORACLE_IP", None)  # defaults to 127.0.0.1
+    procs = [subprocess.Popen(
+        [sys.executable, *args, "--tuner-id", "chief", "--oracle-port", port],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )]
+    for worker in ("tuner0", "tuner1"):
+        worker_env = dict(env, KERASTUNER_TUNER_ID=worker, KERASTUNER_ORACLE_PORT=port)
+        procs.append(subprocess.Popen(
+            [sys.executable, *args], cwd=REPO, env=worker_env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+    chief, *workers = [last_json(stdout) for stdout, _ in outputs]
+    assert [w["tuner_id"] for w in workers] == ["tuner0", "tuner1"]
+    assert (chief["trials"], chief["completed"]) == (3, 3)
+    assert chief["trained"] == 0
+    assert sum(w["trained"] for w in workers) == 3  # each trial exactly once
+    project = chief["project_dir"]
+    assert [r["status"] for r in read_summary(project)] == ["completed"] * 3
+    assert os.path.isfile(os.path.join(project, tune.BEST_CONFIG_FILE))
+    assert len({json.dumps(v, sort_keys=True) for v in trial_values(project)}) == 3
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--tuner", "grid"], "--tuner: invalid choice: 'grid'"),
+    (["--max-trials", "0"], "must be a positive integer, got '0'"),
+    (["--widths", "8,x"], "got '8,x'"),
+    (["--dropouts", "0.1,high"], "got '0.1,high'"),
+    (["--preset", "seed", "--dropouts", "1.5"], "Received: dropouts=[1.5]"),
+    (["--preset", "seed", "--widths", "8/16"], "one non-empty list of positive ints per stage"),
+    (["--tuner-id", "chief"], "needs both a tuner id and the oracle port"),
+    (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
+])
+def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp_path):
+    out = run_python(["-m", "keras_resnet.tune", *argv, "--directory", str(tmp_path)],
+                     timeout=60)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr, out.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_the_cli_module_loads_without_keras():
+    out = run_python(["-c", "import sys, keras_resnet.tune; print('keras' in sys.modules)"])
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_project_of_other_settings_is_not_continued(tmp_path):
+    tune.check_project(str(tmp_path), {"tuner": "random", "widths": [[8, 16]]})
+    tune.check_project(str(tmp_path), {"tuner": "random", "widths": ((8, 16),)})
+    with pytest.raises(ConfigError, match=r"other settings \(tuner, widths\)"):
+        tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
