@@ -19,7 +19,6 @@ import csv
 import json
 import os
 import sys
-import zipfile
 
 import numpy as np
 
@@ -157,11 +156,6 @@ def load_classifier(path):
         )
     if os.path.isdir(path):
         return SavedModelClassifier(resolve_saved_model(path)), "saved_model"
-    if path.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise ModelError(
-            f"{path} is not a Keras model archive (a .keras file is a zip "
-            "file); pass a model saved by train.py or `model.save()`."
-        )
     from keras_resnet.model import load_model
 
     try:

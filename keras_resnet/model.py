@@ -176,6 +176,13 @@ def load_model(path):
             f"Expected a .keras model file, got {path!r} (missing or wrong "
             "extension)."
         )
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a Keras model archive (a .keras file is a zip "
+            "file); pass a model saved by train.py or `model.save()`."
+        )
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as e:

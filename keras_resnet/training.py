@@ -318,20 +318,14 @@ def make_callbacks(config, run_dir, monitor):
 # The run.
 
 
-def evaluate_test(model, x, y, batch_size):
-    """Test loss and accuracy, plus accuracy with flip test-time augmentation."""
-    from keras_resnet.evaluate import predict_probabilities
+def evaluate_test(model, x, y, batch_size, class_names):
+    """Test loss and accuracy, with and without flip test-time augmentation,
+    and the accuracy of each class."""
+    from keras_resnet.evaluate import evaluate
 
-    plain = predict_probabilities(model, x, batch_size=batch_size)
-    flipped = predict_probabilities(model, x[:, :, ::-1], batch_size=batch_size)
-    tta = (plain + flipped) / 2
-    true_class = plain[np.arange(len(y)), y]
-    return {
-        # Plain cross-entropy (no label smoothing) of the true class.
-        "test_loss": float(-np.mean(np.log(np.maximum(true_class, 1e-12)))),
-        "test_accuracy": float(np.mean(plain.argmax(-1) == y)),
-        "test_accuracy_tta": float(np.mean(tta.argmax(-1) == y)),
-    }
+    metrics, _ = evaluate(model, x, y, class_names=class_names, batch_size=batch_size)
+    keys = ("test_loss", "test_accuracy", "test_accuracy_tta", "per_class_accuracy")
+    return {key: metrics[key] for key in keys}
 
 
 def train(config, overwrite=False):
@@ -368,7 +362,7 @@ def train(config, overwrite=False):
     history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
     train_seconds = time.perf_counter() - start
 
-    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size)
+    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size, cifar.class_names)
     model.save(os.path.join(run_dir, "model.keras"))
     export_path = None
     if config.export and (config.process_id or 0) == 0:  # one export per job
