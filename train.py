@@ -91,6 +91,10 @@ def config_from_args(args):
             raise ConfigError(f"--config {args.config}: {e}") from None
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
+    if "resume" not in args:  # the preset's recipe, under the file and flags
+        from keras_resnet.presets import RECIPES
+
+        values = {**RECIPES.get(values.get("preset", "seed"), {}), **values}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),
         ("coordinator_address", "KERAS_RESNET_COORDINATOR", str),
