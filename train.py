@@ -14,33 +14,19 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _int_list(text):
-    return [int(v) for v in text.replace(",", " ").split()]
+from keras_resnet import cli  # noqa: E402  (Keras-free)
 
 
 def build_parser():
     from keras_resnet.config import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES
     from keras_resnet.presets import PRESETS
 
-    p = _Parser(prog="train.py", description=__doc__.splitlines()[0],
-                argument_default=argparse.SUPPRESS)
+    p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0],
+                           argument_default=argparse.SUPPRESS)
     p.add_argument("--config", help="JSON file of settings (flags override it)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default seed)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default 200)")
-    p.add_argument("--batch-size", type=_positive_int, help="batch size (default 128)")
+    p.add_argument("--epochs", type=cli.positive_int, help="epochs (default 200)")
+    p.add_argument("--batch-size", type=cli.positive_int, help="batch size (default 128)")
     p.add_argument("--learning-rate", type=float, help="peak rate at batch 128, scaled with the batch (default 0.1)")
     p.add_argument("--momentum", type=float, help="Nesterov momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay (default 5e-4)")
@@ -48,10 +34,10 @@ def build_parser():
     p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs (default 2)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default: the preset's)")
-    p.add_argument("--stage-filters", type=_int_list, help="widths per stage, e.g. 64,128,256,512")
-    p.add_argument("--stage-blocks", type=_int_list, help="blocks per stage, e.g. 1,1,1,1")
+    p.add_argument("--stage-filters", type=cli.int_list, help="widths per stage, e.g. 64,128,256,512")
+    p.add_argument("--stage-blocks", type=cli.int_list, help="blocks per stage, e.g. 1,1,1,1")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
-    p.add_argument("--train-size", type=_positive_int, help="use the first N training images")
+    p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
     p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")
     p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, help="host (tf.data) or device (in the train step)")
@@ -67,7 +53,7 @@ def build_parser():
     p.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     p.add_argument("--distribute", action="store_true", help="data-parallel over every visible device")
     p.add_argument("--coordinator-address", help="JAX multi-host: HOST:PORT of process 0 ($KERAS_RESNET_COORDINATOR)")
-    p.add_argument("--num-processes", type=_positive_int, help="JAX multi-host: number of processes ($KERAS_RESNET_NUM_PROCESSES)")
+    p.add_argument("--num-processes", type=cli.positive_int, help="JAX multi-host: number of processes ($KERAS_RESNET_NUM_PROCESSES)")
     p.add_argument("--process-id", type=int, help="JAX multi-host: this process's id ($KERAS_RESNET_PROCESS_ID)")
     return p
 
@@ -110,10 +96,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from keras_resnet.config import ConfigError
+    from keras_resnet.config import ConfigError, prepare_environment
 
     try:  # flags and settings first, before Keras and a backend load
         config = config_from_args(args)
+        prepare_environment(config)
         if not config.num_processes or config.num_processes == 1:
             config.check_model()  # multi-host: after JAX starts, in train()
     except ConfigError as e:

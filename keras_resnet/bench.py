@@ -38,6 +38,8 @@ import time
 
 import numpy as np
 
+from keras_resnet import cli
+
 # Serving calls per timed repetition, per training step of `--steps`.
 SERVING_B1_CALLS_PER_STEP = 10
 SERVING_B256_STEPS_PER_CALL = 5
@@ -320,49 +322,25 @@ def run_benchmarks(config, steps=10, repeats=3):
 # The command line.
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _int_list(text):
-    try:
-        return [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be integers separated by commas, got {text!r}"
-        ) from None
-
-
 def build_parser():
     from keras_resnet.config import JIT_CHOICES
     from keras_resnet.config import PRECISIONS
     from keras_resnet.presets import PRESETS
 
-    p = _Parser(
+    p = cli.ArgumentParser(
         prog="python -m keras_resnet.bench",
         description="Measure training, input-pipeline and serving throughput.",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
-    p.add_argument("--stage-filters", type=_int_list,
+    p.add_argument("--stage-filters", type=cli.int_list,
                    help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=cli.positive_int, default=128)
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
     p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
                    help="XLA: auto (GPU/JAX on, TF-CPU off)")
-    p.add_argument("--steps", type=_positive_int, default=10,
+    p.add_argument("--steps", type=cli.positive_int, default=10,
                    help="training steps per timed repetition (default 10)")
-    p.add_argument("--repeats", type=_positive_int, default=3,
+    p.add_argument("--repeats", type=cli.positive_int, default=3,
                    help="timed repetitions; the median is reported (default 3)")
     p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--seed", type=int, default=0)
@@ -374,6 +352,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from keras_resnet.config import ConfigError
     from keras_resnet.config import TrainConfig
+    from keras_resnet.config import prepare_environment
     from keras_resnet.data import DataError
 
     try:
@@ -388,6 +367,8 @@ def main(argv=None):
             epochs=1,
         )
         config.validate()
+        prepare_environment(config)
+        config.check_model()
         result = run_benchmarks(config, steps=args.steps, repeats=args.repeats)
     except (ConfigError, DataError) as e:
         print(f"python -m keras_resnet.bench: error: {e}", file=sys.stderr)

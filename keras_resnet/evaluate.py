@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from keras_resnet import cli
 from keras_resnet.data import CLASS_NAMES
 
 NUM_CLASSES = len(CLASS_NAMES)
@@ -444,26 +445,8 @@ def find_run_dir(model_path):
 # The command line.
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser():
-    p = _Parser(
+    p = cli.ArgumentParser(
         prog="python -m keras_resnet.evaluate",
         description="Evaluate a keras-resnet model on the CIFAR-10 test set.",
     )
@@ -474,8 +457,8 @@ def build_parser():
                    help="per-class accuracy, confusion matrix and mistakes from the flip-TTA predictions")
     p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
     p.add_argument("--output-dir", help="report folder (default <run>/evaluation, else evaluation/<model>)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=256)
-    p.add_argument("--mistakes", type=_int_at_least(0), default=25, help="images in the mistakes grid (default 25)")
+    p.add_argument("--batch-size", type=cli.int_at_least(1), default=256)
+    p.add_argument("--mistakes", type=cli.int_at_least(0), default=25, help="images in the mistakes grid (default 25)")
     return p
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from keras_resnet import cli
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.presets import IMAGE_SHAPE
 
@@ -261,18 +262,8 @@ def format_table(image, top):
     return "\n".join(lines)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_resnet.predict",
         description="Classify PNG or JPEG images with an exported or "
         "checkpointed keras-resnet model.",
@@ -284,11 +275,11 @@ def main(argv=None):
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     parser.add_argument(
-        "--top-k", type=_positive_int, default=3,
+        "--top-k", type=cli.positive_int, default=3,
         help="classes to show per image (default: 3)",
     )
     parser.add_argument(
-        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+        "--max-pixels", type=cli.positive_int, default=DEFAULT_MAX_PIXELS,
         help="refuse images with more pixels than this, as possible "
         f"decompression bombs (default: {DEFAULT_MAX_PIXELS})",
     )

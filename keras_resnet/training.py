@@ -106,7 +106,8 @@ def learning_rate_schedule(config, steps_per_epoch):
 
 def compile_model(model, config, steps_per_epoch):
     """SGD with Nesterov momentum and decoupled weight decay (not on BN or
-    biases), cross-entropy with label smoothing, accuracy."""
+    biases; with loss scaling for float16), cross-entropy with label
+    smoothing, accuracy."""
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=config.momentum,
@@ -114,6 +115,8 @@ def compile_model(model, config, steps_per_epoch):
         weight_decay=config.weight_decay or None,
     )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    if config.precision == "mixed_float16":  # float16 gradients underflow
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),

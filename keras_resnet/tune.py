@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Keras-free imports only: flags and settings are checked before Keras and a
 # backend load (`ResNetHyperModel` and the search load them).
+from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
@@ -527,30 +528,6 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
 # Command line.
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clear line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _float_list(text):
-    try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
 def _stage_lists(text):
     """`"32,64/64,128"` -> `[[32, 64], [64, 128]]` (a list per stage)."""
     try:
@@ -565,17 +542,17 @@ def _stage_lists(text):
 
 
 def build_parser():
-    p = _Parser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0])
     p.add_argument("--tuner", choices=TUNERS, default="hyperband", help="search algorithm (default hyperband)")
-    p.add_argument("--max-trials", type=_positive_int, default=20, help="trials in all, rejected ones included (default 20)")
-    p.add_argument("--epochs-per-trial", type=_positive_int, default=10, help="epochs of a trial; Hyperband's maximum (default 10)")
+    p.add_argument("--max-trials", type=cli.positive_int, default=20, help="trials in all, rejected ones included (default 20)")
+    p.add_argument("--epochs-per-trial", type=cli.positive_int, default=10, help="epochs of a trial; Hyperband's maximum (default 10)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="best", help="base network: stem, strides, stage count (default best)")
     p.add_argument("--widths", type=_stage_lists, help="width choices per stage, e.g. 32,64/64,128/128,256 (default: the preset's x0.5-1.5)")
     p.add_argument("--blocks", type=_stage_lists, help="block choices, for every stage (1,2,3, the default) or per stage (1/1,2/1,2)")
-    p.add_argument("--dropouts", type=_float_list, help="dropout choices (default 0,0.1,0.2,0.3)")
-    p.add_argument("--train-size", type=_positive_int, help="use the first N training images (default all)")
-    p.add_argument("--validation-size", type=_positive_int, help="validation images cut from them (default 10%%)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128")
+    p.add_argument("--dropouts", type=cli.float_list, help="dropout choices (default 0,0.1,0.2,0.3)")
+    p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images (default all)")
+    p.add_argument("--validation-size", type=cli.positive_int, help="validation images cut from them (default 10%%)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=128, help="default 128")
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the split and the weights (default 0)")
     p.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV), help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
     p.add_argument("--directory", default="runs/tuning", help="root of the project folders (default runs/tuning)")
@@ -583,7 +560,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="start over instead of continuing the project")
     p.add_argument("--tuner-id", help="distributed: 'chief' or a worker name (default $KERASTUNER_TUNER_ID)")
     p.add_argument("--oracle-ip", help="distributed: the chief's address (default $KERASTUNER_ORACLE_IP, else 127.0.0.1)")
-    p.add_argument("--oracle-port", type=_positive_int, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
+    p.add_argument("--oracle-port", type=cli.positive_int, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="fit verbosity (default 2)")
     return p
 

@@ -39,8 +39,8 @@ def test_train_end_to_end_two_exports(real_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--epochs", "0"], "--epochs: must be a positive integer, got 0"),
-    (["--batch-size", "-1"], "--batch-size: must be a positive integer, got -1"),
+    (["--epochs", "0"], "--epochs: must be a positive integer, got '0'"),
+    (["--batch-size", "-1"], "--batch-size: must be a positive integer, got '-1'"),
     (["--preset", "nope"], "--preset: invalid choice: 'nope'"),
     (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
 ])

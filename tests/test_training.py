@@ -46,3 +46,22 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match="over the cap"):
         TrainConfig.from_dict({"stage_filters": [64, 128, 256, 1024]}).check_model()
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_a_float32_output(precision, tmp_path, fake_cifar):
+    from tests.conftest import run_python
+
+    run_dir = tmp_path / "run"
+    out = run_python(["train.py", "--epochs", "1", "--batch-size", "25", "--precision", precision,
+                      "--data-dir", fake_cifar, "--stage-filters", "8,8,16,16", "--no-export",
+                      "--output-dir", str(run_dir)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert np.isfinite(json.loads(out.stdout.strip().splitlines()[-1])["test_loss"])
+    model = keras.saving.load_model(str(run_dir / "model.keras"))
+    assert model.get_layer("stem_conv").compute_dtype == precision.split("_")[1]
+    assert model.get_layer("stem_conv").variable_dtype == "float32"
+    assert model.get_layer("probabilities").compute_dtype == "float32"
+    if precision == "mixed_float16":  # Keras adds loss scaling for float16
+        optimizer = keras.saving.load_model(str(run_dir / "checkpoints" / "last.keras")).optimizer
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
