@@ -37,6 +37,7 @@ def build_parser():
     p.add_argument("--stage-filters", type=cli.int_list, help="widths per stage, e.g. 64,128,256,512")
     p.add_argument("--stage-blocks", type=cli.int_list, help="blocks per stage, e.g. 1,1,1,1")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
+    p.add_argument("--ema", type=float, help="momentum of a weight EMA used at the end, e.g. 0.999; 0 = off (default)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
     p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")
     p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")

@@ -42,6 +42,7 @@ class TrainConfig:
     stage_filters: list | None = None
     stage_blocks: list | None = None
     cutout: int = 0
+    ema: float = 0.0
     train_size: int | None = None
     validation_size: int = 0
     target_accuracy: float | None = None
@@ -118,6 +119,8 @@ class TrainConfig:
             fail(f"--dropout must be in [0, 1), got {self.dropout!r}.")
         if self.warmup_epochs < 0:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
+        if not 0 <= self.ema < 1:
+            fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
         if self.cutout < 0:
             fail(f"--cutout must be >= 0, got {self.cutout!r}.")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:

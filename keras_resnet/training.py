@@ -105,14 +105,18 @@ def learning_rate_schedule(config, steps_per_epoch):
 
 
 def compile_model(model, config, steps_per_epoch):
-    """SGD with Nesterov momentum and decoupled weight decay (not on BN or
-    biases; with loss scaling for float16), cross-entropy with label
-    smoothing, accuracy."""
+    """SGD with Nesterov momentum, decoupled weight decay (not on BN or
+    biases), an optional weight EMA and loss scaling for float16;
+    cross-entropy with label smoothing; accuracy."""
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=config.momentum,
         nesterov=True,
         weight_decay=config.weight_decay or None,
+        # An exponential moving average of the weights, swapped in when
+        # `fit` ends.
+        use_ema=bool(config.ema),
+        ema_momentum=config.ema or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     if config.precision == "mixed_float16":  # float16 gradients underflow
@@ -218,7 +222,9 @@ def run_state(path):
     saved = None
     if os.path.isfile(config_path):
         with open(config_path) as f:
-            saved = TrainConfig(**json.load(f)).identity()
+            saved = {
+                k: v for k, v in json.load(f).items() if k not in TrainConfig.PLACEMENT_KEYS
+            }
     finished = os.path.isfile(os.path.join(path, "metrics.json"))
     return {"config": saved, "finished": finished, "unfinished": saved is not None and not finished}
 
@@ -242,8 +248,10 @@ def prepare_run_dir(config, overwrite=False):
                 "choose another folder or pass --overwrite."
             )
         elif state["config"] != config.identity():
+            identity = config.identity()
             changed = sorted(
-                k for k in config.identity() if state["config"].get(k) != config.identity()[k]
+                k for k in set(identity) | set(state["config"])
+                if state["config"].get(k) != identity.get(k)
             )
             raise ConfigError(
                 f"--output-dir {path} holds a run with other settings ({', '.join(changed)}); "
@@ -278,8 +286,13 @@ def _trim_history(csv_path, backup_dir):
 def _best_in_history(csv_path, monitor):
     if not os.path.isfile(csv_path):
         return None
+    values = []
     with open(csv_path) as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+        for row in csv.DictReader(f):
+            try:
+                values.append(float(row.get(monitor)))
+            except (TypeError, ValueError):  # "NA" or missing
+                pass
     return max(values) if values else None
 
 

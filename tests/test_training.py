@@ -65,3 +65,18 @@ def test_mixed_precision_trains_with_a_float32_output(precision, tmp_path, fake_
     if precision == "mixed_float16":  # Keras adds loss scaling for float16
         optimizer = keras.saving.load_model(str(run_dir / "checkpoints" / "last.keras")).optimizer
         assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
+    x, y = real_cifar.x_train[:64], real_cifar.y_train[:64]
+    finals = {}
+    for ema in (0.0, 0.5):
+        keras.utils.set_random_seed(0)
+        config = TrainConfig(epochs=2, batch_size=32, ema=ema, warmup_epochs=0)
+        model = build_model("seed", stage_filters=(8, 8, 8, 8))
+        trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
+        compile_model(trainer, config, steps)
+        assert trainer.optimizer.use_ema == bool(ema)
+        trainer.fit(epochs=2, verbose=0, **kwargs)
+        finals[ema] = model.get_layer("logits").get_weights()[0]
+    assert not np.allclose(finals[0.0], finals[0.5])
