@@ -73,7 +73,10 @@ def config_from_args(args):
     if "config" in args:
         try:
             with open(args.config) as f:
-                values.update(json.load(f))
+                loaded = json.load(f)
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"--config {args.config}: expected a JSON object of settings.")
+            values.update(loaded)
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"--config {args.config}: {e}") from None
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
@@ -89,7 +92,12 @@ def config_from_args(args):
         ("process_id", "KERAS_RESNET_PROCESS_ID", int),
     ):
         if values.get(key) is None and os.environ.get(variable):
-            values[key] = kind(os.environ[variable])
+            try:
+                values[key] = kind(os.environ[variable])
+            except ValueError:
+                raise ConfigError(
+                    f"${variable} must be {kind.__name__}, got {os.environ[variable]!r}."
+                ) from None
     return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
 
 
@@ -109,21 +117,25 @@ def main(argv=None):
 
     from callbacks import TrainingDiverged
     from keras_resnet.data import DataError
+    from keras_resnet.export import ExportError
     from keras_resnet.training import train
 
     try:
         metrics = train(config, overwrite=getattr(args, "overwrite", False))
     except (ConfigError, DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
-    except TrainingDiverged as e:
+    except (TrainingDiverged, ExportError) as e:
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt:
         run_dir = config.output_dir
-        print(
-            f"\nInterrupted. The last completed epoch is saved in {run_dir}/backup.\n"
-            f"Resume with: python train.py --resume {shlex.quote(run_dir)}",
-            file=sys.stderr,
-        )
+        if run_dir and os.path.isdir(os.path.join(run_dir, "backup")):
+            print(
+                f"\nInterrupted. The last completed epoch is saved in {run_dir}/backup.\n"
+                f"Resume with: python train.py --resume {shlex.quote(run_dir)}",
+                file=sys.stderr,
+            )
+        else:
+            print("\nInterrupted before the first epoch ended; nothing to resume.", file=sys.stderr)
         return 130
     print(json.dumps(metrics))
     return 0

@@ -24,6 +24,9 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(os.path.join(folder, f".partial.{name}"), **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):
+        # A partial file left by a crash must never be taken for this epoch's.
+        if os.path.exists(self.filepath):
+            os.remove(self.filepath)
         super().on_epoch_end(epoch, logs)
         if os.path.exists(self.filepath):
             os.replace(self.filepath, self.final_path)

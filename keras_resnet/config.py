@@ -5,6 +5,7 @@ parameter cap), so that `train.py` reports bad input in one line, fast.
 """
 
 import dataclasses
+import math
 import os
 
 from keras_resnet.presets import PRESETS
@@ -18,6 +19,30 @@ JIT_CHOICES = ("auto", "on", "off")
 
 class ConfigError(ValueError):
     """A setting is invalid; the message names it and the accepted values."""
+
+
+# What each field annotation accepts ("float" takes ints too).
+_KINDS = {
+    "str": "str", "str | None": "str", "int": "int", "int | None": "int",
+    "float": "float", "float | None": "float", "bool": "bool",
+    "list | None": "list of ints",
+}
+
+
+def _is_kind(value, kind):
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float))
+    if kind == "list of ints":
+        return isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+    return isinstance(value, str)
 
 
 @dataclasses.dataclass
@@ -70,6 +95,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values, source="config"):
         """Builds a config from a dict, rejecting unknown keys and bad types."""
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{source}: expected a JSON object of settings, got {type(values).__name__}."
+            )
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
@@ -77,17 +106,14 @@ class TrainConfig:
                 f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
             )
         for key, value in values.items():
-            default = fields[key].default
-            expected = type(default) if default is not None else None
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            if value is None:
                 continue
-            if expected is not None and value is not None and (
-                not isinstance(value, expected)
-                or (expected is int and isinstance(value, bool))
-            ):
+            annotation = fields[key].type
+            kind = _KINDS[annotation.__name__ if isinstance(annotation, type) else str(annotation)]
+            if not _is_kind(value, kind):
                 raise ConfigError(
-                    f"{source}: {key} must be {expected.__name__}, got "
-                    f"{value!r} ({type(value).__name__})."
+                    f"{source}: {key} must be {kind}, got {value!r} "
+                    f"({type(value).__name__})."
                 )
         config = cls(**values)
         config.validate()
@@ -107,6 +133,13 @@ class TrainConfig:
             fail(f"--train-size must be a positive integer, got {self.train_size!r}.")
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
+        for name in ("learning_rate", "momentum", "weight_decay", "warmup_epochs",
+                     "label_smoothing", "ema", "dropout", "target_accuracy"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                fail(f"--{name.replace('_', '-')} must be a finite number, got {value!r}.")
+        if not 0 <= self.seed < 2**32:
+            fail(f"--seed must be in [0, 2**32), got {self.seed!r}.")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             fail(f"--learning-rate must be positive, got {self.learning_rate!r}.")
         if not 0 <= self.momentum < 1:
@@ -144,6 +177,10 @@ class TrainConfig:
                 fail("--num-processes > 1 needs --coordinator-address HOST:PORT and --process-id.")
             if not 0 <= self.process_id < self.num_processes:
                 fail(f"--process-id must be in [0, {self.num_processes}), got {self.process_id}.")
+        if self.output_dir is not None and os.path.isfile(self.output_dir):
+            fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
+        if self.export and not _can_create_folder(self.export_dir):
+            fail(f"--export-dir {self.export_dir!r} cannot be created or written to.")
         if self.data_dir is not None and not os.path.isdir(self.data_dir):
             fail(
                 f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
@@ -182,7 +219,8 @@ class TrainConfig:
                     "differ in length."
                 )
             if len(filters) != len(preset["stage_strides"]):
-                overrides["stage_strides"] = [1] + [2] * (len(filters) - 1)
+                # Keep the preset's first stride; later stages halve.
+                overrides["stage_strides"] = [preset["stage_strides"][0]] + [2] * (len(filters) - 1)
         return overrides
 
     def to_dict(self):
@@ -202,3 +240,11 @@ def prepare_environment(config):
     """
     if config.precision == "mixed_bfloat16":
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _can_create_folder(path):
+    """Whether `path` is a writable folder or could be created as one."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.path.isdir(path) and os.access(path, os.W_OK)

@@ -462,16 +462,18 @@ def build_parser():
     return p
 
 
-def _display_name(model_path, model):
-    if hasattr(model, "path"):  # a SavedModel: <model name>-<version>
+def _display_name(model_path, model, kind):
+    if kind == "saved_model":  # <model name>-<version>
         return model.name
     return f"{os.path.basename(model_path)} ({model.name})"
 
 
 def default_output_dir(model_path, run_dir):
-    """`<run>/evaluation`, else `evaluation/<file stem or model-version>`."""
-    if run_dir:
-        return os.path.join(run_dir, "evaluation")
+    """`<run>/evaluation/<file stem>`, else `evaluation/<file stem or
+    model-version>`: one folder per model file, so reports never mix."""
+    if run_dir and not os.path.isdir(model_path):
+        stem = os.path.splitext(os.path.basename(model_path))[0]
+        return os.path.join(run_dir, "evaluation", stem)
     if os.path.isdir(model_path):
         return os.path.join("evaluation", _saved_model_name(model_path))
     stem = os.path.splitext(os.path.basename(model_path))[0]
@@ -501,7 +503,7 @@ def main(argv=None):
 
     run_dir = args.run_dir or find_run_dir(args.model)
     output_dir = args.output_dir or default_output_dir(
-        getattr(model, "path", args.model), run_dir
+        model.path if kind == "saved_model" else args.model, run_dir
     )
     os.makedirs(output_dir, exist_ok=True)
     class_names = cifar.class_names
@@ -514,7 +516,7 @@ def main(argv=None):
         "confusion_matrix": plot_confusion_matrix(
             metrics["confusion_matrix"], class_names,
             os.path.join(output_dir, "confusion_matrix.png"),
-            title=f"Confusion matrix: {_display_name(args.model, model)}{suffix}",
+            title=f"Confusion matrix: {_display_name(args.model, model, kind)}{suffix}",
         ),
         "mistakes": plot_mistakes(
             cifar.x_test, cifar.y_test, probabilities,

@@ -12,16 +12,18 @@ Signatures:
 `assets.extra/class_names.txt` holds the same names, one per line.
 """
 
-import argparse
 import json
 import os
 import shutil
 import sys
 import tempfile
 
-import keras
-
+from keras_resnet import cli
 from keras_resnet.data import CLASS_NAMES
+
+
+class ExportError(RuntimeError):
+    """An export failed; the message says why and how to retry."""
 
 
 def existing_versions(model_dir):
@@ -44,6 +46,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     Returns:
         The path of the new version folder.
     """
+    import keras
     import tensorflow as tf
 
     model_dir = os.path.join(export_dir, model_name)
@@ -93,7 +96,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = cli.ArgumentParser(
         prog="python -m keras_resnet.export",
         description="Export a .keras checkpoint as a SavedModel for TF Serving.",
     )
@@ -106,10 +110,9 @@ def main(argv=None):
 
     try:
         model = load_model(args.checkpoint)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    path = export_saved_model(model, args.export_dir, args.model_name)
+        path = export_saved_model(model, args.export_dir, args.model_name)
+    except (ValueError, OSError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     print(json.dumps({"export_path": path, "params": model.count_params()}))
     return 0
 

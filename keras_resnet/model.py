@@ -58,7 +58,7 @@ def build_model(
     Example:
     ```python
     model = build_model("seed")
-    model.count_params()  # 4916170
+    model.count_params()  # 4916682
     wide = build_model("seed", stage_filters=(64, 128, 256, 480))
     ```
     """

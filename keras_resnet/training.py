@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -225,6 +226,8 @@ def run_state(path):
             saved = {
                 k: v for k, v in json.load(f).items() if k not in TrainConfig.PLACEMENT_KEYS
             }
+        # A setting added after the run was made has its default there.
+        saved = {**TrainConfig().identity(), **saved}
     finished = os.path.isfile(os.path.join(path, "metrics.json"))
     return {"config": saved, "finished": finished, "unfinished": saved is not None and not finished}
 
@@ -236,19 +239,19 @@ def prepare_run_dir(config, overwrite=False):
     one of a different configuration, is kept unless `overwrite`.
     """
     path = config.output_dir
-    if os.path.exists(path) and os.listdir(path):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--output-dir {path} is a file, not a folder.")
+    if os.path.isdir(path) and os.listdir(path):
         state = run_state(path)
-        if overwrite:
-            import shutil
-
-            shutil.rmtree(path)
-        elif state["config"] is None:
+        identity = config.identity()
+        if state["config"] is None:  # never deleted, even with --overwrite
             raise ConfigError(
                 f"--output-dir {path} is not empty and holds no keras-resnet run; "
-                "choose another folder or pass --overwrite."
+                "choose another folder."
             )
-        elif state["config"] != config.identity():
-            identity = config.identity()
+        if overwrite:
+            shutil.rmtree(path)
+        elif state["config"] != identity:
             changed = sorted(
                 k for k in set(identity) | set(state["config"])
                 if state["config"].get(k) != identity.get(k)
@@ -271,10 +274,12 @@ def _trim_history(csv_path, backup_dir):
     """Drops `history.csv` rows of epochs that the backup does not hold, so
     that a resumed run lists every epoch exactly once."""
     meta = os.path.join(backup_dir, "training_metadata.json")
-    if not (os.path.isfile(csv_path) and os.path.isfile(meta)):
-        return 0
-    with open(meta) as f:
-        done = json.load(f)["epoch"]
+    done = 0
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            done = json.load(f)["epoch"]
+    if not os.path.isfile(csv_path):
+        return done
     with open(csv_path) as f:
         lines = f.read().splitlines()
     kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",")[0]) < done]
@@ -325,7 +330,11 @@ def make_callbacks(config, run_dir, monitor):
             initial_value_threshold=_best_in_history(csv_path, monitor),
         ),
         AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
-        keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True),
+        # Kept after fit (delete_checkpoint=False) until metrics.json is
+        # written, so a failure in evaluation or export resumes, not retrains.
+        keras.callbacks.BackupAndRestore(
+            backup_dir, double_checkpoint=True, delete_checkpoint=False
+        ),
     ]
     return callbacks, resumed_from
 
@@ -383,7 +392,7 @@ def train(config, overwrite=False):
     export_path = None
     if config.export and (config.process_id or 0) == 0:  # one export per job
         export_path = export_model(model, run_dir, config, cifar.class_names)
-    epochs_done = len(history.epoch) + resumed_from if history.epoch else resumed_from
+    epochs_done = resumed_from + len(history.epoch)
     metrics.update(
         params=model.count_params(),
         epochs=epochs_done,
@@ -396,9 +405,10 @@ def train(config, overwrite=False):
         run_dir=run_dir,
         export_path=export_path,
     )
-    if validation:
+    if validation and history.history.get("val_accuracy"):
         metrics["val_accuracy"] = float(history.history["val_accuracy"][-1])
     _write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # finished
     return metrics
 
 
@@ -417,12 +427,24 @@ def export_model(model, run_dir, config, class_names):
     import subprocess
     import sys
 
+    project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
-        [sys.executable, "-m", "keras_resnet.export", os.path.join(run_dir, "model.keras"),
-         "--export-dir", config.export_dir, "--model-name", config.model_name],
-        env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+        [sys.executable, "-m", "keras_resnet.export", os.path.abspath(os.path.join(run_dir, "model.keras")),
+         "--export-dir", os.path.abspath(config.export_dir), "--model-name", config.model_name],
+        env=dict(
+            os.environ,
+            KERAS_BACKEND="tensorflow",
+            PYTHONPATH=os.pathsep.join(filter(None, [project_root, os.environ.get("PYTHONPATH")])),
+        ),
         capture_output=True,
         text=True,
-        check=True,
     )
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        from keras_resnet.export import ExportError
+
+        raise ExportError(
+            f"The TensorFlow export of {run_dir}/model.keras failed: {reason}. "
+            f"Rerun: python -m keras_resnet.export {run_dir}/model.keras"
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])["export_path"]

@@ -44,8 +44,13 @@ BLOCK_CHOICES = (1, 2, 3)
 DROPOUT_CHOICES = (0.0, 0.1, 0.2, 0.3)
 LEARNING_RATE_RANGE = (0.03, 0.3)
 WEIGHT_DECAY_RANGE = (1e-4, 2e-3)
-# The TrainConfig fields a trial sets; with `preset`, `best_config.json`.
+# The TrainConfig fields a trial sets.
 TUNED_KEYS = ("stage_filters", "stage_blocks", "dropout", "learning_rate", "weight_decay")
+# `best_config.json`: the tuned fields and the rest of the recipe the trials
+# trained with, so that `train.py --config` (which starts from the preset's
+# recipe) trains what was tuned. Not the data sizes, epochs or seed.
+BEST_CONFIG_KEYS = ("preset", *TUNED_KEYS, "batch_size", "momentum", "schedule",
+                    "warmup_epochs", "label_smoothing", "cutout", "ema", "precision")
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.csv"
 BEST_CONFIG_FILE = "best_config.json"
@@ -363,7 +368,7 @@ def summarize(tuner, hypermodel):
             "dropout": config.dropout,
             "learning_rate": round(config.learning_rate, 5),
             "weight_decay": round(config.weight_decay, 6),
-            "config": {"preset": config.preset, **{k: getattr(config, k) for k in TUNED_KEYS}},
+            "config": {k: getattr(config, k) for k in BEST_CONFIG_KEYS},
         })
     return rows
 

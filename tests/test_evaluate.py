@@ -211,7 +211,8 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model):
     assert keras_result["run_dir"] == str(run)
     assert sorted(keras_result["plots"]) == [
         "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
-    assert os.path.isfile(run / "evaluation" / "evaluation.json")
+    assert keras_result["output_dir"] == str(run / "evaluation" / "model")
+    assert os.path.isfile(run / "evaluation" / "model" / "evaluation.json")
     assert saved_result["output_dir"] == str(tmp_path / "out")
     for key in ("test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
         assert keras_result[key] == saved_result[key], key

@@ -227,3 +227,60 @@ def test_same_seed_same_first_epoch_loss(fake_cifar, tmp_path):
             losses.append(float(next(csv.DictReader(f))["loss"]))
         keras.backend.clear_session()
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(fake_cifar, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    out = run_python(["train.py", "--data-dir", fake_cifar, "--batch-size", "25",
+                      "--output-dir", str(precious), "--overwrite"])
+    assert out.returncode == 2
+    assert "holds no keras-resnet run" in out.stderr.strip().splitlines()[-1]
+    assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_failure_after_fit_resumes_instead_of_retraining(fake_cifar, tmp_path, monkeypatch):
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.export import ExportError
+
+    def config():
+        return TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, stage_filters=[16, 16, 16, 16],
+                           output_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "exports"))
+
+    def broken_export(*args, **kwargs):
+        raise ExportError("disk full")
+
+    monkeypatch.setattr(training, "export_model", broken_export)
+    with pytest.raises(ExportError):
+        training.train(config())
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "backup").is_dir()  # kept: the run is not finished
+    monkeypatch.undo()
+    keras.backend.clear_session()
+
+    metrics = training.train(config())
+    assert metrics["epochs"] == 2 and metrics["export_path"].endswith("exports/keras_resnet/1")
+    assert history_epochs(tmp_path / "run") == [0, 1]  # not trained again
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_stale_partial_checkpoint_never_replaces_the_best(tmp_path):
+    from callbacks import AtomicModelCheckpoint
+    from keras_resnet import build_model, load_model
+
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    best = tmp_path / "best.keras"
+    model.save(str(best))
+    good = best.read_bytes()
+    (tmp_path / ".partial.best.keras").write_bytes(b"half-written junk")  # left by a crash
+    x = np.zeros((8, 32, 32, 3), "float32")
+    y = np.eye(10, dtype="float32")[np.arange(8)]
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[AtomicModelCheckpoint(
+        str(best), monitor="accuracy", mode="max", save_best_only=True,
+        initial_value_threshold=2.0)])  # no epoch can beat it
+    assert best.read_bytes() == good
+    assert not (tmp_path / ".partial.best.keras").exists()
+    load_model(str(best))

@@ -80,7 +80,8 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
 
     with open(result["best_config"]) as f:
         best = json.load(f)
-    assert set(best) == {"preset", *tune.TUNED_KEYS}
+    assert set(best) == set(tune.BEST_CONFIG_KEYS)
+    assert best["batch_size"] == 128 and best["cutout"] == 0  # the recipe the trials used
     assert best["preset"] == "seed" and best["stage_blocks"] == [1, 1, 1, 1]
     TrainConfig.from_dict(best)
 
