@@ -5,6 +5,7 @@ parameter cap), so that `train.py` reports bad input in one line, fast.
 """
 
 import dataclasses
+import json
 import math
 import os
 
@@ -240,6 +241,15 @@ def prepare_environment(config):
     """
     if config.precision == "mixed_bfloat16":
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def write_json_atomic(path, payload):
+    """Writes JSON to `path.partial`, then renames it into place, so `path`
+    is always whole (config.json, metrics.json, the tuner's files)."""
+    tmp = f"{path}.partial"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
 
 
 def _can_create_folder(path):

@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_resnet import cli
 from keras_resnet.data import CLASS_NAMES
+from keras_resnet.export import existing_versions
 
 NUM_CLASSES = len(CLASS_NAMES)
 
@@ -125,12 +126,10 @@ def resolve_saved_model(path):
     """
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
-    versions = sorted(
-        int(name)
-        for name in os.listdir(path)
-        if name.isdigit()
-        and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
-    )
+    versions = [
+        v for v in existing_versions(path)
+        if os.path.isfile(os.path.join(path, str(v), "saved_model.pb"))
+    ]
     if not versions:
         raise ModelError(
             f"{path} holds no SavedModel: expected saved_model.pb, or version "

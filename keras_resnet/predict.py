@@ -38,6 +38,7 @@ from PIL import ImageOps
 
 from keras_resnet import cli
 from keras_resnet.data import CLASS_NAMES
+from keras_resnet.export import existing_versions
 from keras_resnet.presets import IMAGE_SHAPE
 
 FORMATS = ("PNG", "JPEG")
@@ -157,7 +158,7 @@ def resolve_model_path(path):
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return "saved_model", path
     if os.path.isdir(path):
-        versions = [int(n) for n in os.listdir(path) if n.isdigit()]
+        versions = existing_versions(path)
         if versions:
             version_dir = os.path.join(path, str(max(versions)))
             if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):

@@ -27,6 +27,7 @@ from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
 from keras_resnet.model import build_model
 
@@ -196,13 +197,6 @@ def fit_inputs(model, config, train, validation):
 # The run folder.
 
 
-def _write_json_atomic(path, payload):
-    tmp = f"{path}.partial"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def default_output_dir(config, root="runs"):
     """`runs/<preset>`, or the first `runs/<preset>-N` that is free or holds
     an unfinished run of this very configuration (which is then resumed)."""
@@ -266,7 +260,7 @@ def prepare_run_dir(config, overwrite=False):
                 "or pass --overwrite to train it again."
             )
     os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
-    _write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
+    write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
     return path
 
 
@@ -407,7 +401,7 @@ def train(config, overwrite=False):
     )
     if validation and history.history.get("val_accuracy"):
         metrics["val_accuracy"] = float(history.history["val_accuracy"][-1])
-    _write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
+    write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # finished
     return metrics
 

@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
+from keras_resnet.config import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
 from keras_resnet.presets import PARAM_CAP  # noqa: E402
@@ -395,14 +396,8 @@ def write_results(rows, project_dir):
         return None
     best = max(completed, key=lambda row: row["val_accuracy"])
     TrainConfig.from_dict(best["config"], source=BEST_CONFIG_FILE)  # train.py takes it
-    _write_json(os.path.join(project_dir, BEST_CONFIG_FILE), best["config"])
+    write_json_atomic(os.path.join(project_dir, BEST_CONFIG_FILE), best["config"])
     return best
-
-
-def _write_json(path, payload):
-    with open(f"{path}.partial", "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(f"{path}.partial", path)
 
 
 def check_project(project_dir, settings, overwrite=False):
@@ -422,7 +417,7 @@ def check_project(project_dir, settings, overwrite=False):
             )
     if not _is_worker():
         os.makedirs(project_dir, exist_ok=True)
-        _write_json(path, settings)
+        write_json_atomic(path, settings)
 
 
 def _is_worker():
