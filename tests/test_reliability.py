@@ -148,6 +148,8 @@ def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path):
     (["--batch-size", "256"], "--batch-size 256 is larger than the 100 training images"),
     (["--stage-filters", "64,128,256,1024"], "over the cap of 5,000,000"),
     (["--stage-filters", "64,128"], "differ in length"),
+    (["--epochs", "2", "--batch-size", "25", "--ema", "0.99"],
+     "--ema 0.99 averages over about 100 steps, too many for this run's 8"),
 ])
 def test_bad_sizes_exit_2_and_write_nothing(fake_cifar, tmp_path, extra, message):
     run_dir = tmp_path / "run"

@@ -80,3 +80,29 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
         trainer.fit(epochs=2, verbose=0, **kwargs)
         finals[ema] = model.get_layer("logits").get_weights()[0]
     assert not np.allclose(finals[0.0], finals[0.5])
+
+
+def test_validation_accuracy_is_that_of_the_final_ema_weights(real_data_dir, tmp_path):
+    from tests.conftest import run_python
+
+    run_dir = tmp_path / "run"
+    out = run_python(["train.py", "--epochs", "2", "--batch-size", "50", "--train-size", "400",
+                      "--validation-size", "100", "--ema", "0.5", "--stage-filters", "16,16,16,16",
+                      "--data-dir", real_data_dir, "--no-export", "--output-dir", str(run_dir)])
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cifar = data.load_cifar10(real_data_dir)
+    _, _, x_val, y_val = data.split_validation(cifar.x_train[:400], cifar.y_train[:400], 100, 0)
+    model = keras.saving.load_model(str(run_dir / "model.keras"))
+    probabilities = model.predict(x_val.astype("float32"), verbose=0)
+    assert metrics["val_accuracy"] == pytest.approx(np.mean(np.argmax(probabilities, -1) == y_val))
+    assert 0 <= metrics["val_accuracy_tta"] <= 1
+
+
+def test_ema_too_slow_for_the_run_is_refused():
+    from keras_resnet.training import check_ema_horizon
+
+    check_ema_horizon(TrainConfig(ema=0.999), total_steps=5000)  # 0.7% left: fine
+    with pytest.raises(ConfigError, match=r"--ema 0.999 averages over about 1000 steps, too many "
+                                          r"for this run's 880: .* 41% .* Use --ema 0.994 or lower"):
+        check_ema_horizon(TrainConfig(ema=0.999), total_steps=880)
