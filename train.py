@@ -47,6 +47,8 @@ def build_parser():
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--output-dir", help="run folder (default runs/<preset>)")
+    p.add_argument("--checkpoint-seconds", type=float,
+                   help="least seconds between checkpoints, 0 = every epoch; the last epoch is always saved (default 30)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume the run in RUN_DIR with its saved settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--export-dir", help="SavedModel root (default saved_models)")
@@ -128,9 +130,13 @@ def main(argv=None):
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt:
         run_dir = config.output_dir
-        if run_dir and os.path.isdir(os.path.join(run_dir, "backup")):
+        saved = os.path.join(run_dir or "", "backup", "training_metadata.json")
+        if run_dir and os.path.isfile(saved):
+            with open(saved) as f:
+                epochs = json.load(f)["epoch"]
             print(
-                f"\nInterrupted. The last completed epoch is saved in {run_dir}/backup.\n"
+                f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "
+                f"(checkpoints are at most --checkpoint-seconds {config.checkpoint_seconds:g} apart).\n"
                 f"Resume with: python train.py --resume {shlex.quote(run_dir)}",
                 file=sys.stderr,
             )

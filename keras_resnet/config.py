@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     output_dir: str | None = None
+    checkpoint_seconds: float = 30.0
     export_dir: str = "saved_models"
     model_name: str = "keras_resnet"
     export: bool = True
@@ -89,7 +90,7 @@ class TrainConfig:
     # Settings that say where things go, not what is trained: a run folder
     # may be resumed with other values of these.
     PLACEMENT_KEYS = (
-        "data_dir", "output_dir", "export_dir", "model_name", "export",
+        "data_dir", "output_dir", "checkpoint_seconds", "export_dir", "model_name", "export",
         "distribute", "coordinator_address", "num_processes", "process_id",
     )
 
@@ -135,7 +136,8 @@ class TrainConfig:
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
         for name in ("learning_rate", "momentum", "weight_decay", "warmup_epochs",
-                     "label_smoothing", "ema", "dropout", "target_accuracy"):
+                     "label_smoothing", "ema", "dropout", "target_accuracy",
+                     "checkpoint_seconds"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 fail(f"--{name.replace('_', '-')} must be a finite number, got {value!r}.")
@@ -155,6 +157,8 @@ class TrainConfig:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
         if not 0 <= self.ema < 1:
             fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
+        if self.checkpoint_seconds < 0:
+            fail(f"--checkpoint-seconds must be >= 0, got {self.checkpoint_seconds!r}.")
         if self.cutout < 0:
             fail(f"--cutout must be >= 0, got {self.cutout!r}.")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:

@@ -19,7 +19,9 @@ import keras
 import numpy as np
 
 from callbacks import AtomicModelCheckpoint
+from callbacks import CheckpointSchedule
 from callbacks import LearningRateLogger
+from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
@@ -338,20 +340,22 @@ def make_callbacks(config, run_dir, monitor):
         )
     if config.target_accuracy:
         callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
+    # Checkpoints at most every `checkpoint_seconds`, and after the last epoch.
+    schedule = CheckpointSchedule(config.checkpoint_seconds)
     callbacks += [
+        schedule,
         AtomicModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "best.keras"),
             monitor=monitor,
-            mode="max",
-            save_best_only=True,
             # On resume, the best so far is in the history, not in memory.
             initial_value_threshold=_best_in_history(csv_path, monitor),
+            schedule=schedule,
         ),
-        AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
+        AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras"), schedule=schedule),
         # Kept after fit (delete_checkpoint=False) until metrics.json is
         # written, so a failure in evaluation or export resumes, not retrains.
-        keras.callbacks.BackupAndRestore(
-            backup_dir, double_checkpoint=True, delete_checkpoint=False
+        ScheduledBackupAndRestore(
+            backup_dir, schedule, double_checkpoint=True, delete_checkpoint=False
         ),
     ]
     return callbacks, resumed_from
