@@ -18,7 +18,7 @@ from keras_resnet import cli  # noqa: E402  (Keras-free)
 
 
 def build_parser():
-    from keras_resnet.config import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES
+    from keras_resnet.config import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES, TTA_VIEWS
     from keras_resnet.presets import PRESETS
 
     p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0],
@@ -47,6 +47,8 @@ def build_parser():
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--output-dir", help="run folder (default runs/<preset>)")
+    p.add_argument("--tta-views", choices=TTA_VIEWS,
+                   help="test-time augmentation of test_accuracy_tta: flip (default) or flip-shift")
     p.add_argument("--checkpoint-seconds", type=float,
                    help="least seconds between checkpoints, 0 = every epoch; the last epoch is always saved (default 30)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume the run in RUN_DIR with its saved settings")

@@ -15,6 +15,7 @@ REFERENCE_BATCH_SIZE = 128
 SCHEDULES = ("cosine", "step")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUGMENT_PLACES = ("host", "device")
+TTA_VIEWS = ("flip", "flip-shift")  # keys of evaluate.TTA_TRANSFORMS
 JIT_CHOICES = ("auto", "on", "off")
 
 
@@ -79,6 +80,7 @@ class TrainConfig:
     data_dir: str | None = None
     output_dir: str | None = None
     checkpoint_seconds: float = 30.0
+    tta_views: str = "flip"
     export_dir: str = "saved_models"
     model_name: str = "keras_resnet"
     export: bool = True
@@ -87,10 +89,11 @@ class TrainConfig:
     num_processes: int | None = None
     process_id: int | None = None
 
-    # Settings that say where things go, not what is trained: a run folder
-    # may be resumed with other values of these.
+    # Settings that do not change what is trained (where things go, how
+    # often checkpoints are written, how the result is evaluated): a run
+    # folder may be resumed with other values of these.
     PLACEMENT_KEYS = (
-        "data_dir", "output_dir", "checkpoint_seconds", "export_dir", "model_name", "export",
+        "data_dir", "output_dir", "checkpoint_seconds", "tta_views", "export_dir", "model_name", "export",
         "distribute", "coordinator_address", "num_processes", "process_id",
     )
 
@@ -167,6 +170,7 @@ class TrainConfig:
             ("schedule", SCHEDULES),
             ("precision", PRECISIONS),
             ("jit_compile", JIT_CHOICES),
+            ("tta_views", TTA_VIEWS),
         ):
             if getattr(self, name) not in choices:
                 fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")

@@ -173,8 +173,34 @@ def flip_left_right(images):
     return images[:, :, ::-1]
 
 
-# The default test-time augmentation: the images and their mirror images.
-FLIP_TTA = (flip_left_right,)
+def shift(down, right):
+    """A transform that moves NHWC images `down` and `right` pixels (negative:
+    up, left), filling the edge by reflection like the training crop."""
+
+    def shifted(images):
+        pad = max(abs(down), abs(right))
+        padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect")
+        height, width = images.shape[1:3]
+        top, left = pad - down, pad - right
+        return padded[:, top : top + height, left : left + width]
+
+    shifted.__name__ = f"shift_{down}_{right}"
+    return shifted
+
+
+def _flipped(transform):
+    return lambda images: transform(flip_left_right(images))
+
+
+# Test-time augmentations: the views averaged besides the images themselves.
+# "flip": the mirror images. "flip-shift": the mirror images, and both
+# (plain and mirrored) moved one pixel up-left and one down-right.
+_ONE_PIXEL = (shift(-1, -1), shift(1, 1))
+TTA_TRANSFORMS = {
+    "flip": (flip_left_right,),
+    "flip-shift": (flip_left_right, *_ONE_PIXEL, *(_flipped(t) for t in _ONE_PIXEL)),
+}
+FLIP_TTA = TTA_TRANSFORMS["flip"]
 
 
 def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
@@ -453,7 +479,10 @@ def build_parser():
                    help="a .keras file, or a SavedModel folder (version or model folder)")
     p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--tta", action="store_true",
-                   help="per-class accuracy, confusion matrix and mistakes from the flip-TTA predictions")
+                   help="per-class accuracy, confusion matrix and mistakes from the TTA predictions")
+    p.add_argument("--tta-views", choices=sorted(TTA_TRANSFORMS), default="flip",
+                   help="test-time augmentation: flip (2 views, default) or flip-shift (6 views: "
+                        "also moved 1 pixel up-left and down-right)")
     p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
     p.add_argument("--output-dir", help="report folder (default <run>/evaluation, else evaluation/<model>)")
     p.add_argument("--batch-size", type=cli.int_at_least(1), default=256)
@@ -507,10 +536,10 @@ def main(argv=None):
     os.makedirs(output_dir, exist_ok=True)
     class_names = cifar.class_names
     metrics, probabilities = evaluate(
-        model, cifar.x_test, cifar.y_test, class_names,
+        model, cifar.x_test, cifar.y_test, class_names, TTA_TRANSFORMS[args.tta_views],
         details="tta" if args.tta else "plain", batch_size=args.batch_size, verbose=1,
     )
-    suffix = " (flip TTA)" if args.tta else ""
+    suffix = f" ({args.tta_views} TTA)" if args.tta else ""
     plots = {
         "confusion_matrix": plot_confusion_matrix(
             metrics["confusion_matrix"], class_names,
@@ -533,7 +562,7 @@ def main(argv=None):
     if kind == "keras":
         result["params"] = int(model.count_params())
     result.update(metrics)
-    result.update(run_dir=run_dir, output_dir=output_dir, plots=plots)
+    result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir, plots=plots)
     with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
         json.dump(result, f, indent=2)
     del result["confusion_matrix"]  # in evaluation.json and the PNG

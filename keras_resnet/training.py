@@ -365,12 +365,14 @@ def make_callbacks(config, run_dir, monitor):
 # The run.
 
 
-def evaluate_test(model, x, y, batch_size, class_names):
-    """Test loss and accuracy, with and without flip test-time augmentation,
-    and the accuracy of each class."""
+def evaluate_test(model, x, y, batch_size, class_names, tta_views="flip"):
+    """Test loss and accuracy, with and without test-time augmentation (the
+    views of `evaluate.TTA_TRANSFORMS`), and the accuracy of each class."""
+    from keras_resnet.evaluate import TTA_TRANSFORMS
     from keras_resnet.evaluate import evaluate
 
-    metrics, _ = evaluate(model, x, y, class_names=class_names, batch_size=batch_size)
+    metrics, _ = evaluate(model, x, y, class_names=class_names,
+                          transforms=TTA_TRANSFORMS[tta_views], batch_size=batch_size)
     keys = ("test_loss", "test_accuracy", "test_accuracy_tta", "per_class_accuracy")
     return {key: metrics[key] for key in keys}
 
@@ -409,13 +411,15 @@ def train(config, overwrite=False):
     history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
     train_seconds = time.perf_counter() - start
 
-    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size, cifar.class_names)
+    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size,
+                            cifar.class_names, config.tta_views)
     model.save(os.path.join(run_dir, "model.keras"))
     export_path = None
     if config.export and (config.process_id or 0) == 0:  # one export per job
         export_path = export_model(model, run_dir, config, cifar.class_names)
     epochs_done = resumed_from + len(history.epoch)
     metrics.update(
+        tta_views=config.tta_views,
         params=model.count_params(),
         epochs=epochs_done,
         train_seconds=round(train_seconds, 2),
@@ -429,7 +433,7 @@ def train(config, overwrite=False):
     )
     if validation:
         # The final weights' (the EMA's when it is on), not the last epoch's.
-        val = evaluate_test(model, *validation, config.batch_size, cifar.class_names)
+        val = evaluate_test(model, *validation, config.batch_size, cifar.class_names, config.tta_views)
         metrics.update(val_accuracy=val["test_accuracy"], val_accuracy_tta=val["test_accuracy_tta"])
     write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # finished

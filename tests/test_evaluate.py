@@ -61,6 +61,32 @@ def test_tta_without_transforms_is_the_plain_prediction(tiny_model, balanced_tes
     assert metrics["test_accuracy_tta"] == metrics["test_accuracy"]
 
 
+def test_shift_moves_the_image_and_reflects_the_edge():
+    images = np.arange(2 * 5 * 6 * 3).reshape(2, 5, 6, 3)
+    down_right = ev.shift(1, 1)(images)
+    np.testing.assert_array_equal(down_right[:, 1:, 1:], images[:, :-1, :-1])
+    np.testing.assert_array_equal(down_right[:, 0, 1:], images[:, 1, :-1])  # reflected row
+    up_left = ev.shift(-1, -1)(images)
+    np.testing.assert_array_equal(up_left[:, :-1, :-1], images[:, 1:, 1:])
+    assert up_left.shape == images.shape
+
+
+def test_flip_shift_tta_is_the_mean_of_six_views(tiny_model, balanced_test):
+    from keras_resnet.config import TTA_VIEWS
+
+    assert sorted(TTA_VIEWS) == sorted(ev.TTA_TRANSFORMS)
+    x, y = balanced_test
+    x = x.astype("float32")
+    views = [x, x[:, :, ::-1]]
+    for moved in (ev.shift(-1, -1), ev.shift(1, 1)):
+        views += [moved(x), moved(x[:, :, ::-1])]
+    expected = np.mean([tiny_model.predict(v, verbose=0) for v in views], axis=0)
+    tta = ev.predict_tta(tiny_model, x, ev.TTA_TRANSFORMS["flip-shift"])
+    np.testing.assert_allclose(tta, expected, atol=1e-6)
+    metrics, _ = ev.evaluate(tiny_model, x, y, transforms=ev.TTA_TRANSFORMS["flip-shift"])
+    assert metrics["test_accuracy_tta"] == pytest.approx(np.mean(expected.argmax(-1) == y))
+
+
 def test_flip_tta_is_the_mean_of_both_views(tiny_model, balanced_test):
     x, y = balanced_test
     plain = ev.predict_probabilities(tiny_model, x)
