@@ -3,7 +3,8 @@
 Sources: a local "python version" folder (`data_batch_1..5`, `test_batch`,
 `batches.meta`) or TensorFlow Datasets. Both give uint8 NHWC images and int
 labels. Pipelines: a `tf.data` pipeline that shuffles and augments whole
-batches on the host, or plain numpy arrays for augmentation on the device.
+batches on the host, or shuffled whole batches of numpy arrays (a Keras
+`PyDataset`) for augmentation on the device.
 """
 
 import collections
@@ -210,6 +211,37 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0):
         # batch, so a seed gives the same crops and flips every run.
         ds = ds.map(lambda b, l: (augmenter(b, training=True), l))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def device_batches(x, y, batch_size, seed=0):
+    """The training input when augmentation runs on the device.
+
+    A `keras.utils.PyDataset` of whole batches, reshuffled each epoch
+    (seeded): float32 images in 0-255 and one-hot labels, with no
+    TensorFlow. Like `train_dataset`, it drops the last partial batch, so
+    that XLA compiles the training step for one batch shape only. Keras is
+    imported here rather than with this module, which command lines import
+    before they choose a backend.
+    """
+    import keras
+
+    class ShuffledBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self):
+            return len(x) // batch_size
+
+        def __getitem__(self, index):
+            picks = self.order[index * batch_size : (index + 1) * batch_size]
+            return x[picks].astype("float32"), one_hot(y[picks])
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(x))
+
+    return ShuffledBatches()
 
 
 def eval_dataset(x, y, batch_size):

@@ -192,9 +192,10 @@ def check_ema_horizon(config, total_steps):
 def fit_inputs(model, config, train, validation):
     """What to pass to `fit`: the training model and its data arguments.
 
-    Host: a `tf.data` pipeline augments batches on the CPU. Device: numpy
-    arrays, and the augmentation layers run as the first layer of the training
-    model, inside the compiled step.
+    Host: a `tf.data` pipeline augments batches on the CPU. Device: shuffled
+    batches of numpy arrays (`data.device_batches`), and the augmentation
+    layers run as the first layer of the training model, inside the compiled
+    step. Both drop the last partial batch of an epoch.
     """
     (x, y), augmenter = train, build_augmenter(cutout=config.cutout, seed=config.seed)
     kwargs = {}
@@ -207,13 +208,8 @@ def fit_inputs(model, config, train, validation):
             kwargs["validation_data"] = data_lib.eval_dataset(*validation, config.batch_size)
     else:
         trainer = keras.Sequential([keras.Input((32, 32, 3)), augmenter, model], name="trainer")
-        kwargs.update(
-            x=x.astype("float32"),
-            y=data_lib.one_hot(y),
-            batch_size=config.batch_size,
-            shuffle=True,
-        )
-        steps = math.ceil(len(x) / config.batch_size)
+        kwargs["x"] = data_lib.device_batches(x, y, config.batch_size, config.seed)
+        steps = len(x) // config.batch_size
         if validation:
             kwargs["validation_data"] = (validation[0].astype("float32"), data_lib.one_hot(validation[1]))
     return trainer, steps, kwargs

@@ -115,3 +115,21 @@ def test_validation_split_comes_from_training_set():
     assert not set(x_val[:, 0]) & set(x_train[:, 0])
     with pytest.raises(ValueError, match="asked for 100 of 100"):
         data.split_validation(x, y, 100)
+
+
+def test_device_batches_are_whole_shuffled_and_seeded():
+    from keras_resnet.data import device_batches
+
+    x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
+    y = np.arange(103) % 10
+    batches = device_batches(x, y, 25, seed=3)
+    assert len(batches) == 4  # the last 3 images wait for another epoch
+    first = [batches[i] for i in range(len(batches))]
+    assert all(b[0].shape == (25, 32, 32, 3) and b[0].dtype == np.float32 for b in first)
+    seen = np.concatenate([b[0][:, 0, 0, 0] for b in first]).astype(int)
+    assert len(set(seen)) == 100  # no image twice in an epoch
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in first]), np.eye(10)[seen % 10])
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][0], first[0][0])  # reshuffled
+    again = device_batches(x, y, 25, seed=3)
+    np.testing.assert_array_equal(again[0][0], first[0][0])  # same seed, same order
