@@ -132,10 +132,12 @@ def main(argv=None):
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt:
         run_dir = config.output_dir
-        saved = os.path.join(run_dir or "", "backup", "training_metadata.json")
-        if run_dir and os.path.isfile(saved):
-            with open(saved) as f:
+        try:
+            with open(os.path.join(run_dir or "", "backup", "training_metadata.json")) as f:
                 epochs = json.load(f)["epoch"]
+        except (OSError, ValueError, KeyError, TypeError):
+            epochs = None
+        if epochs:
             print(
                 f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "
                 f"(checkpoints are at most --checkpoint-seconds {config.checkpoint_seconds:g} apart).\n"
@@ -143,7 +145,8 @@ def main(argv=None):
                 file=sys.stderr,
             )
         else:
-            print("\nInterrupted before the first epoch ended; nothing to resume.", file=sys.stderr)
+            print("\nInterrupted before the first checkpoint was written; nothing to resume.",
+                  file=sys.stderr)
         return 130
     print(json.dumps(metrics))
     return 0

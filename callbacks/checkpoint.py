@@ -100,14 +100,22 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             self._pending = None if due else self.model.get_weights()
             if due:
                 save_atomically(self.model, self.filepath)
-        elif due and self._pending is not None:
-            current = self.model.get_weights()
-            self.model.set_weights(self._pending)
-            try:
-                save_atomically(self.model, self.filepath)
-            finally:
-                self.model.set_weights(current)
-            self._pending = None
+        elif due:
+            self.flush()
+
+    def flush(self):
+        """Writes the best epoch's weights if they wait in memory. Call it
+        when training ends by an exception (divergence, Ctrl-C): then no
+        epoch end comes to write them."""
+        if self._pending is None:
+            return
+        current = self.model.get_weights()
+        self.model.set_weights(self._pending)
+        try:
+            save_atomically(self.model, self.filepath)
+        finally:
+            self.model.set_weights(current)
+        self._pending = None
 
 
 class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):

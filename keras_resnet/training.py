@@ -25,6 +25,7 @@ from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
+from callbacks import TrainingDiverged
 from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import ConfigError
@@ -208,7 +209,11 @@ def fit_inputs(model, config, train, validation):
             kwargs["validation_data"] = data_lib.eval_dataset(*validation, config.batch_size)
     else:
         trainer = keras.Sequential([keras.Input((32, 32, 3)), augmenter, model], name="trainer")
-        kwargs["x"] = data_lib.device_batches(x, y, config.batch_size, config.seed)
+        kwargs.update(
+            x=data_lib.device_batches(x, y, config.batch_size, config.seed),
+            shuffle=False,  # the batches are shuffled already
+            validation_batch_size=config.batch_size,  # else Keras' default, 32
+        )
         steps = len(x) // config.batch_size
         if validation:
             kwargs["validation_data"] = (validation[0].astype("float32"), data_lib.one_hot(validation[1]))
@@ -336,8 +341,11 @@ def make_callbacks(config, run_dir, monitor):
         )
     if config.target_accuracy:
         callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
-    # Checkpoints at most every `checkpoint_seconds`, and after the last epoch.
-    schedule = CheckpointSchedule(config.checkpoint_seconds)
+    # Checkpoints at most every `checkpoint_seconds`, and after the last
+    # epoch. Several JAX processes back up every epoch: each one's own clock
+    # would otherwise let them back up, and resume from, different epochs.
+    several_processes = (config.num_processes or 1) > 1
+    schedule = CheckpointSchedule(0 if several_processes else config.checkpoint_seconds)
     callbacks += [
         schedule,
         AtomicModelCheckpoint(
@@ -404,7 +412,13 @@ def train(config, overwrite=False):
         print(f"Resuming {run_dir} after epoch {resumed_from}.")
 
     start = time.perf_counter()
-    history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
+    try:
+        history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
+    except (TrainingDiverged, KeyboardInterrupt):
+        for callback in callbacks:  # the best epoch, if it waits in memory
+            if isinstance(callback, AtomicModelCheckpoint):
+                callback.flush()
+        raise
     train_seconds = time.perf_counter() - start
 
     metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size,

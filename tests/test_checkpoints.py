@@ -63,3 +63,30 @@ def test_zero_seconds_checkpoints_every_epoch(tmp_path):
     weights, best, _, seen = fit_with_schedule(tmp_path, 0, [0.1, 0.2, 0.9, 0.3])
     assert seen == [True, True, True, True]
     assert all(np.array_equal(a, b) for a, b in zip(best, weights[2]))
+
+
+def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path):
+    from callbacks import StopOnDivergence, TrainingDiverged
+
+    class PoisonAtEpoch3(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                kernel = self.model.get_layer("logits").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    keras.utils.set_random_seed(0)
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    metric, schedule = FakeMetric([0.9, 0.1, 0.5]), CheckpointSchedule(1e9)
+    best = AtomicModelCheckpoint(str(tmp_path / "best.keras"), monitor="score", schedule=schedule)
+    try:
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                  callbacks=[StopOnDivergence(), metric, schedule, best, PoisonAtEpoch3()])
+    except TrainingDiverged:
+        best.flush()
+    else:
+        raise AssertionError("training did not diverge")
+    kept = load_model(str(tmp_path / "best.keras")).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(kept, metric.weights[0]))

@@ -89,6 +89,7 @@ def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert f"Resume with: python train.py --resume {run_dir}" in stderr
+    assert "backup after epoch " in stderr
     assert (run_dir / "backup" / "training_metadata.json").is_file()
     assert (run_dir / "checkpoints" / "last.keras").is_file()
 

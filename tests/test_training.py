@@ -106,3 +106,21 @@ def test_ema_too_slow_for_the_run_is_refused():
     with pytest.raises(ConfigError, match=r"--ema 0.999 averages over about 1000 steps, too many "
                                           r"for this run's 880: .* 41% .* Use --ema 0.994 or lower"):
         check_ema_horizon(TrainConfig(ema=0.999), total_steps=880)
+
+
+def test_device_input_validates_in_whole_training_batches(real_cifar):
+    class CountValidationBatches(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            self.batches = 0
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.batches += 1
+
+    x, y = real_cifar.x_train[:300], real_cifar.y_train[:300]
+    config = TrainConfig(epochs=1, batch_size=50, augment_on="device", warmup_epochs=0)
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    trainer, steps, kwargs = fit_inputs(model, config, (x[:200], y[:200]), (x[200:], y[200:]))
+    compile_model(trainer, config, steps)
+    counter = CountValidationBatches()
+    trainer.fit(epochs=1, verbose=0, callbacks=[counter], **kwargs)
+    assert steps == 4 and counter.batches == 2  # 100 images at 50, not Keras' default 32
