@@ -8,12 +8,15 @@ KERAS_BACKEND=jax python -m keras_resnet.bench --steps 20 --repeats 5
 Five figures, in images per second, each the median of `--repeats` timed
 repetitions after an untimed warm-up (tracing, compilation, first batches):
 
-- `train_images_per_sec_synthetic`: `train_on_batch` on one fixed batch held
-  in memory: the model and optimizer alone, no input pipeline.
+- `train_images_per_sec_synthetic`: `fit` on one fixed batch held in
+  memory, fed at every step: the model and optimizer alone, no input
+  pipeline.
 - `train_images_per_sec_pipeline`: `fit` on real CIFAR-10 through the
   project's training input (`training.fit_inputs`: the `tf.data` pipeline
-  with host augmentation, or device augmentation without TensorFlow),
-  timed in windows of `--steps` batches inside one epoch.
+  with host augmentation, or device augmentation without TensorFlow).
+
+Both are timed in windows of `--steps` steps inside one `fit`, after a
+first window of warm-up.
 - `pipeline_images_per_sec`: the `tf.data` training pipeline alone
   (shuffle, gather, augment), iterated without a model.
 - `serving_images_per_sec_b1`, `serving_images_per_sec_b256`: the exported
@@ -121,38 +124,17 @@ def build_network(config):
         keras.mixed_precision.set_dtype_policy("float32")
 
 
-def bench_synthetic_training(config, steps, repeats):
-    """`train_on_batch` on a fixed in-memory batch; images/s per repetition."""
-    from keras_resnet.data import one_hot
-    from keras_resnet.training import compile_model
+def _timed_fit(trainer, batch_size, steps, repeats, epochs, **fit_kwargs):
+    """Runs `fit` for `(1 + repeats) * steps` steps and times each window of
+    `steps` steps after the first (the warm-up: tracing, compilation,
+    pipeline start); images/s per window.
 
-    model = compile_model(build_network(config), config, steps)
-    rng = np.random.default_rng(config.seed)
-    x = rng.integers(0, 256, (config.batch_size, 32, 32, 3)).astype("float32")
-    y = one_hot(rng.integers(0, 10, config.batch_size))
-    for _ in range(2):  # warm-up: tracing / compilation
-        model.train_on_batch(x, y)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)  # returns numbers: waits for the step
-        rates.append(steps * config.batch_size / (time.perf_counter() - start))
-    return rates, model
-
-
-def bench_pipeline_training(config, x, y, steps, repeats):
-    """`fit` through the project's training input; images/s per repetition.
-
-    One epoch of `(1 + repeats) * steps` batches: the first `steps` are the
-    warm-up (tracing, pipeline start), then each window of `steps` batches
-    is one timed repetition, so the figure is the steady state of a long
-    epoch, not dominated by the start of short ones.
+    Windows are timed inside `fit`, so the figure is the steady state of
+    `fit`'s asynchronous loop, as in training, not that of separate calls.
     """
     import keras
 
-    from keras_resnet.training import compile_model
-    from keras_resnet.training import fit_inputs
+    total = (1 + repeats) * steps
 
     class StepClock(keras.callbacks.Callback):
         # Not `async_safe`: Keras fetches each step's logs before calling
@@ -162,19 +144,56 @@ def bench_pipeline_training(config, x, y, steps, repeats):
 
         def on_train_batch_end(self, batch, logs=None):
             self.times.append(time.perf_counter())
+            if len(self.times) >= total:
+                self.model.stop_training = True
 
-    count = (1 + repeats) * steps * config.batch_size
-    trainer, steps_per_epoch, kwargs = fit_inputs(
-        build_network(config), config, (x[:count], y[:count]), None
-    )
-    compile_model(trainer, config, steps_per_epoch)
     clock = StepClock()
-    trainer.fit(epochs=1, callbacks=[clock], verbose=0, **kwargs)
-    ends = clock.times[steps - 1 :: steps]  # the end of each window
+    trainer.fit(epochs=epochs, callbacks=[clock], verbose=0, **fit_kwargs)
+    ends = clock.times[steps - 1 : total : steps]  # the end of each window
     return [
-        steps * config.batch_size / (later - earlier)
+        steps * batch_size / (later - earlier)
         for earlier, later in zip(ends, ends[1:])
     ]
+
+
+def bench_synthetic_training(config, steps, repeats):
+    """`fit` on one fixed random batch held in memory, fed again at every
+    step: the model and optimizer alone, no input pipeline. Returns the
+    images/s of each repetition and the model."""
+    import keras
+
+    from keras_resnet.data import one_hot
+    from keras_resnet.training import compile_model
+
+    model = compile_model(build_network(config), config, steps)
+    rng = np.random.default_rng(config.seed)
+    x = rng.integers(0, 256, (config.batch_size, 32, 32, 3)).astype("float32")
+    y = one_hot(rng.integers(0, 10, config.batch_size))
+
+    class SameBatch(keras.utils.PyDataset):
+        def __len__(self):
+            return (1 + repeats) * steps
+
+        def __getitem__(self, index):
+            return x, y
+
+    rates = _timed_fit(model, config.batch_size, steps, repeats, epochs=1, x=SameBatch())
+    return rates, model
+
+
+def bench_pipeline_training(config, x, y, steps, repeats):
+    """`fit` through the project's training input (`training.fit_inputs`)
+    on the whole training set, for as many epochs as the steps need;
+    images/s per repetition (see `_timed_fit`)."""
+    from keras_resnet.training import compile_model
+    from keras_resnet.training import fit_inputs
+
+    trainer, steps_per_epoch, kwargs = fit_inputs(
+        build_network(config), config, (x, y), None
+    )
+    compile_model(trainer, config, steps_per_epoch)
+    epochs = math.ceil((1 + repeats) * steps / steps_per_epoch)
+    return _timed_fit(trainer, config.batch_size, steps, repeats, epochs, **kwargs)
 
 
 def bench_input_pipeline(config, x, y, steps, repeats):
@@ -245,7 +264,7 @@ def run_benchmarks(config, steps=10, repeats=3):
 
     Raises:
         data.DataError: CIFAR-10 cannot be loaded.
-        training.ConfigError: too few training images for `steps` batches.
+        training.ConfigError: a batch larger than the training set.
     """
     import keras
 
@@ -257,12 +276,10 @@ def run_benchmarks(config, steps=10, repeats=3):
     started = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cifar = load_cifar10(config.data_dir)
-    needed = (1 + repeats) * steps * config.batch_size
-    if needed > len(cifar.x_train):
+    if config.batch_size > len(cifar.x_train):
         raise ConfigError(
-            f"(1 + --repeats {repeats}) x --steps {steps} x --batch-size "
-            f"{config.batch_size} = {needed} images, more than the "
-            f"{len(cifar.x_train)} training images; lower one of them."
+            f"--batch-size {config.batch_size} is larger than the "
+            f"{len(cifar.x_train)} training images."
         )
     keras.utils.set_random_seed(config.seed)
     augment_on = resolve_augment_on(config)

@@ -55,7 +55,7 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
         (["--steps", "0"], "--steps"),
         (["--precision", "float8"], "--precision"),
         (["--data-dir", "/no/such/folder"], "--data-dir"),
-        (["--steps", "2000", "--batch-size", "128"], "training images"),
+        (["--batch-size", "60000"], "--batch-size 60000 is larger than the 50000 training images"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):
@@ -68,3 +68,10 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_pipeline_windows_run_on_past_one_epoch(real_cifar):
+    config = TrainConfig(stage_filters=[8, 16, 16, 16], batch_size=32, epochs=1)
+    x, y = real_cifar.x_train[:100], real_cifar.y_train[:100]  # 3 steps an epoch
+    rates = bench.bench_pipeline_training(config, x, y, steps=2, repeats=3)  # 8 steps
+    assert len(rates) == 3 and all(rate > 0 for rate in rates)
