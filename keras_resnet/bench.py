@@ -236,7 +236,7 @@ def export_for_serving(model, config, class_names, folder):
 def bench_serving(path, batch_size, calls, repeats, seed=0):
     """`serving_default` of a SavedModel on one fixed batch, `calls` calls per
     repetition after two warm-up calls; images/s per repetition."""
-    from keras_resnet.evaluate import SavedModelClassifier
+    from keras_resnet.classifier import SavedModelClassifier
 
     classifier = SavedModelClassifier(path)
     rng = np.random.default_rng(seed)

@@ -23,145 +23,11 @@ import sys
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.classifier import NUM_CLASSES
+from keras_resnet.classifier import ModelError
+from keras_resnet.classifier import load_classifier
+from keras_resnet.classifier import saved_model_name
 from keras_resnet.data import CLASS_NAMES
-from keras_resnet.export import existing_versions
-
-NUM_CLASSES = len(CLASS_NAMES)
-
-
-class ModelError(ValueError):
-    """The model is missing or not a keras-resnet classifier."""
-
-
-# --------------------------------------------------------------------------
-# Models: a `.keras` file or a SavedModel, both behind `predict()`.
-
-
-class SavedModelClassifier:
-    """An exported SavedModel's `serving_default`, with Keras' `predict()`.
-
-    Args:
-        path: a SavedModel version folder (holding `saved_model.pb`).
-
-    Raises:
-        ModelError: the folder is not a SavedModel of a 10-class classifier
-            with the `images` -> `probabilities` serving signature.
-    """
-
-    def __init__(self, path):
-        try:
-            import tensorflow as tf
-        except ImportError:
-            raise ModelError(
-                f"{path} is a SavedModel, and loading one needs TensorFlow: "
-                "pip install tensorflow, or evaluate the .keras file instead."
-            ) from None
-        self.path = path
-        self.name = _saved_model_name(path)
-        try:
-            self._loaded = tf.saved_model.load(path)
-        except Exception as e:
-            raise ModelError(
-                f"Cannot load {path} as a SavedModel: {type(e).__name__}: "
-                f"{_first_line(e)}"
-            ) from None
-        serve = getattr(self._loaded, "signatures", {}).get("serving_default")
-        inputs = serve.structured_input_signature[1] if serve else {}
-        if serve is None or "images" not in inputs or (
-            "probabilities" not in serve.structured_outputs
-        ):
-            raise ModelError(
-                f"{path} is not a keras-resnet SavedModel: it needs a "
-                "serving_default signature from `images` to `probabilities` "
-                "(export one with `python -m keras_resnet.export`)."
-            )
-        spec = inputs["images"]
-        outputs = serve.structured_outputs["probabilities"]
-        if tuple(spec.shape[1:]) != (32, 32, 3) or outputs.shape[-1] != NUM_CLASSES:
-            raise ModelError(
-                f"{path} is not a CIFAR-10 classifier: serving_default maps "
-                f"{spec.shape} to {outputs.shape}, expected (None, 32, 32, 3) "
-                f"to (None, {NUM_CLASSES})."
-            )
-        self._serve = serve
-        self._tf = tf
-
-    def __call__(self, images):
-        """Probabilities of one batch, float32 numpy."""
-        images = self._tf.constant(images, dtype=self._tf.float32)
-        return self._serve(images=images)["probabilities"].numpy()
-
-    def predict(self, images, batch_size=256, verbose=0):
-        """Probabilities of `images`, batch by batch (like `Model.predict`)."""
-        import keras
-
-        count = len(images)
-        progress = keras.utils.Progbar(count) if verbose else None
-        outputs = []
-        for start in range(0, count, batch_size):
-            outputs.append(self(images[start : start + batch_size]))
-            if progress:
-                progress.update(min(start + batch_size, count))
-        if not outputs:
-            return np.zeros((0, NUM_CLASSES), "float32")
-        return np.concatenate(outputs)
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def _saved_model_name(path):
-    version = os.path.basename(os.path.normpath(path))
-    parent = os.path.basename(os.path.dirname(os.path.normpath(path)))
-    return f"{parent}-{version}" if version.isdigit() and parent else version
-
-
-def resolve_saved_model(path):
-    """The SavedModel folder at `path`: itself, or its highest version.
-
-    Raises:
-        ModelError: neither `saved_model.pb` nor numbered versions with it.
-    """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = [
-        v for v in existing_versions(path)
-        if os.path.isfile(os.path.join(path, str(v), "saved_model.pb"))
-    ]
-    if not versions:
-        raise ModelError(
-            f"{path} holds no SavedModel: expected saved_model.pb, or version "
-            "folders 1, 2, ... holding one (the TF Serving layout)."
-        )
-    return os.path.join(path, str(versions[-1]))
-
-
-def load_classifier(path):
-    """Loads a `.keras` file or a SavedModel folder for evaluation.
-
-    Returns:
-        `(model, kind)`: something with `predict(images, batch_size, verbose)`
-        and `name`, and `"keras"` or `"saved_model"`.
-
-    Raises:
-        ModelError: the path is missing or not a keras-resnet classifier.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelError(
-            f"No model at {path}: pass --model a .keras file or a SavedModel "
-            "folder (e.g. saved_models/keras_resnet)."
-        )
-    if os.path.isdir(path):
-        return SavedModelClassifier(resolve_saved_model(path)), "saved_model"
-    from keras_resnet.model import load_model
-
-    try:
-        return load_model(path), "keras"
-    except ValueError as e:
-        raise ModelError(str(e)) from None
 
 
 # --------------------------------------------------------------------------
@@ -503,7 +369,7 @@ def default_output_dir(model_path, run_dir):
         stem = os.path.splitext(os.path.basename(model_path))[0]
         return os.path.join(run_dir, "evaluation", stem)
     if os.path.isdir(model_path):
-        return os.path.join("evaluation", _saved_model_name(model_path))
+        return os.path.join("evaluation", saved_model_name(model_path))
     stem = os.path.splitext(os.path.basename(model_path))[0]
     return os.path.join("evaluation", stem)
 

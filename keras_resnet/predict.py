@@ -37,8 +37,9 @@ from PIL import Image
 from PIL import ImageOps
 
 from keras_resnet import cli
+from keras_resnet.classifier import ModelError
+from keras_resnet.classifier import load_classifier
 from keras_resnet.data import CLASS_NAMES
-from keras_resnet.export import existing_versions
 from keras_resnet.presets import IMAGE_SHAPE
 
 FORMATS = ("PNG", "JPEG")
@@ -146,106 +147,26 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         ) from None
 
 
-def resolve_model_path(path):
-    """Returns `("keras", file)` or `("saved_model", version_folder)` for `path`.
-
-    A folder holding `saved_model.pb` is a version folder; a folder of
-    numbered subfolders is a model folder, and its highest version is used.
-    """
-    path = os.fspath(path)
-    if path.endswith(".keras"):
-        return "keras", path
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return "saved_model", path
-    if os.path.isdir(path):
-        versions = existing_versions(path)
-        if versions:
-            version_dir = os.path.join(path, str(max(versions)))
-            if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
-                raise PredictError(
-                    f"--model {path}: its highest version {version_dir} holds "
-                    "no saved_model.pb (an incomplete export?). Pass a complete "
-                    "version folder instead."
-                )
-            return "saved_model", version_dir
-    raise PredictError(
-        f"--model {path}: not a .keras file, a SavedModel version folder "
-        "(holding saved_model.pb) or a model folder of numbered versions."
-    )
-
-
-class SavedModelClassifier:
-    """The `serving_default` and `class_names` signatures of a SavedModel."""
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        try:
-            loaded = tf.saved_model.load(path)
-        except Exception as e:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise PredictError(
-                f"--model {path}: cannot load the SavedModel "
-                f"({type(e).__name__}: {message})."
-            ) from None
-        missing = {"serving_default", "class_names"} - set(loaded.signatures)
-        if missing:
-            raise PredictError(
-                f"--model {path}: the SavedModel has no {sorted(missing)} "
-                "signature(s); export it with `python -m keras_resnet.export`."
-            )
-        self._loaded = loaded  # Keeps the variables alive.
-        self._serve = loaded.signatures["serving_default"]
-        names = loaded.signatures["class_names"]()["class_names"].numpy()
-        self.class_names = tuple(n.decode("utf-8") for n in names)
-
-    def __call__(self, images):
-        return self._serve(images=images.astype("float32"))["probabilities"].numpy()
-
-
-class KerasClassifier:
-    """A `.keras` checkpoint, loaded with `keras_resnet.model.load_model`."""
-
-    class_names = CLASS_NAMES
-
-    def __init__(self, path):
-        from keras_resnet.model import load_model
-
-        try:
-            self.model = load_model(path)
-        except ValueError as e:
-            raise PredictError(f"--model {path}: {e}") from None
-
-    def __call__(self, images):
-        return np.asarray(self.model(images.astype("float32"), training=False))
-
-
-def load_classifier(path):
-    """A callable mapping (N, 32, 32, 3) pixels to probabilities, with
-    `class_names`, for a SavedModel or `.keras` path (see
-    `resolve_model_path`)."""
-    kind, path = resolve_model_path(path)
-    return SavedModelClassifier(path) if kind == "saved_model" else KerasClassifier(path)
-
-
-def predict(classifier, images, top_k=3):
+def predict(classifier, images, top_k=3, class_names=CLASS_NAMES):
     """Top-k predictions for a (N, 32, 32, 3) array of images.
+
+    Args:
+        classifier: a Keras model or a `classifier.SavedModelClassifier`.
 
     Returns:
         A list with one list per image of `top_k` dicts `class_id`,
         `class_name`, `probability`, most probable first.
     """
-    probabilities = np.concatenate([
-        classifier(images[i : i + BATCH_SIZE])
-        for i in range(0, len(images), BATCH_SIZE)
-    ])
+    probabilities = np.asarray(classifier.predict(
+        images.astype("float32"), batch_size=BATCH_SIZE, verbose=0
+    ))
     results = []
     for row in probabilities:
         order = np.argsort(-row, kind="stable")[:top_k]
         results.append([
             {
                 "class_id": int(c),
-                "class_name": classifier.class_names[c],
+                "class_name": class_names[c],
                 # The shortest decimal that reads back as the same float32.
                 "probability": float(str(np.float32(row[c]))),
             }
@@ -297,13 +218,14 @@ def main(argv=None):
             print(f"error: {message}", file=sys.stderr)
         return 2
     try:
-        classifier = load_classifier(args.model)
-    except PredictError as e:
+        classifier, _ = load_classifier(args.model)
+    except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    top_k = min(args.top_k, len(classifier.class_names))
-    results = predict(classifier, np.stack(arrays), top_k)
+    class_names = getattr(classifier, "class_names", CLASS_NAMES)
+    top_k = min(args.top_k, len(class_names))
+    results = predict(classifier, np.stack(arrays), top_k, class_names)
     for path, top in zip(args.images, results):
         print(format_table(path, top))
     print(json.dumps({

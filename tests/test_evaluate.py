@@ -243,3 +243,14 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model):
     for key in ("test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
         assert keras_result[key] == saved_result[key], key
     assert keras_result["test_loss"] == pytest.approx(saved_result["test_loss"], abs=1e-5)
+
+
+def test_an_incomplete_highest_version_is_refused_not_skipped(tmp_path):
+    from keras_resnet.classifier import ModelError, resolve_saved_model
+
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "saved_model.pb").write_bytes(b"")
+    assert resolve_saved_model(str(tmp_path / "m")) == str(tmp_path / "m" / "1")
+    (tmp_path / "m" / "2").mkdir()  # an export that stopped half-way
+    with pytest.raises(ModelError, match=r"its highest version .*2 holds no saved_model.pb"):
+        resolve_saved_model(str(tmp_path / "m"))

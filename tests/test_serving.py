@@ -413,9 +413,9 @@ def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
     empty.mkdir()
     (tmp_path / "model" / "3").mkdir(parents=True)
     for model, error in (
-        (empty, "not a .keras file, a SavedModel version folder"),
-        (tmp_path / "model", "holds no saved_model.pb"),
-        (tmp_path / "missing.keras", "Expected a .keras model file"),
+        (empty, "holds no SavedModel: expected saved_model.pb, or version folders"),
+        (tmp_path / "model", "its highest version"),
+        (tmp_path / "missing.keras", "No model at"),
     ):
         assert main(["--model", str(model), image_files.real[0]]) == 2
         captured = capsys.readouterr()

@@ -1,0 +1,160 @@
+"""A trained classifier for inference: a `.keras` file or a SavedModel.
+
+`load_classifier(path)` is what `python -m keras_resnet.evaluate`,
+`python -m keras_resnet.predict` and the serving benchmark load models with:
+both kinds answer Keras' `predict(images, batch_size, verbose)`, and a bad
+path or a foreign model is one `ModelError` whose message says what to pass.
+"""
+
+import os
+
+import numpy as np
+
+from keras_resnet.data import CLASS_NAMES
+from keras_resnet.export import existing_versions
+
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+class ModelError(ValueError):
+    """The model is missing or not a keras-resnet classifier."""
+
+
+class SavedModelClassifier:
+    """An exported SavedModel's `serving_default`, with Keras' `predict()`,
+    and its class names (from the `class_names` signature when it has one).
+
+    Args:
+        path: a SavedModel version folder (holding `saved_model.pb`).
+
+    Raises:
+        ModelError: the folder is not a SavedModel of a 10-class classifier
+            with the `images` -> `probabilities` serving signature.
+    """
+
+    def __init__(self, path):
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ModelError(
+                f"{path} is a SavedModel, and loading one needs TensorFlow: "
+                "pip install tensorflow, or evaluate the .keras file instead."
+            ) from None
+        self.path = path
+        self.name = saved_model_name(path)
+        try:
+            self._loaded = tf.saved_model.load(path)
+        except Exception as e:
+            raise ModelError(
+                f"Cannot load {path} as a SavedModel: {type(e).__name__}: "
+                f"{_first_line(e)}"
+            ) from None
+        serve = getattr(self._loaded, "signatures", {}).get("serving_default")
+        inputs = serve.structured_input_signature[1] if serve else {}
+        if serve is None or "images" not in inputs or (
+            "probabilities" not in serve.structured_outputs
+        ):
+            raise ModelError(
+                f"{path} is not a keras-resnet SavedModel: it needs a "
+                "serving_default signature from `images` to `probabilities` "
+                "(export one with `python -m keras_resnet.export`)."
+            )
+        spec = inputs["images"]
+        outputs = serve.structured_outputs["probabilities"]
+        if tuple(spec.shape[1:]) != (32, 32, 3) or outputs.shape[-1] != NUM_CLASSES:
+            raise ModelError(
+                f"{path} is not a CIFAR-10 classifier: serving_default maps "
+                f"{spec.shape} to {outputs.shape}, expected (None, 32, 32, 3) "
+                f"to (None, {NUM_CLASSES})."
+            )
+        self._serve = serve
+        self._tf = tf
+        names = self._loaded.signatures.get("class_names")
+        self.class_names = (
+            tuple(n.decode("utf-8") for n in names()["class_names"].numpy())
+            if names is not None else CLASS_NAMES
+        )
+
+    def __call__(self, images):
+        """Probabilities of one batch, float32 numpy."""
+        images = self._tf.constant(images, dtype=self._tf.float32)
+        return self._serve(images=images)["probabilities"].numpy()
+
+    def predict(self, images, batch_size=256, verbose=0):
+        """Probabilities of `images`, batch by batch (like `Model.predict`)."""
+        import keras
+
+        count = len(images)
+        progress = keras.utils.Progbar(count) if verbose else None
+        outputs = []
+        for start in range(0, count, batch_size):
+            outputs.append(self(images[start : start + batch_size]))
+            if progress:
+                progress.update(min(start + batch_size, count))
+        if not outputs:
+            return np.zeros((0, NUM_CLASSES), "float32")
+        return np.concatenate(outputs)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def saved_model_name(path):
+    version = os.path.basename(os.path.normpath(path))
+    parent = os.path.basename(os.path.dirname(os.path.normpath(path)))
+    return f"{parent}-{version}" if version.isdigit() and parent else version
+
+
+def resolve_saved_model(path):
+    """The SavedModel folder at `path`: itself, or its highest version.
+
+    Raises:
+        ModelError: neither `saved_model.pb` nor numbered versions, or the
+            highest version is incomplete.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = existing_versions(path)
+    if not versions:
+        raise ModelError(
+            f"{path} holds no SavedModel: expected saved_model.pb, or version "
+            "folders 1, 2, ... holding one (the TF Serving layout)."
+        )
+    highest = os.path.join(path, str(versions[-1]))
+    if not os.path.isfile(os.path.join(highest, "saved_model.pb")):
+        # TF Serving would skip it; a silent fallback to an older version
+        # would misreport which model was used.
+        raise ModelError(
+            f"{path}: its highest version {highest} holds no saved_model.pb "
+            "(an incomplete export?). Pass a complete version folder instead."
+        )
+    return highest
+
+
+def load_classifier(path):
+    """Loads a `.keras` file or a SavedModel folder for inference.
+
+    Returns:
+        `(model, kind)`: something with `predict(images, batch_size, verbose)`
+        and `name` (a Keras model, or a `SavedModelClassifier` that also has
+        `class_names`), and `"keras"` or `"saved_model"`.
+
+    Raises:
+        ModelError: the path is missing or not a keras-resnet classifier.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(
+            f"No model at {path}: pass --model a .keras file or a SavedModel "
+            "folder (e.g. saved_models/keras_resnet)."
+        )
+    if os.path.isdir(path):
+        return SavedModelClassifier(resolve_saved_model(path)), "saved_model"
+    from keras_resnet.model import load_model
+
+    try:
+        return load_model(path), "keras"
+    except ValueError as e:
+        raise ModelError(str(e)) from None
