@@ -76,3 +76,30 @@ def run_python(args, cwd=REPO, env=None, timeout=600):
         [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
         text=True, timeout=timeout,
     )
+
+
+def tiny_model_and_batch():
+    """A tiny seed-layout network compiled with SGD, and 16 random images
+    labelled one class after another: for tests of callbacks."""
+    from keras_resnet import build_model
+
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    return model, x, y
+
+
+def poison_logits_at(epoch):
+    """A callback that fills the `logits` kernel with NaN as 0-based
+    `epoch` begins, so that its first step's loss is NaN."""
+    import keras
+
+    class PoisonLogits(keras.callbacks.Callback):
+        def on_epoch_begin(self, current, logs=None):
+            if current == epoch:
+                kernel = self.model.get_layer("logits").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    return PoisonLogits()
+

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 
 from callbacks import AtomicModelCheckpoint, CheckpointSchedule, ScheduledBackupAndRestore
-from keras_resnet import build_model, load_model
+from keras_resnet import load_model
+from tests.conftest import poison_logits_at, tiny_model_and_batch
 
 
 class FakeMetric(keras.callbacks.Callback):
@@ -31,10 +32,7 @@ class FilesSeen(keras.callbacks.Callback):
 
 def fit_with_schedule(tmp_path, min_seconds, scores):
     keras.utils.set_random_seed(0)
-    model = build_model("seed", stage_filters=(8, 8, 8, 8))
-    model.compile("sgd", "categorical_crossentropy")
-    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
-    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    model, x, y = tiny_model_and_batch()
     metric, schedule = FakeMetric(scores), CheckpointSchedule(min_seconds)
     best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
     seen = FilesSeen(last)
@@ -68,22 +66,13 @@ def test_zero_seconds_checkpoints_every_epoch(tmp_path):
 def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path):
     from callbacks import StopOnDivergence, TrainingDiverged
 
-    class PoisonAtEpoch3(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
-                kernel = self.model.get_layer("logits").kernel
-                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-
     keras.utils.set_random_seed(0)
-    model = build_model("seed", stage_filters=(8, 8, 8, 8))
-    model.compile("sgd", "categorical_crossentropy")
-    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
-    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    model, x, y = tiny_model_and_batch()
     metric, schedule = FakeMetric([0.9, 0.1, 0.5]), CheckpointSchedule(1e9)
     best = AtomicModelCheckpoint(str(tmp_path / "best.keras"), monitor="score", schedule=schedule)
     try:
         model.fit(x, y, batch_size=8, epochs=3, verbose=0,
-                  callbacks=[StopOnDivergence(), metric, schedule, best, PoisonAtEpoch3()])
+                  callbacks=[StopOnDivergence(), metric, schedule, best, poison_logits_at(2)])
     except TrainingDiverged:
         best.flush()
     else:

@@ -105,22 +105,14 @@ def test_divergence_stops_at_once_and_exits_non_zero(small_cifar, tmp_path):
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
     from callbacks import AtomicModelCheckpoint, StopOnDivergence, TrainingDiverged
-    from keras_resnet import build_model, load_model
+    from keras_resnet import load_model
+    from tests.conftest import poison_logits_at, tiny_model_and_batch
 
-    class PoisonAtEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                kernel = self.model.get_layer("logits").kernel
-                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-
-    model = build_model("seed", stage_filters=(8, 8, 8, 8))
-    model.compile("sgd", "categorical_crossentropy")
-    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
-    y = np.eye(10, dtype="float32")[np.arange(16) % 10]
+    model, x, y = tiny_model_and_batch()
     last = str(tmp_path / "last.keras")
     with pytest.raises(TrainingDiverged, match="loss is nan at epoch 2, step 1"):
         model.fit(x, y, batch_size=8, epochs=3, verbose=0,
-                  callbacks=[StopOnDivergence(), AtomicModelCheckpoint(last), PoisonAtEpoch2()])
+                  callbacks=[StopOnDivergence(), AtomicModelCheckpoint(last), poison_logits_at(1)])
     kept = load_model(last)
     assert all(np.isfinite(w).all() for w in kept.get_weights())
 
