@@ -29,7 +29,7 @@ def build_parser():
     p.add_argument("--batch-size", type=cli.positive_int, help="batch size (default 128)")
     p.add_argument("--learning-rate", type=float, help="peak rate at batch 128, scaled with the batch (default 0.1)")
     p.add_argument("--momentum", type=float, help="Nesterov momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (default 5e-4)")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay: weights shrink by lr*X per step (default 1e-2)")
     p.add_argument("--schedule", choices=SCHEDULES, help="cosine with warmup (default) or step")
     p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs (default 2)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")

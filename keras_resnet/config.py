@@ -52,7 +52,10 @@ class TrainConfig:
     """Every setting of a training run; `config.json` is this, as JSON.
 
     `learning_rate` is the peak rate at batch size 128; it is scaled linearly
-    with the batch size. `None` for `dropout`, `stage_filters` and
+    with the batch size. `weight_decay` is decoupled, as Keras' optimizers
+    apply it: each step multiplies the weights by `1 - lr * weight_decay`,
+    outside the momentum, so 1e-2 here matches the coupled L2 decay of 1e-3
+    that PyTorch's SGD would apply at momentum 0.9. `None` for `dropout`, `stage_filters` and
     `stage_blocks` means the preset's value.
     """
 
@@ -61,7 +64,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 0.1
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-2
     schedule: str = "cosine"
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1

@@ -38,6 +38,26 @@ def test_step_schedule():
     assert [round(float(schedule(s)), 6) for s in (0, 25, 35)] == [0.1, 0.01, 0.001]
 
 
+def test_weight_decay_is_decoupled_and_spares_batch_norm():
+    # What config.TrainConfig documents: with no gradient, one step shrinks
+    # each convolution and dense kernel by (1 - lr * weight_decay) and leaves
+    # BN scales and biases alone.
+    config = TrainConfig(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0,
+                         weight_decay=1e-2)
+    model = compile_model(build_model("fast"), config, steps_per_epoch=10)
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables])
+    kept = 1 - 0.1 * 1e-2
+    for variable, old in zip(variables, before):
+        new = keras.ops.convert_to_numpy(variable)
+        if variable.path.endswith("kernel"):
+            np.testing.assert_allclose(new, old * kept, rtol=1e-5, err_msg=variable.path)
+        else:
+            np.testing.assert_array_equal(new, old, err_msg=variable.path)
+
+
 def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['widths'\]"):
         TrainConfig.from_dict({"widths": [1]})
