@@ -39,7 +39,8 @@ def build_model(
     global average pooling -> dropout -> dense -> softmax (float32).
 
     Args:
-        preset: str. One of `PRESETS` (`"seed"`, `"fast"`, `"best"`).
+        preset: str. One of `PRESETS` (`"seed"`, `"fast"`, `"fast-cpu"`,
+            `"best"`).
         allow_over_cap: bool. Allow more than `PARAM_CAP` (5,000,000)
             parameters. Defaults to `False`.
         name: str or `None`. Model name; defaults to `resnet_<preset>`.
