@@ -55,8 +55,8 @@ class TrainConfig:
     with the batch size. `weight_decay` is decoupled, as Keras' optimizers
     apply it: each step multiplies the weights by `1 - lr * weight_decay`,
     outside the momentum, so 1e-2 here matches the coupled L2 decay of 1e-3
-    that PyTorch's SGD would apply at momentum 0.9. `None` for `dropout`, `stage_filters` and
-    `stage_blocks` means the preset's value.
+    that PyTorch's SGD would apply at momentum 0.9. `None` for `dropout`,
+    `stage_filters` and `stage_blocks` means the preset's value.
     """
 
     preset: str = "seed"

@@ -50,3 +50,20 @@ def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_brings_its_recipe_and_flags_override_it():
+    import train
+
+    def config_for(*argv):
+        return train.config_from_args(train.build_parser().parse_args(list(argv)))
+
+    fast = config_for("--preset", "fast")
+    assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.label_smoothing) == (10, 512, 0.2, 0.2)
+    assert fast.weight_decay == 1e-2  # TrainConfig's default, not part of the recipe
+    fast_cpu = config_for("--preset", "fast-cpu", "--batch-size", "256")
+    assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.learning_rate) == (8, 256, 0.2)
+    best = config_for("--preset", "best")
+    assert (best.epochs, best.batch_size, best.cutout) == (200, 512, 8)
+    seed = config_for()
+    assert (seed.epochs, seed.batch_size, seed.cutout, seed.label_smoothing) == (200, 128, 0, 0.1)
