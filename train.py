@@ -6,7 +6,6 @@ JSON line of results; bad input exits with status 2 and one line.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex

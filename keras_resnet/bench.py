@@ -28,7 +28,6 @@ Ends with one JSON line: these figures, every repetition's figure (`runs`),
 and what was measured: backend, device, preset, batch size, precision.
 """
 
-import argparse
 import dataclasses
 import json
 import math

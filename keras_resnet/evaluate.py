@@ -14,7 +14,6 @@ run's `history.csv`) and `evaluation.json`; the same results end the output
 as one JSON line.
 """
 
-import argparse
 import csv
 import json
 import os

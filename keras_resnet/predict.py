@@ -25,7 +25,6 @@ an image over the limit gets one line on stderr and exit status 2, with
 nothing on stdout.
 """
 
-import argparse
 import contextlib
 import json
 import os

@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 
 from keras_resnet import data
 from keras_resnet.layers import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter

@@ -1,13 +1,11 @@
 import os
 import pickle
-import shutil
 
 import numpy as np
 import pytest
 
 from keras_resnet import data
 from keras_resnet.data import DataError
-from tests.conftest import write_fake_cifar
 
 
 def test_real_folder_loads(real_cifar):
@@ -118,11 +116,9 @@ def test_validation_split_comes_from_training_set():
 
 
 def test_device_batches_are_whole_shuffled_and_seeded():
-    from keras_resnet.data import device_batches
-
     x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
     y = np.arange(103) % 10
-    batches = device_batches(x, y, 25, seed=3)
+    batches = data.device_batches(x, y, 25, seed=3)
     assert len(batches) == 4  # the last 3 images wait for another epoch
     first = [batches[i] for i in range(len(batches))]
     assert all(b[0].shape == (25, 32, 32, 3) and b[0].dtype == np.float32 for b in first)
@@ -131,5 +127,5 @@ def test_device_batches_are_whole_shuffled_and_seeded():
     np.testing.assert_array_equal(np.concatenate([b[1] for b in first]), np.eye(10)[seen % 10])
     batches.on_epoch_end()
     assert not np.array_equal(batches[0][0], first[0][0])  # reshuffled
-    again = device_batches(x, y, 25, seed=3)
+    again = data.device_batches(x, y, 25, seed=3)
     np.testing.assert_array_equal(again[0][0], first[0][0])  # same seed, same order
