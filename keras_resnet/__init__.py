@@ -9,11 +9,13 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "adapt_whitening": "keras_resnet.model",
     "build_model": "keras_resnet.model",
     "load_model": "keras_resnet.model",
     "PARAM_CAP": "keras_resnet.presets",
     "PRESETS": "keras_resnet.presets",
     "ResidualBlock": "keras_resnet.layers",
+    "PatchWhitening": "keras_resnet.layers",
     "RandomPadCrop": "keras_resnet.layers",
     "RandomHorizontalFlip": "keras_resnet.layers",
     "RandomCutout": "keras_resnet.layers",

@@ -1,10 +1,12 @@
-"""The project's Keras layers: the residual block and the augmentation layers.
+"""The project's Keras layers: the residual block, the patch-whitening stem
+and the augmentation layers.
 
 Everything here is written with Keras layers and backend-agnostic ops, so it
 runs unchanged on TensorFlow, JAX and PyTorch, and compiles under XLA.
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 try:  # Keras >= 3.12 names it DataLayer; older releases TFDataLayer.
@@ -148,6 +150,101 @@ class ResidualBlock(layers.Layer):
                 "bn_momentum": self.bn_momentum,
             }
         )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchWhitening(layers.Layer):
+    """A fixed convolution that whitens image patches, fitted with `adapt`.
+
+    The stem of airbench (Jordan, 2024), after Coates & Ng (2011): each
+    `kernel_size x kernel_size` patch is projected on the eigenvectors of the
+    patches' covariance, scaled by `1 / sqrt(eigenvalue + epsilon)`, and on
+    their negatives, so a ReLU after it keeps both signs. The output has
+    `2 * kernel_size**2 * channels` channels. The kernel is not trained: it
+    is set from the training images by `adapt`, like a `Normalization`
+    layer's statistics, and saved with the model.
+
+    Args:
+        kernel_size: int. Side of the patches. Defaults to `3`.
+        epsilon: float. Added to the eigenvalues, so that directions of
+            almost no variance are not blown up. Defaults to `5e-4`.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Example:
+    ```python
+    whitening = PatchWhitening(3)
+    whitening.adapt(normalized_images)  # (N, 32, 32, 3) floats
+    whitening(normalized_images).shape  # (N, 32, 32, 54)
+    ```
+    """
+
+    def __init__(self, kernel_size=3, epsilon=5e-4, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(
+                "`kernel_size` must be a positive integer. "
+                f"Received: kernel_size={kernel_size!r}"
+            )
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon!r}")
+        # === Config ===
+        self.kernel_size = kernel_size
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        patch_size = self.kernel_size**2 * input_shape[-1]
+        self.filters = 2 * patch_size
+        # === Weights ===
+        # Until `adapt`, the identity and its negative: patches pass through.
+        identity = np.eye(patch_size, dtype="float32")
+        self.kernel = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
+            initializer=keras.initializers.Constant(
+                self._kernel_from(identity)
+            ),
+            trainable=False,
+            name="kernel",
+        )
+
+    def _kernel_from(self, projection):
+        k = self.kernel_size
+        channels = projection.shape[0] // (k * k)
+        both_signs = np.concatenate([projection, -projection], axis=1)
+        return both_signs.reshape(k, k, channels, self.filters)
+
+    def adapt(self, images, max_patches=2_000_000):
+        """Fits the whitening to `images`, (N, H, W, C) floats as this layer
+        receives them (after normalization). Uses at most `max_patches`
+        patches, taken from the first images."""
+        images = np.asarray(images, dtype="float32")
+        if images.ndim != 4:
+            raise ValueError(
+                "`adapt` expects a batch of images of shape (N, H, W, C). "
+                f"Received: shape={images.shape}"
+            )
+        if not self.built:
+            self.build(images.shape)
+        k = self.kernel_size
+        per_image = (images.shape[1] - k + 1) * (images.shape[2] - k + 1)
+        count = max(1, min(len(images), max_patches // per_image))
+        # (N, H', W', C, k, k) -> patches flattened as (row, column, channel),
+        # the order of a convolution kernel's first three axes.
+        windows = np.lib.stride_tricks.sliding_window_view(images[:count], (k, k), axis=(1, 2))
+        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * images.shape[-1])
+        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(patches, rowvar=False))
+        projection = eigenvectors / np.sqrt(eigenvalues + self.epsilon)
+        self.kernel.assign(self._kernel_from(projection.astype("float32")))
+
+    def call(self, inputs):
+        return keras.ops.conv(inputs, self.kernel, strides=1, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * self.kernel_size**2 * input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "epsilon": self.epsilon})
         return config
 
 

@@ -9,6 +9,7 @@ no client-side preprocessing.
 import keras
 from keras import layers
 
+from keras_resnet.layers import PatchWhitening
 from keras_resnet.layers import ResidualBlock
 from keras_resnet.presets import CIFAR10_MEAN
 from keras_resnet.presets import CIFAR10_STD
@@ -45,7 +46,10 @@ def build_model(
             parameters. Defaults to `False`.
         name: str or `None`. Model name; defaults to `resnet_<preset>`.
         **overrides: any preset argument: `stem_filters`, `stem_kernel_size`,
-            `stem_strides`, `stage_filters`, `stage_blocks`, `stage_strides`,
+            `stem_strides`, `stem_whitening` (a fixed `PatchWhitening` of
+            `stem_kernel_size` patches instead of a trained convolution; its
+            width is `6 * stem_kernel_size**2` and `stem_filters` must be
+            `None`; fit it with `adapt_whitening`), `stage_filters`, `stage_blocks`, `stage_strides`,
             `dropout`, `num_classes`, `bn_momentum`, `dtype`.
 
     Returns:
@@ -68,8 +72,9 @@ def build_model(
             f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}."
         )
     config = dict(
-        PRESETS[preset], num_classes=NUM_CLASSES, bn_momentum=0.9, dtype=None
+        stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9, dtype=None
     )
+    config.update(PRESETS[preset])
     unknown = set(overrides) - set(config)
     if unknown:
         raise ValueError(
@@ -93,6 +98,18 @@ def build_model(
         raise ValueError(
             f"`dropout` must be in [0, 1). Received: dropout={config['dropout']!r}"
         )
+    if config["stem_whitening"] != (config["stem_filters"] is None):
+        raise ValueError(
+            "A whitening stem has a fixed width (6 * stem_kernel_size**2) and "
+            "takes `stem_filters=None`; a convolution stem needs `stem_filters`. "
+            f"Received: stem_whitening={config['stem_whitening']!r}, "
+            f"stem_filters={config['stem_filters']!r}"
+        )
+    if config["stem_whitening"] and config["stem_strides"] != 1:
+        raise ValueError(
+            "A whitening stem works at full resolution: `stem_strides` must be 1. "
+            f"Received: stem_strides={config['stem_strides']!r}"
+        )
     dtype = config["dtype"]
 
     # === Layers ===
@@ -103,16 +120,21 @@ def build_model(
         dtype=dtype,
         name="normalize",
     )(inputs)
-    x = layers.Conv2D(
-        config["stem_filters"],
-        config["stem_kernel_size"],
-        strides=config["stem_strides"],
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        dtype=dtype,
-        name="stem_conv",
-    )(x)
+    if config["stem_whitening"]:
+        x = PatchWhitening(
+            config["stem_kernel_size"], dtype=dtype, name="stem_whitening"
+        )(x)
+    else:
+        x = layers.Conv2D(
+            config["stem_filters"],
+            config["stem_kernel_size"],
+            strides=config["stem_strides"],
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            dtype=dtype,
+            name="stem_conv",
+        )(x)
     x = layers.BatchNormalization(
         momentum=config["bn_momentum"], epsilon=1e-5, dtype=dtype, name="stem_bn"
     )(x)
@@ -143,6 +165,23 @@ def build_model(
             "allow_over_cap=True to build it anyway."
         )
     return model
+
+
+def adapt_whitening(model, images, batch_size=500):
+    """Fits every `PatchWhitening` layer of `model` to `images`.
+
+    Each layer is fitted to what it receives from the layers before it (the
+    normalized pixels, for a whitening stem). A model without such a layer is
+    left as it is. Call it on the training images before training.
+
+    Args:
+        model: a model from `build_model`.
+        images: (N, 32, 32, 3) pixels in 0-255; a few thousand are enough.
+    """
+    for layer in model.layers:
+        if isinstance(layer, PatchWhitening):
+            upstream = keras.Model(model.inputs, layer.input)
+            layer.adapt(upstream.predict(images, batch_size=batch_size, verbose=0))
 
 
 def inference_model(model):

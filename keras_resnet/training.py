@@ -32,11 +32,14 @@ from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
+from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
 
 # The most that the first step's weights may still weigh in the weight EMA
 # at the end of a run (see `check_ema_horizon`).
 EMA_MAX_FIRST_STEP_WEIGHT = 0.01
+# How many training images a whitening stem is fitted to.
+WHITENING_IMAGES = 5000
 
 # --------------------------------------------------------------------------
 # Pieces shared with the tuner.
@@ -404,6 +407,9 @@ def train(config, overwrite=False):
             model = build_model(config.preset, **config.model_overrides())
         finally:
             keras.mixed_precision.set_dtype_policy("float32")
+        # A whitening stem is fitted to the training images (a resumed run
+        # then restores the saved one).
+        adapt_whitening(model, train_data[0][:WHITENING_IMAGES])
         trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation)
         compile_model(trainer, config, steps)
     monitor = "val_accuracy" if validation else "accuracy"

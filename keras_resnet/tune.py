@@ -142,7 +142,9 @@ def _hypermodel_class():
 
     from callbacks import StopOnDivergence
     from callbacks import TrainingDiverged
+    from keras_resnet.model import adapt_whitening
     from keras_resnet.model import build_model
+    from keras_resnet.training import WHITENING_IMAGES
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
 
@@ -269,6 +271,8 @@ def _hypermodel_class():
                 (trained in all, counting a continued trial's earlier ones).
             """
             config = dataclasses.replace(self.trial_config(hp), epochs=epochs - initial_epoch)
+            if not initial_epoch:  # a continued trial has its parent's weights
+                adapt_whitening(model, train[0][:WHITENING_IMAGES])
             trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation)
             compile_model(trainer, config, steps)
             try:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import PARAM_CAP, PRESETS, ResidualBlock, build_model
+from keras_resnet import PARAM_CAP, PRESETS, PatchWhitening, ResidualBlock, adapt_whitening, build_model
 
 
 def conv_params(k, c_in, c_out):
@@ -102,3 +102,70 @@ def test_bad_preset_and_arguments():
         build_model("seed", widths=(1, 2))
     with pytest.raises(ValueError, match="same length"):
         build_model("seed", stage_filters=(64, 128))
+
+
+def correlated_images(count, size=12, seed=0):
+    """Smooth images with correlated channels: patches far from white."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(count, size + 2, size + 2, 3))
+    smooth = (noise[:, :-2, :-2] + noise[:, 1:-1, 1:-1] + noise[:, 2:, 2:]) / 3
+    mixing = np.array([[1.0, 0.8, 0.5], [0.0, 0.6, 0.4], [0.0, 0.0, 0.3]])
+    return (smooth @ mixing + 2.0).astype("float32")
+
+
+def test_patch_whitening_whitens_the_patches_it_was_adapted_to():
+    images = correlated_images(400)
+    whitening = PatchWhitening(2, epsilon=1e-6)
+    whitening.adapt(images)
+    out = keras.ops.convert_to_numpy(whitening(images[:200]))
+    assert out.shape == (200, 12, 12, 24)
+    # Interior outputs (no padding in their patch): the first 12 channels
+    # have the identity covariance, the last 12 are their negatives.
+    inner = out[:, :-1, :-1].reshape(-1, 24)
+    np.testing.assert_allclose(np.cov(inner[:, :12], rowvar=False), np.eye(12), atol=0.1)
+    np.testing.assert_allclose(inner[:, 12:], -inner[:, :12], rtol=1e-5, atol=1e-5)
+    # Before `adapt`, patches pass through: the centre of a 1x1 patch is the pixel.
+    identity = keras.ops.convert_to_numpy(PatchWhitening(1)(images[:2]))
+    np.testing.assert_allclose(identity, np.concatenate([images[:2], -images[:2]], -1), rtol=1e-6)
+
+
+def test_patch_whitening_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="kernel_size=0"):
+        PatchWhitening(0)
+    with pytest.raises(ValueError, match="epsilon=0"):
+        PatchWhitening(2, epsilon=0)
+    with pytest.raises(ValueError, match=r"shape=\(12, 12, 3\)"):
+        PatchWhitening(2).adapt(np.zeros((12, 12, 3)))
+
+
+def test_whitening_stem_is_fixed_fitted_and_saved(tmp_path):
+    model = build_model("fast-cpu")  # a 2x2 whitening stem
+    stem = model.get_layer("stem_whitening")
+    assert model.get_layer("stem_bn").input.shape == (None, 32, 32, 24)
+    assert stem.trainable_weights == [] and stem.non_trainable_weights[0].shape == (2, 2, 3, 24)
+    before = keras.ops.convert_to_numpy(stem.kernel)
+    pixels = (correlated_images(64, size=32) * 60).clip(0, 255)
+    adapt_whitening(model, pixels)
+    after = keras.ops.convert_to_numpy(stem.kernel)
+    assert not np.allclose(before, after)
+    # Fitted to the normalized pixels, the stem's inputs.
+    refit = PatchWhitening(2)
+    refit.adapt(keras.ops.convert_to_numpy(model.get_layer("normalize")(pixels)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(refit.kernel), after, rtol=1e-4, atol=1e-4)
+    path = str(tmp_path / "whitened.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored.get_layer("stem_whitening"), PatchWhitening)
+    np.testing.assert_array_equal(restored.predict(pixels[:4], verbose=0), model.predict(pixels[:4], verbose=0))
+
+
+def test_whitening_stem_arguments_are_checked():
+    with pytest.raises(ValueError, match="stem_filters=32"):
+        build_model("fast-cpu", stem_filters=32)
+    with pytest.raises(ValueError, match="stem_filters=None"):
+        build_model("seed", stem_filters=None)
+    with pytest.raises(ValueError, match="stem_strides=2"):
+        build_model("seed", stem_whitening=True, stem_filters=None)
+    # The whitening stem on another preset: 6 * 3**2 channels for 3x3 patches.
+    model = build_model("fast", stem_whitening=True, stem_filters=None)
+    assert model.get_layer("stem_bn").input.shape == (None, 32, 32, 54)

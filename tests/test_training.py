@@ -144,3 +144,23 @@ def test_device_input_validates_in_whole_training_batches(real_cifar):
     counter = CountValidationBatches()
     trainer.fit(epochs=1, verbose=0, callbacks=[counter], **kwargs)
     assert steps == 4 and counter.batches == 2  # 100 images at 50, not Keras' default 32
+
+
+def test_train_fits_the_whitening_stem_to_its_training_images(fake_cifar, tmp_path):
+    from keras_resnet.layers import PatchWhitening
+    from keras_resnet.training import train
+
+    config = TrainConfig(preset="fast-cpu", epochs=1, batch_size=20, stage_filters=[8, 8, 16, 16],
+                         validation_size=20, data_dir=fake_cifar, output_dir=str(tmp_path / "run"),
+                         export=False)
+    train(config)
+    model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
+    stem = model.get_layer("stem_whitening")
+    # The training split's images (not the validation split's), normalized
+    # as the stem receives them; the kernel is not changed by training.
+    cifar = data.load_cifar10(fake_cifar)
+    x_train, _, _, _ = data.split_validation(cifar.x_train, cifar.y_train, 20, config.seed)
+    expected = PatchWhitening(stem.kernel_size)
+    expected.adapt(keras.ops.convert_to_numpy(model.get_layer("normalize")(x_train)))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stem.kernel),
+                               keras.ops.convert_to_numpy(expected.kernel), rtol=1e-4, atol=1e-4)

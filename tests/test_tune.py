@@ -10,6 +10,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 from conftest import REPO
 from conftest import run_python
@@ -234,3 +235,26 @@ def test_a_project_of_other_settings_is_not_continued(tmp_path):
     tune.check_project(str(tmp_path), {"tuner": "random", "widths": ((8, 16),)})
     with pytest.raises(ConfigError, match=r"other settings \(tuner, widths\)"):
         tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
+
+
+def test_each_trial_of_a_whitening_preset_fits_its_stem(cifar, tmp_path, monkeypatch):
+    from keras_resnet.layers import PatchWhitening
+    from keras_resnet.model import build_model
+
+    fitted = []
+    adapt = PatchWhitening.adapt
+
+    def spy(layer, images, **kwargs):
+        adapt(layer, images, **kwargs)
+        fitted.append((len(images), keras.ops.convert_to_numpy(layer.kernel).copy()))
+
+    monkeypatch.setattr(PatchWhitening, "adapt", spy)
+    config = TrainConfig(preset="fast-cpu", train_size=256, validation_size=64, data_dir=cifar)
+    result = tune.search(config, tuner="random", max_trials=1, epochs_per_trial=1,
+                         directory=str(tmp_path), widths=[[8], [8], [8], [8]],
+                         blocks=[1], dropouts=[0.0], verbose=0)
+    assert result["completed"] == 1
+    [(count, kernel)] = fitted
+    assert count == 256 - 64  # the trial's training images, not the validation split
+    untouched = build_model("fast-cpu").get_layer("stem_whitening").kernel
+    assert not np.allclose(kernel, keras.ops.convert_to_numpy(untouched))
