@@ -218,14 +218,14 @@ class PatchWhitening(layers.Layer):
         receives them (after normalization). Uses at most `max_patches`
         patches, taken from the first images."""
         images = np.asarray(images, dtype="float32")
-        if images.ndim != 4:
+        k = self.kernel_size
+        if images.ndim != 4 or not len(images) or min(images.shape[1:3]) < k:
             raise ValueError(
-                "`adapt` expects a batch of images of shape (N, H, W, C). "
-                f"Received: shape={images.shape}"
+                "`adapt` expects a non-empty batch of images of shape "
+                f"(N, H, W, C), at least {k}x{k}. Received: shape={images.shape}"
             )
         if not self.built:
             self.build(images.shape)
-        k = self.kernel_size
         per_image = (images.shape[1] - k + 1) * (images.shape[2] - k + 1)
         count = max(1, min(len(images), max_patches // per_image))
         # (N, H', W', C, k, k) -> patches flattened as (row, column, channel),

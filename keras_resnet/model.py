@@ -177,7 +177,16 @@ def adapt_whitening(model, images, batch_size=500):
     Args:
         model: a model from `build_model`.
         images: (N, 32, 32, 3) pixels in 0-255; a few thousand are enough.
+
+    Raises:
+        ValueError: `images` is not a non-empty batch of 32x32 RGB images.
     """
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE or not shape[0]:
+        raise ValueError(
+            "`adapt_whitening` expects a non-empty batch of (32, 32, 3) images, "
+            f"pixels in 0-255. Received: shape={shape}"
+        )
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):
             upstream = keras.Model(model.inputs, layer.input)

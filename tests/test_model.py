@@ -136,6 +136,12 @@ def test_patch_whitening_rejects_bad_arguments():
         PatchWhitening(2, epsilon=0)
     with pytest.raises(ValueError, match=r"shape=\(12, 12, 3\)"):
         PatchWhitening(2).adapt(np.zeros((12, 12, 3)))
+    with pytest.raises(ValueError, match=r"at least 3x3. Received: shape=\(4, 2, 2, 3\)"):
+        PatchWhitening(3).adapt(np.zeros((4, 2, 2, 3)))
+    with pytest.raises(ValueError, match=r"Received: shape=\(0, 32, 32, 3\)"):
+        adapt_whitening(build_model("fast-cpu"), np.zeros((0, 32, 32, 3)))
+    with pytest.raises(ValueError, match=r"Received: shape=\(5, 28, 28, 3\)"):
+        adapt_whitening(build_model("fast-cpu"), np.zeros((5, 28, 28, 3)))
 
 
 def test_whitening_stem_is_fixed_fitted_and_saved(tmp_path):
