@@ -200,9 +200,7 @@ class PatchWhitening(layers.Layer):
         identity = np.eye(patch_size, dtype="float32")
         self.kernel = self.add_weight(
             shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
-            initializer=keras.initializers.Constant(
-                self._kernel_from(identity)
-            ),
+            initializer=keras.initializers.Constant(self._kernel_from(identity)),
             trainable=False,
             name="kernel",
         )

@@ -46,11 +46,12 @@ def build_model(
             parameters. Defaults to `False`.
         name: str or `None`. Model name; defaults to `resnet_<preset>`.
         **overrides: any preset argument: `stem_filters`, `stem_kernel_size`,
-            `stem_strides`, `stem_whitening` (a fixed `PatchWhitening` of
-            `stem_kernel_size` patches instead of a trained convolution; its
-            width is `6 * stem_kernel_size**2` and `stem_filters` must be
-            `None`; fit it with `adapt_whitening`), `stage_filters`, `stage_blocks`, `stage_strides`,
-            `dropout`, `num_classes`, `bn_momentum`, `dtype`.
+            `stem_strides`, `stem_whitening`, `stage_filters`,
+            `stage_blocks`, `stage_strides`, `dropout`, `num_classes`,
+            `bn_momentum`, `dtype`. `stem_whitening=True` puts a fixed
+            `PatchWhitening` of `stem_kernel_size` patches in place of the
+            trained stem convolution: its width is `6 * stem_kernel_size**2`,
+            so `stem_filters` must be `None`; fit it with `adapt_whitening`.
 
     Returns:
         A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
