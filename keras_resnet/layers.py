@@ -192,24 +192,27 @@ class PatchWhitening(layers.Layer):
         self.kernel_size = kernel_size
         self.epsilon = epsilon
 
+    def _output_channels(self, input_channels):
+        return 2 * self.kernel_size**2 * input_channels
+
     def build(self, input_shape):
-        patch_size = self.kernel_size**2 * input_shape[-1]
-        self.filters = 2 * patch_size
+        k, channels = self.kernel_size, input_shape[-1]
         # === Weights ===
         # Until `adapt`, the identity and its negative: patches pass through.
-        identity = np.eye(patch_size, dtype="float32")
+        identity = np.eye(k * k * channels, dtype="float32")
         self.kernel = self.add_weight(
-            shape=(self.kernel_size, self.kernel_size, input_shape[-1], self.filters),
+            shape=(k, k, channels, self._output_channels(channels)),
             initializer=keras.initializers.Constant(self._kernel_from(identity)),
             trainable=False,
             name="kernel",
         )
 
     def _kernel_from(self, projection):
+        """A (k*k*C, k*k*C) projection, one column per filter, and its
+        negative, as a (k, k, C, 2*k*k*C) convolution kernel."""
         k = self.kernel_size
-        channels = projection.shape[0] // (k * k)
         both_signs = np.concatenate([projection, -projection], axis=1)
-        return both_signs.reshape(k, k, channels, self.filters)
+        return both_signs.reshape(k, k, -1, both_signs.shape[1])
 
     def adapt(self, images, max_patches=2_000_000):
         """Fits the whitening to `images`, (N, H, W, C) floats as this layer
@@ -238,7 +241,7 @@ class PatchWhitening(layers.Layer):
         return keras.ops.conv(inputs, self.kernel, strides=1, padding="same")
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], 2 * self.kernel_size**2 * input_shape[-1])
+        return (*input_shape[:-1], self._output_channels(input_shape[-1]))
 
     def get_config(self):
         config = super().get_config()
