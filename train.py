@@ -35,6 +35,7 @@ def build_parser():
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default: the preset's)")
     p.add_argument("--stage-filters", type=cli.int_list, help="widths per stage, e.g. 64,128,256,512")
     p.add_argument("--stage-blocks", type=cli.int_list, help="blocks per stage, e.g. 1,1,1,1")
+    p.add_argument("--crop-padding", type=int, help="pixels of reflection padding before the random crop, 0 = no crop (default 4)")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
     p.add_argument("--ema", type=float, help="momentum of a weight EMA used at the end, e.g. 0.999; 0 = off (default)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")

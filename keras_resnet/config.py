@@ -71,6 +71,7 @@ class TrainConfig:
     dropout: float | None = None
     stage_filters: list | None = None
     stage_blocks: list | None = None
+    crop_padding: int = 4
     cutout: int = 0
     ema: float = 0.0
     train_size: int | None = None
@@ -165,6 +166,8 @@ class TrainConfig:
             fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
         if self.checkpoint_seconds < 0:
             fail(f"--checkpoint-seconds must be >= 0, got {self.checkpoint_seconds!r}.")
+        if not 0 <= self.crop_padding <= 16:
+            fail(f"--crop-padding must be in [0, 16] pixels (0 = no random crop), got {self.crop_padding!r}.")
         if self.cutout < 0:
             fail(f"--cutout must be >= 0, got {self.cutout!r}.")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:

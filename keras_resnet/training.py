@@ -201,7 +201,9 @@ def fit_inputs(model, config, train, validation):
     layers run as the first layer of the training model, inside the compiled
     step. Both drop the last partial batch of an epoch.
     """
-    (x, y), augmenter = train, build_augmenter(cutout=config.cutout, seed=config.seed)
+    (x, y), augmenter = train, build_augmenter(
+        config.crop_padding, cutout=config.cutout, seed=config.seed
+    )
     kwargs = {}
     if resolve_augment_on(config) == "host":
         kwargs["x"] = data_lib.train_dataset(x, y, config.batch_size, augmenter, config.seed)

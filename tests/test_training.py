@@ -22,6 +22,21 @@ def test_loss_falls_on_real_data(real_cifar):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.parametrize("crop_padding", [0, 2])
+def test_crop_padding_sets_the_largest_shift(crop_padding):
+    # Images with distinct columns, so that a shift or a flip shows.
+    x = np.broadcast_to(np.arange(32, dtype="uint8")[None, None, :, None] * 8, (64, 32, 32, 3))
+    y = np.zeros(64, "int32")
+    config = TrainConfig(batch_size=64, crop_padding=crop_padding)
+    _, _, kwargs = fit_inputs(build_model("fast-cpu"), config, (np.ascontiguousarray(x), y), None)
+    (batch, _), = list(kwargs["x"])
+    shifts = set()
+    for image in batch.numpy()[:, 16, :, 0]:
+        row = image if image[0] < image[-1] else image[::-1]  # undo the flip
+        shifts.add(int(row[16] // 8) - 16)
+    assert max(abs(s) for s in shifts) == crop_padding
+
+
 def test_cosine_schedule_warms_up_then_decays():
     config = TrainConfig(epochs=10, batch_size=256, learning_rate=0.1, warmup_epochs=2)
     schedule = learning_rate_schedule(config, steps_per_epoch=100)
