@@ -15,6 +15,7 @@ _EXPORTS = {
     "PARAM_CAP": "keras_resnet.presets",
     "PRESETS": "keras_resnet.presets",
     "ResidualBlock": "keras_resnet.layers",
+    "FusedBatchNormalization": "keras_resnet.layers",
     "PatchWhitening": "keras_resnet.layers",
     "RandomPadCrop": "keras_resnet.layers",
     "RandomHorizontalFlip": "keras_resnet.layers",

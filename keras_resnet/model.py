@@ -9,6 +9,7 @@ no client-side preprocessing.
 import keras
 from keras import layers
 
+from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.layers import PatchWhitening
 from keras_resnet.layers import ResidualBlock
 from keras_resnet.presets import CIFAR10_MEAN
@@ -136,7 +137,7 @@ def build_model(
             dtype=dtype,
             name="stem_conv",
         )(x)
-    x = layers.BatchNormalization(
+    x = FusedBatchNormalization(
         momentum=config["bn_momentum"], epsilon=1e-5, dtype=dtype, name="stem_bn"
     )(x)
     x = layers.ReLU(dtype=dtype, name="stem_relu")(x)

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import PARAM_CAP, PRESETS, PatchWhitening, ResidualBlock, adapt_whitening, build_model
+from keras_resnet import (
+    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, ResidualBlock, adapt_whitening, build_model,
+)
 
 
 def conv_params(k, c_in, c_out):
@@ -51,6 +53,46 @@ def test_block_keras_round_trip(tmp_path):
     assert isinstance(restored.get_layer("block"), ResidualBlock)
     assert restored.get_layer("block").get_config() == model.get_layer("block").get_config()
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("scale_and_center", [True, False])
+def test_fused_batch_norm_trains_like_keras(scale_and_center):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused kernel is TensorFlow's; elsewhere the layer is Keras'")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(8, 5, 5, 6)).astype("float32"))
+    gamma, beta = rng.normal(1.0, 0.2, 6).astype("float32"), np.linspace(-0.5, 0.5, 6, dtype="float32")
+    kwargs = dict(momentum=0.9, epsilon=1e-5, scale=scale_and_center, center=scale_and_center)
+    results = []
+    for layer in (keras.layers.BatchNormalization(**kwargs), FusedBatchNormalization(**kwargs)):
+        layer.build(x.shape)
+        if scale_and_center:
+            layer.gamma.assign(gamma)
+            layer.beta.assign(beta)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        grads = tape.gradient(loss, [x, *layer.trainable_variables])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for expected, actual in zip(*results):
+        np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    # ... and it did take TensorFlow's fused kernel.
+    graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(x).graph
+    assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
+
+
+def test_every_batch_norm_of_the_network_is_fused():
+    model = build_model("fast-cpu")
+    norms = [sub for layer in model.layers for sub in [layer, *layer._flatten_layers(include_self=False)]
+             if isinstance(sub, keras.layers.BatchNormalization)]
+    assert len(norms) == 1 + 4 * 3  # the stem's, and three in each projecting block
+    assert all(isinstance(norm, FusedBatchNormalization) for norm in norms)
+    restored = FusedBatchNormalization.from_config(norms[0].get_config())
+    assert restored.get_config() == norms[0].get_config()
 
 
 def test_seed_parameter_count_by_hand():
