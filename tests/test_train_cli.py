@@ -65,7 +65,7 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
     fast_cpu = config_for("--preset", "fast-cpu")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (9, 256, 2)
     fast_cpu = config_for("--preset", "fast-cpu", "--batch-size", "512", "--crop-padding", "4")
-    assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (8, 512, 4)
+    assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (9, 512, 4)
     assert fast.crop_padding == 4  # TrainConfig's default
     best = config_for("--preset", "best")
     assert (best.epochs, best.batch_size, best.cutout) == (200, 512, 8)
