@@ -17,7 +17,7 @@ from keras_resnet import cli  # noqa: E402  (Keras-free)
 
 
 def build_parser():
-    from keras_resnet.config import AUGMENT_PLACES, JIT_CHOICES, PRECISIONS, SCHEDULES, TTA_VIEWS
+    from keras_resnet.config import AUGMENT_PLACES, FLIPS, JIT_CHOICES, PRECISIONS, SCHEDULES, TTA_VIEWS
     from keras_resnet.presets import PRESETS
 
     p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0],
@@ -37,6 +37,8 @@ def build_parser():
     p.add_argument("--stage-blocks", type=cli.int_list, help="blocks per stage, e.g. 1,1,1,1")
     p.add_argument("--crop-padding", type=int, help="pixels of reflection padding before the random crop, 0 = no crop (default 4)")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
+    p.add_argument("--flip", choices=FLIPS,
+                   help="mirror each image at random (default) or every other time it is drawn")
     p.add_argument("--ema", type=float, help="momentum of a weight EMA used at the end, e.g. 0.999; 0 = off (default)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
     p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")

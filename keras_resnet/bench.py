@@ -203,8 +203,10 @@ def bench_input_pipeline(config, x, y, steps, repeats):
 
     steps = min(max(steps, PIPELINE_MIN_STEPS), len(x) // config.batch_size)
     count = steps * config.batch_size
-    augmenter = build_augmenter(config.crop_padding, cutout=config.cutout, seed=config.seed)
-    dataset = train_dataset(x[:count], y[:count], config.batch_size, augmenter, config.seed)
+    augmenter = build_augmenter(config.crop_padding, cutout=config.cutout, seed=config.seed,
+                                flip=config.flip == "random")
+    dataset = train_dataset(x[:count], y[:count], config.batch_size, augmenter, config.seed,
+                            alternate_flips=config.flip == "alternating")
 
     def one_pass():
         images = 0

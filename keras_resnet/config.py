@@ -15,6 +15,7 @@ REFERENCE_BATCH_SIZE = 128
 SCHEDULES = ("cosine", "step")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUGMENT_PLACES = ("host", "device")
+FLIPS = ("random", "alternating")
 TTA_VIEWS = ("flip", "flip-shift")  # keys of evaluate.TTA_TRANSFORMS
 JIT_CHOICES = ("auto", "on", "off")
 
@@ -73,6 +74,7 @@ class TrainConfig:
     stage_blocks: list | None = None
     crop_padding: int = 4
     cutout: int = 0
+    flip: str = "random"
     ema: float = 0.0
     train_size: int | None = None
     validation_size: int = 0
@@ -174,6 +176,7 @@ class TrainConfig:
             fail(f"--target-accuracy must be in (0, 1], got {self.target_accuracy!r}.")
         for name, choices in (
             ("schedule", SCHEDULES),
+            ("flip", FLIPS),
             ("precision", PRECISIONS),
             ("jit_compile", JIT_CHOICES),
             ("tta_views", TTA_VIEWS),

@@ -185,21 +185,39 @@ def one_hot(labels, num_classes=len(CLASS_NAMES)):
     return np.eye(num_classes, dtype="float32")[labels]
 
 
-def train_dataset(x, y, batch_size, augmenter=None, seed=0):
+def first_flips(count, seed=0):
+    """Whether each image is mirrored the first time it is drawn: a seeded
+    coin per image. With alternating flips, every later draw mirrors it the
+    other way (airbench's derandomized flip, Jordan 2024), so each image is
+    seen both ways in every two epochs instead of at random."""
+    return np.random.default_rng([seed, 1]).random(count) < 0.5
+
+
+def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=False):
     """The training `tf.data` pipeline.
 
     Each epoch reshuffles the images (seeded), gathers whole batches, augments
     each batch at once with `augmenter` (vectorized, on the host) and
-    prefetches. Images come out float32 in 0-255, labels one-hot.
+    prefetches. Images come out float32 in 0-255, labels one-hot. With
+    `alternate_flips`, the pipeline mirrors each image every other time it
+    is drawn (see `first_flips`); the augmenter should then not flip.
     """
     import tensorflow as tf
 
     count = len(x)
     images = tf.constant(x)
     labels = tf.constant(one_hot(y))
+    if alternate_flips:
+        # Mirrored at the next draw; each draw toggles it. An image is
+        # drawn at most once per epoch, so parallel batches never race.
+        mirror_next = tf.Variable(first_flips(count, seed), trainable=False)
 
     def gather(indices):
         batch = tf.cast(tf.gather(images, indices), tf.float32)
+        if alternate_flips:
+            mirror = tf.gather(mirror_next, indices)
+            mirror_next.scatter_update(tf.IndexedSlices(tf.logical_not(mirror), indices))
+            batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
         return batch, tf.gather(labels, indices)
 
     ds = tf.data.Dataset.range(count)
@@ -213,13 +231,14 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def device_batches(x, y, batch_size, seed=0):
+def device_batches(x, y, batch_size, seed=0, alternate_flips=False):
     """The training input when augmentation runs on the device.
 
     A `keras.utils.PyDataset` of whole batches, reshuffled each epoch
     (seeded): float32 images in 0-255 and one-hot labels, with no
     TensorFlow. Like `train_dataset`, it drops the last partial batch, so
-    that XLA compiles the training step for one batch shape only. Keras is
+    that XLA compiles the training step for one batch shape only, and it
+    mirrors each image every other draw with `alternate_flips`. Keras is
     imported here rather than with this module, which command lines import
     before they choose a backend.
     """
@@ -230,13 +249,19 @@ def device_batches(x, y, batch_size, seed=0):
             super().__init__()
             self.rng = np.random.default_rng(seed)
             self.order = self.rng.permutation(len(x))
+            self.mirror_next = first_flips(len(x), seed) if alternate_flips else None
 
         def __len__(self):
             return len(x) // batch_size
 
         def __getitem__(self, index):
             picks = self.order[index * batch_size : (index + 1) * batch_size]
-            return x[picks].astype("float32"), one_hot(y[picks])
+            images = x[picks].astype("float32")
+            if self.mirror_next is not None:
+                mirror = self.mirror_next[picks]
+                images[mirror] = images[mirror, :, ::-1]
+                self.mirror_next[picks] = ~mirror
+            return images, one_hot(y[picks])
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(x))

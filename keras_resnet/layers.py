@@ -453,19 +453,19 @@ class RandomCutout(_RandomImageLayer):
         return config
 
 
-def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None):
+def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=True):
     """The training augmentation as one `keras.layers.Pipeline`.
 
-    Pad-and-crop, horizontal flip and (optionally) cutout. The pipeline runs
-    on whole batches in a `tf.data` map (host) or as the first layer of the
-    training model (device), and is never part of an exported model.
+    Pad-and-crop, horizontal flip (unless `flip=False`: the input pipeline
+    then alternates the flips itself) and, optionally, cutout. The pipeline
+    runs on whole batches in a `tf.data` map (host) or as the first layer of
+    the training model (device), and is never part of an exported model.
     """
-    steps = [
-        RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop"),
-        RandomHorizontalFlip(
-            seed=None if seed is None else seed + 1, name="flip"
-        ),
-    ]
+    steps = [RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop")]
+    if flip:
+        steps.append(
+            RandomHorizontalFlip(seed=None if seed is None else seed + 1, name="flip")
+        )
     if cutout:
         steps.append(
             RandomCutout(

@@ -202,11 +202,14 @@ def fit_inputs(model, config, train, validation):
     step. Both drop the last partial batch of an epoch.
     """
     (x, y), augmenter = train, build_augmenter(
-        config.crop_padding, cutout=config.cutout, seed=config.seed
+        config.crop_padding, cutout=config.cutout, seed=config.seed, flip=config.flip == "random"
     )
+    alternate_flips = config.flip == "alternating"
     kwargs = {}
     if resolve_augment_on(config) == "host":
-        kwargs["x"] = data_lib.train_dataset(x, y, config.batch_size, augmenter, config.seed)
+        kwargs["x"] = data_lib.train_dataset(
+            x, y, config.batch_size, augmenter, config.seed, alternate_flips
+        )
         kwargs["shuffle"] = False  # the pipeline shuffles
         steps = len(x) // config.batch_size
         trainer = model
@@ -215,7 +218,7 @@ def fit_inputs(model, config, train, validation):
     else:
         trainer = keras.Sequential([keras.Input((32, 32, 3)), augmenter, model], name="trainer")
         kwargs.update(
-            x=data_lib.device_batches(x, y, config.batch_size, config.seed),
+            x=data_lib.device_batches(x, y, config.batch_size, config.seed, alternate_flips),
             shuffle=False,  # the batches are shuffled already
             validation_batch_size=config.batch_size,  # else Keras' default, 32
         )

@@ -88,6 +88,14 @@ def test_pipeline_reshuffles_and_augments_each_epoch():
     assert not np.array_equal(epoch1[0], epoch2[0])
 
 
+def test_augmenter_without_flip_leaves_mirroring_to_the_pipeline():
+    assert [l.name for l in build_augmenter(2, seed=0).layers] == ["pad_crop", "flip"]
+    assert [l.name for l in build_augmenter(2, seed=0, flip=False).layers] == ["pad_crop"]
+    no_shift = build_augmenter(0, seed=0, flip=False)
+    x = images(8)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(no_shift(x, training=True)), x)
+
+
 def test_eval_pipeline_does_not_augment():
     x = images(10).astype("uint8")
     y = np.arange(10)

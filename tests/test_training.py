@@ -37,6 +37,34 @@ def test_crop_padding_sets_the_largest_shift(crop_padding):
     assert max(abs(s) for s in shifts) == crop_padding
 
 
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_alternating_flips_mirror_each_image_every_other_epoch(augment_on):
+    # Row 0 of image i is all i (its name, flipped or not); the other rows
+    # rise left to right, so a mirrored image shows.
+    x = np.broadcast_to(np.arange(32, dtype="uint8")[None, None, :, None] * 8, (12, 32, 32, 3)).copy()
+    x[:, 0] = np.arange(12, dtype="uint8")[:, None, None]
+    config = TrainConfig(batch_size=4, crop_padding=0, flip="alternating", augment_on=augment_on)
+    trainer, _, kwargs = fit_inputs(build_model("fast-cpu"), config, (x, np.zeros(12, "int32")), None)
+    if augment_on == "device":  # the augmentation layers must not flip again
+        assert [layer.name for layer in trainer.get_layer("augment").layers] == ["pad_crop"]
+
+    mirrored = []  # per epoch: image index -> mirrored?
+    for _ in range(4):
+        if augment_on == "host":
+            batches = [b.numpy() for b, _ in kwargs["x"]]
+        else:
+            batches = [kwargs["x"][i][0] for i in range(len(kwargs["x"]))]
+            kwargs["x"].on_epoch_end()
+        images = np.concatenate(batches)
+        mirrored.append({int(im[0, 0, 0]): bool(im[16, 0, 0] > im[16, -1, 0]) for im in images})
+    assert all(len(epoch) == 12 for epoch in mirrored)  # each image once per epoch
+    first = [mirrored[0][i] for i in range(12)]
+    np.testing.assert_array_equal(first, data.first_flips(12, config.seed))
+    assert 0 < sum(first) < 12
+    for epoch, seen in enumerate(mirrored):
+        assert all(seen[i] == (first[i] != (epoch % 2 == 1)) for i in range(12)), epoch
+
+
 def test_cosine_schedule_warms_up_then_decays():
     config = TrainConfig(epochs=10, batch_size=256, learning_rate=0.1, warmup_epochs=2)
     schedule = learning_rate_schedule(config, steps_per_epoch=100)
@@ -80,6 +108,8 @@ def test_config_rejects_unknown_keys_and_wrong_types():
         TrainConfig.from_dict({"epochs": "10"})
     with pytest.raises(ConfigError, match="over the cap"):
         TrainConfig.from_dict({"stage_filters": [64, 128, 256, 1024]}).check_model()
+    with pytest.raises(ConfigError, match=r"--flip must be one of \['random', 'alternating'\], got 'sideways'"):
+        TrainConfig.from_dict({"flip": "sideways"}).validate()
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
 
 
