@@ -28,10 +28,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     for a channels-last 4D input, this layer calls `tf.nn.fused_batch_norm`
     instead: one kernel, the same outputs, gradients and moving statistics,
     and about a tenth more images/s training `fast-cpu` on a 2-core CPU
-    (docs/results/2026-11-26-cpu). Everywhere
-    else (JAX, PyTorch, inference, masks, `synchronized`, `renorm`, other
-    axes) it is Keras' layer, unchanged. It takes Keras' arguments and has
-    Keras' weights and config.
+    (docs/results/2026-11-26-cpu). Everywhere else (JAX, PyTorch,
+    inference, masks, `synchronized`, `renorm`, other axes) it is Keras'
+    layer, unchanged. It takes Keras' arguments and has Keras' weights and
+    config.
 
     Example:
     ```python
