@@ -80,7 +80,10 @@ class ResidualBlock(layers.Layer):
     `conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN -> + shortcut -> ReLU`.
     The shortcut is the identity when the shape is kept, and a 1x1
     convolution with batch normalization (a projection) only where the stride
-    or the number of channels changes.
+    or the number of channels changes. With `pooled_shortcut`, a strided
+    projection averages 2x2 windows first and convolves at stride 1 (the
+    ResNet-D shortcut, He et al. 2019), so that it sees every input position
+    instead of one in four.
 
     Args:
         filters: int. Number of output channels.
@@ -90,6 +93,8 @@ class ResidualBlock(layers.Layer):
             Defaults to `"he_normal"`.
         bn_momentum: float. Momentum of the batch normalization moving
             statistics. Defaults to `0.9`.
+        pooled_shortcut: bool. Average-pool, then project, where the block
+            downsamples. Defaults to `False`.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -105,6 +110,7 @@ class ResidualBlock(layers.Layer):
         strides=1,
         kernel_initializer="he_normal",
         bn_momentum=0.9,
+        pooled_shortcut=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,11 +128,17 @@ class ResidualBlock(layers.Layer):
                 "`bn_momentum` must be in [0, 1). "
                 f"Received: bn_momentum={bn_momentum!r}"
             )
+        if not isinstance(pooled_shortcut, bool):
+            raise ValueError(
+                "`pooled_shortcut` must be True or False. "
+                f"Received: pooled_shortcut={pooled_shortcut!r}"
+            )
         # === Config ===
         self.filters = filters
         self.strides = strides
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bn_momentum = bn_momentum
+        self.pooled_shortcut = pooled_shortcut
 
     def build(self, input_shape):
         # === Layers ===
@@ -163,10 +175,16 @@ class ResidualBlock(layers.Layer):
         self.has_projection = (
             self.strides != 1 or input_shape[-1] != self.filters
         )
+        self.shortcut_pool = None
+        if self.has_projection and self.pooled_shortcut and self.strides != 1:
+            self.shortcut_pool = layers.AveragePooling2D(
+                self.strides, padding="same", dtype=self.dtype_policy, name="shortcut_pool"
+            )
         if self.has_projection:
-            self.projection = conv(1, self.strides, "projection")
+            pooled = self.shortcut_pool is not None
+            self.projection = conv(1, 1 if pooled else self.strides, "projection")
             self.projection_bn = batch_norm("projection_bn")
-            self.projection.build(input_shape)
+            self.projection.build(inner_shape[:-1] + (input_shape[-1],) if pooled else input_shape)
             self.projection_bn.build(inner_shape)
         else:
             self.projection = None
@@ -179,8 +197,10 @@ class ResidualBlock(layers.Layer):
         x = self.conv2(x)
         x = self.bn2(x, training=training)
         shortcut = inputs
+        if self.shortcut_pool is not None:
+            shortcut = self.shortcut_pool(shortcut)
         if self.has_projection:
-            shortcut = self.projection(inputs)
+            shortcut = self.projection(shortcut)
             shortcut = self.projection_bn(shortcut, training=training)
         return keras.ops.relu(x + shortcut)
 
@@ -202,6 +222,7 @@ class ResidualBlock(layers.Layer):
                     self.kernel_initializer
                 ),
                 "bn_momentum": self.bn_momentum,
+                "pooled_shortcut": self.pooled_shortcut,
             }
         )
         return config

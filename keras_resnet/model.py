@@ -49,10 +49,12 @@ def build_model(
         **overrides: any preset argument: `stem_filters`, `stem_kernel_size`,
             `stem_strides`, `stem_whitening`, `stage_filters`,
             `stage_blocks`, `stage_strides`, `dropout`, `num_classes`,
-            `bn_momentum`, `dtype`. `stem_whitening=True` puts a fixed
-            `PatchWhitening` of `stem_kernel_size` patches in place of the
-            trained stem convolution: its width is `6 * stem_kernel_size**2`,
-            so `stem_filters` must be `None`; fit it with `adapt_whitening`.
+            `bn_momentum`, `pooled_shortcut`, `dtype`. `stem_whitening=True`
+            puts a fixed `PatchWhitening` of `stem_kernel_size` patches in
+            place of the trained stem convolution: its width is
+            `6 * stem_kernel_size**2`, so `stem_filters` must be `None`; fit
+            it with `adapt_whitening`. `pooled_shortcut=True` gives every
+            block the ResNet-D shortcut (see `ResidualBlock`).
 
     Returns:
         A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
@@ -74,7 +76,8 @@ def build_model(
             f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}."
         )
     config = dict(
-        stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9, dtype=None
+        stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9,
+        pooled_shortcut=False, dtype=None,
     )
     config.update(PRESETS[preset])
     unknown = set(overrides) - set(config)
@@ -149,6 +152,7 @@ def build_model(
                 filters,
                 strides=strides if block == 1 else 1,
                 bn_momentum=config["bn_momentum"],
+                pooled_shortcut=config["pooled_shortcut"],
                 dtype=dtype,
                 name=f"stage{stage}_block{block}",
             )(x)

@@ -46,7 +46,9 @@ PRESETS = {
     # twice as fast as `fast` on this project's 2-core CPU and ahead of it at
     # equal time on the validation split there. The whitening stem, in place
     # of a trained 3x3 convolution of 32, added 2.3 validation points at 8
-    # epochs (docs/results/2026-11-26-cpu). 4,886,154 parameters.
+    # epochs; the ResNet-D shortcuts (average-pooled before the projection,
+    # no parameters, no measurable time) 0.8 at 9 epochs
+    # (docs/results/2026-11-26-cpu). 4,886,154 parameters.
     "fast-cpu": dict(
         stem_whitening=True,
         stem_filters=None,
@@ -55,6 +57,7 @@ PRESETS = {
         stage_filters=(64, 128, 256, 512),
         stage_blocks=(1, 1, 1, 1),
         stage_strides=(2, 2, 2, 2),
+        pooled_shortcut=True,
         dropout=0.0,
     ),
     # Accuracy: the layout of WRN-22-4 (three stages of three blocks, widths

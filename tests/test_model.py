@@ -40,11 +40,35 @@ def test_block_rejects_bad_arguments():
         ResidualBlock(0)
     with pytest.raises(ValueError, match="strides=3"):
         ResidualBlock(8, strides=3)
+    with pytest.raises(ValueError, match="pooled_shortcut='yes'"):
+        ResidualBlock(8, pooled_shortcut="yes")
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_pooled_shortcut_sees_every_input_position(pooled):
+    block = ResidualBlock(8, strides=2, pooled_shortcut=pooled)
+    x = np.random.default_rng(0).normal(size=(1, 7, 7, 4)).astype("float32")
+    block(x)
+    # A zero second convolution leaves the shortcut alone in the output
+    # (BN at inference with fresh statistics is the identity there).
+    block.conv2.kernel.assign(np.zeros(block.conv2.kernel.shape, "float32"))
+    block.projection.kernel.assign(np.abs(block.projection.kernel.numpy()))
+    nudged = x.copy()
+    nudged[0, 1, 1] += 10.0  # a position a plain stride-2 projection skips
+    out, out_nudged = (keras.ops.convert_to_numpy(block(v, training=False)) for v in (x, nudged))
+    assert out.shape == (1, 4, 4, 8)
+    if pooled:
+        assert not np.allclose(out, out_nudged)
+    else:
+        np.testing.assert_array_equal(out, out_nudged)
+    assert (block.shortcut_pool is not None) == pooled
+    assert block.projection.strides == ((1, 1) if pooled else (2, 2))
+    assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 4_886_154
 
 
 def test_block_keras_round_trip(tmp_path):
     inputs = keras.Input((8, 8, 16))
-    outputs = ResidualBlock(32, strides=2, name="block")(inputs)
+    outputs = ResidualBlock(32, strides=2, pooled_shortcut=True, name="block")(inputs)
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 16)).astype("float32")
     path = str(tmp_path / "block.keras")
