@@ -196,17 +196,13 @@ def bench_pipeline_training(config, x, y, steps, repeats):
 
 
 def bench_input_pipeline(config, x, y, steps, repeats):
-    """Iterates `data.train_dataset` with the training augmentation, one pass
-    per repetition after a warm-up pass; images/s per repetition."""
-    from keras_resnet.data import train_dataset
-    from keras_resnet.layers import build_augmenter
+    """Iterates the training `tf.data` pipeline (`training.host_pipeline`),
+    one pass per repetition after a warm-up pass; images/s per repetition."""
+    from keras_resnet.training import host_pipeline
 
     steps = min(max(steps, PIPELINE_MIN_STEPS), len(x) // config.batch_size)
     count = steps * config.batch_size
-    augmenter = build_augmenter(config.crop_padding, cutout=config.cutout, seed=config.seed,
-                                flip=config.flip == "random")
-    dataset = train_dataset(x[:count], y[:count], config.batch_size, augmenter, config.seed,
-                            alternate_flips=config.flip == "alternating")
+    dataset = host_pipeline(config, x[:count], y[:count])
 
     def one_pass():
         images = 0

@@ -193,6 +193,22 @@ def check_ema_horizon(config, total_steps):
     )
 
 
+def training_augmenter(config):
+    """The augmentation layers of `config`: its crop and cutout, and its
+    flips unless they alternate (the input pipeline mirrors those)."""
+    return build_augmenter(
+        config.crop_padding, cutout=config.cutout, seed=config.seed, flip=config.flip == "random"
+    )
+
+
+def host_pipeline(config, x, y):
+    """The `tf.data` training pipeline of `config`, augmenting on the host."""
+    return data_lib.train_dataset(
+        x, y, config.batch_size, training_augmenter(config), config.seed,
+        alternate_flips=config.flip == "alternating",
+    )
+
+
 def fit_inputs(model, config, train, validation):
     """What to pass to `fit`: the training model and its data arguments.
 
@@ -201,28 +217,26 @@ def fit_inputs(model, config, train, validation):
     layers run as the first layer of the training model, inside the compiled
     step. Both drop the last partial batch of an epoch.
     """
-    (x, y), augmenter = train, build_augmenter(
-        config.crop_padding, cutout=config.cutout, seed=config.seed, flip=config.flip == "random"
-    )
-    alternate_flips = config.flip == "alternating"
+    x, y = train
+    steps = len(x) // config.batch_size
     kwargs = {}
     if resolve_augment_on(config) == "host":
-        kwargs["x"] = data_lib.train_dataset(
-            x, y, config.batch_size, augmenter, config.seed, alternate_flips
-        )
+        kwargs["x"] = host_pipeline(config, x, y)
         kwargs["shuffle"] = False  # the pipeline shuffles
-        steps = len(x) // config.batch_size
         trainer = model
         if validation:
             kwargs["validation_data"] = data_lib.eval_dataset(*validation, config.batch_size)
     else:
-        trainer = keras.Sequential([keras.Input((32, 32, 3)), augmenter, model], name="trainer")
+        trainer = keras.Sequential(
+            [keras.Input((32, 32, 3)), training_augmenter(config), model], name="trainer"
+        )
         kwargs.update(
-            x=data_lib.device_batches(x, y, config.batch_size, config.seed, alternate_flips),
+            x=data_lib.device_batches(
+                x, y, config.batch_size, config.seed, alternate_flips=config.flip == "alternating"
+            ),
             shuffle=False,  # the batches are shuffled already
             validation_batch_size=config.batch_size,  # else Keras' default, 32
         )
-        steps = len(x) // config.batch_size
         if validation:
             kwargs["validation_data"] = (validation[0].astype("float32"), data_lib.one_hot(validation[1]))
     return trainer, steps, kwargs
