@@ -176,15 +176,17 @@ class ResidualBlock(layers.Layer):
             self.strides != 1 or input_shape[-1] != self.filters
         )
         self.shortcut_pool = None
-        if self.has_projection and self.pooled_shortcut and self.strides != 1:
+        projection_strides, projection_input = self.strides, input_shape
+        if self.pooled_shortcut and self.strides != 1:
             self.shortcut_pool = layers.AveragePooling2D(
                 self.strides, padding="same", dtype=self.dtype_policy, name="shortcut_pool"
             )
+            projection_strides = 1
+            projection_input = self.shortcut_pool.compute_output_shape(input_shape)
         if self.has_projection:
-            pooled = self.shortcut_pool is not None
-            self.projection = conv(1, 1 if pooled else self.strides, "projection")
+            self.projection = conv(1, projection_strides, "projection")
             self.projection_bn = batch_norm("projection_bn")
-            self.projection.build(inner_shape[:-1] + (input_shape[-1],) if pooled else input_shape)
+            self.projection.build(projection_input)
             self.projection_bn.build(inner_shape)
         else:
             self.projection = None
