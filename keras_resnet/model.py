@@ -17,7 +17,7 @@ from keras_resnet.presets import CIFAR10_STD
 from keras_resnet.presets import IMAGE_SHAPE
 from keras_resnet.presets import NUM_CLASSES
 from keras_resnet.presets import PARAM_CAP
-from keras_resnet.presets import PRESETS
+from keras_resnet.presets import preset_layout
 
 
 def _check_positive_ints(name, values):
@@ -71,22 +71,7 @@ def build_model(
     wide = build_model("seed", stage_filters=(64, 128, 256, 480))
     ```
     """
-    if preset not in PRESETS:
-        raise ValueError(
-            f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}."
-        )
-    config = dict(
-        stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9,
-        pooled_shortcut=False, dtype=None,
-    )
-    config.update(PRESETS[preset])
-    unknown = set(overrides) - set(config)
-    if unknown:
-        raise ValueError(
-            f"Unknown model argument(s) {sorted(unknown)}. "
-            f"Valid ones: {sorted(config)}."
-        )
-    config.update(overrides)
+    config = preset_layout(preset, **overrides)
     stage_filters = list(config["stage_filters"])
     stage_blocks = list(config["stage_blocks"])
     stage_strides = list(config["stage_strides"])

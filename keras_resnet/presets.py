@@ -12,7 +12,14 @@ IMAGE_SHAPE = (32, 32, 3)
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
 
-# Each preset is a complete set of `build_model` arguments.
+# The `build_model` arguments that presets leave at these values.
+LAYOUT_DEFAULTS = dict(
+    stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9, pooled_shortcut=False,
+    dtype=None,
+)
+
+# Each preset, with `LAYOUT_DEFAULTS`, is a complete set of `build_model`
+# arguments.
 PRESETS = {
     # The seed network: 7x7/2 stem, one basic block per stage. 4,916,682
     # parameters.
@@ -73,6 +80,23 @@ PRESETS = {
         dropout=0.0,
     ),
 }
+
+
+def preset_layout(preset, **overrides):
+    """The complete `build_model` arguments of `preset` with `overrides`.
+
+    Raises:
+        ValueError: for an unknown preset or argument.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}.")
+    layout = {**LAYOUT_DEFAULTS, **PRESETS[preset]}
+    unknown = set(overrides) - set(layout)
+    if unknown:
+        raise ValueError(
+            f"Unknown model argument(s) {sorted(unknown)}. Valid ones: {sorted(layout)}."
+        )
+    return {**layout, **overrides}
 
 
 # The layout and the learning rate of `fast` were chosen on the 45,000/5,000

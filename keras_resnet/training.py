@@ -1,7 +1,8 @@
 """Training: configuration, compile, fit, evaluate, export; one run folder.
 
 `train(config)` is what `train.py` and the tuner call. A run folder holds
-`config.json`, `history.csv`, `checkpoints/` (`best.keras`, `last.keras`),
+`config.json`, `layout.json` (the network's `build_model` arguments),
+`history.csv`, `checkpoints/` (`best.keras`, `last.keras`),
 `backup/` (Keras' `BackupAndRestore`, while the run is unfinished), `logs/`
 (TensorBoard), `model.keras` and, once finished, `metrics.json`.
 """
@@ -34,6 +35,8 @@ from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
+from keras_resnet.presets import LAYOUT_DEFAULTS
+from keras_resnet.presets import preset_layout
 
 # The most that the first step's weights may still weigh in the weight EMA
 # at the end of a run (see `check_ema_horizon`).
@@ -255,15 +258,24 @@ def default_output_dir(config, root="runs"):
         if not os.path.exists(path):
             return path
         state = run_state(path)
-        if state["unfinished"] and state["config"] == config.identity():
+        if (state["unfinished"] and state["config"] == config.identity()
+                and state["layout"] in (None, run_layout(config))):
             return path
         index += 1
 
 
+def run_layout(config):
+    """The network `config` trains: its preset's `build_model` arguments with
+    the config's changes, as JSON stores them (lists, not tuples)."""
+    return json.loads(json.dumps(preset_layout(config.preset, **config.model_overrides())))
+
+
 def run_state(path):
-    """What a run folder holds: its config identity, whether it finished."""
+    """What a run folder holds: its config identity, the network it trains
+    (`None` in folders made before `layout.json`), whether it finished."""
     config_path = os.path.join(path, "config.json")
-    saved = None
+    layout_path = os.path.join(path, "layout.json")
+    saved = layout = None
     if os.path.isfile(config_path):
         with open(config_path) as f:
             saved = {
@@ -271,17 +283,28 @@ def run_state(path):
             }
         # A setting added after the run was made has its default there.
         saved = {**TrainConfig().identity(), **saved}
+    if os.path.isfile(layout_path):
+        with open(layout_path) as f:
+            # An argument added after the run was made builds what the
+            # code of that time did: its default.
+            layout = json.loads(json.dumps({**LAYOUT_DEFAULTS, **json.load(f)}))
     finished = os.path.isfile(os.path.join(path, "metrics.json"))
-    return {"config": saved, "finished": finished, "unfinished": saved is not None and not finished}
+    return {"config": saved, "layout": layout, "finished": finished,
+            "unfinished": saved is not None and not finished}
 
 
 def prepare_run_dir(config, overwrite=False):
     """Creates or reopens the run folder; never reuses one silently.
 
-    Resumes an unfinished run of the same configuration. A finished run, or
-    one of a different configuration, is kept unless `overwrite`.
+    Resumes an unfinished run of the same configuration and network. A
+    finished run, or one of a different configuration, is kept unless
+    `overwrite`. A preset whose network changed since the run started (a
+    newer keras-resnet) would load the backup's weights into another
+    network, so that run is refused too.
     """
     path = config.output_dir
+    layout = run_layout(config)
+    layout_known = True  # False: resuming a folder from before layout.json
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"--output-dir {path} is a file, not a folder.")
     if os.path.isdir(path) and os.listdir(path):
@@ -308,7 +331,23 @@ def prepare_run_dir(config, overwrite=False):
                 f"--output-dir {path} holds a finished run; choose another folder "
                 "or pass --overwrite to train it again."
             )
+        elif state["layout"] is None:
+            layout_known = False
+            print(f"Note: {path} was started before run folders recorded their network; "
+                  f"resuming it assumes that preset {config.preset!r} builds the same one.")
+        elif state["layout"] != layout:
+            changed = sorted(k for k in layout if state["layout"].get(k) != layout[k])
+            details = ", ".join(f"{k} {state['layout'].get(k)!r} then, {layout[k]!r} now"
+                                for k in changed)
+            raise ConfigError(
+                f"--output-dir {path} holds an unfinished run of another network: preset "
+                f"{config.preset!r} changed since it started ({details}). Resume it with the "
+                "keras-resnet version that started it, or choose another folder, or pass "
+                "--overwrite to train it again."
+            )
     os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    if layout_known:
+        write_json_atomic(os.path.join(path, "layout.json"), layout)
     write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
     return path
 

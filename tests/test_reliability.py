@@ -136,6 +136,54 @@ def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["learning_rate"] == 0.05
 
 
+def test_unfinished_run_of_a_changed_preset_is_not_resumed_into_another_network(
+        tmp_path, monkeypatch, capsys):
+    from keras_resnet import presets
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.training import default_output_dir
+    from keras_resnet.training import prepare_run_dir
+
+    config = TrainConfig(preset="fast-cpu", output_dir=str(tmp_path / "runs" / "fast-cpu"))
+    run_dir = prepare_run_dir(config)  # started, not finished
+    layout = json.loads(open(os.path.join(run_dir, "layout.json")).read())
+    assert layout["pooled_shortcut"] is True and layout["stage_filters"] == [64, 128, 256, 512]
+    assert prepare_run_dir(config) == run_dir  # the same network resumes
+
+    # A newer keras-resnet whose preset builds other shortcuts (the weights
+    # have the same shapes, so loading the backup would not fail).
+    monkeypatch.setitem(presets.PRESETS, "fast-cpu",
+                        dict(presets.PRESETS["fast-cpu"], pooled_shortcut=False))
+    config_before = open(os.path.join(run_dir, "config.json")).read()
+    with pytest.raises(ConfigError, match=r"another network: preset 'fast-cpu' changed since it "
+                       r"started \(pooled_shortcut True then, False now\)"):
+        prepare_run_dir(config)
+    assert open(os.path.join(run_dir, "config.json")).read() == config_before
+    assert json.loads(open(os.path.join(run_dir, "layout.json")).read()) == layout
+    # A run without a folder goes to a new one rather than into this one.
+    assert default_output_dir(config, root=str(tmp_path / "runs")).endswith("fast-cpu-2")
+
+    # A folder made before layout.json: resumed, with a note, and not
+    # stamped with a layout that nobody knows it had.
+    os.remove(os.path.join(run_dir, "layout.json"))
+    assert prepare_run_dir(config) == run_dir
+    assert "started before run folders recorded their network" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(run_dir, "layout.json"))
+
+
+def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.training import prepare_run_dir
+
+    config = TrainConfig(output_dir=str(tmp_path / "run"))  # seed: pooled_shortcut False
+    run_dir = prepare_run_dir(config)
+    path = os.path.join(run_dir, "layout.json")
+    older = json.loads(open(path).read())
+    del older["pooled_shortcut"]  # as written before the argument existed
+    open(path, "w").write(json.dumps(older))
+    assert prepare_run_dir(config) == run_dir
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--train-size", "2000"], "--train-size 2000 is larger than the 100 training images"),
     (["--batch-size", "256"], "--batch-size 256 is larger than the 100 training images"),
