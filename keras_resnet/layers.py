@@ -83,7 +83,9 @@ class ResidualBlock(layers.Layer):
     or the number of channels changes. With `pooled_shortcut`, a strided
     projection averages 2x2 windows first and convolves at stride 1 (the
     ResNet-D shortcut, He et al. 2019), so that it sees every input position
-    instead of one in four.
+    instead of one in four. With `zero_init_residual`, the second batch
+    norm's scale starts at zero, so the block starts as its shortcut (Goyal
+    et al. 2017).
 
     Args:
         filters: int. Number of output channels.
@@ -95,6 +97,8 @@ class ResidualBlock(layers.Layer):
             statistics. Defaults to `0.9`.
         pooled_shortcut: bool. Average-pool, then project, where the block
             downsamples. Defaults to `False`.
+        zero_init_residual: bool. Start the residual branch at zero.
+            Defaults to `False`.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -111,6 +115,7 @@ class ResidualBlock(layers.Layer):
         kernel_initializer="he_normal",
         bn_momentum=0.9,
         pooled_shortcut=False,
+        zero_init_residual=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,17 +133,21 @@ class ResidualBlock(layers.Layer):
                 "`bn_momentum` must be in [0, 1). "
                 f"Received: bn_momentum={bn_momentum!r}"
             )
-        if not isinstance(pooled_shortcut, bool):
-            raise ValueError(
-                "`pooled_shortcut` must be True or False. "
-                f"Received: pooled_shortcut={pooled_shortcut!r}"
-            )
+        for name, value in (
+            ("pooled_shortcut", pooled_shortcut),
+            ("zero_init_residual", zero_init_residual),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"`{name}` must be True or False. Received: {name}={value!r}"
+                )
         # === Config ===
         self.filters = filters
         self.strides = strides
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bn_momentum = bn_momentum
         self.pooled_shortcut = pooled_shortcut
+        self.zero_init_residual = zero_init_residual
 
     def build(self, input_shape):
         # === Layers ===
@@ -154,10 +163,11 @@ class ResidualBlock(layers.Layer):
                 name=name,
             )
 
-        def batch_norm(name):
+        def batch_norm(name, gamma_initializer="ones"):
             return FusedBatchNormalization(
                 momentum=self.bn_momentum,
                 epsilon=1e-5,
+                gamma_initializer=gamma_initializer,
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -165,7 +175,7 @@ class ResidualBlock(layers.Layer):
         self.conv1 = conv(3, self.strides, "conv1")
         self.bn1 = batch_norm("bn1")
         self.conv2 = conv(3, 1, "conv2")
-        self.bn2 = batch_norm("bn2")
+        self.bn2 = batch_norm("bn2", "zeros" if self.zero_init_residual else "ones")
         self.conv1.build(input_shape)
         inner_shape = self.conv1.compute_output_shape(input_shape)
         self.bn1.build(inner_shape)
@@ -225,6 +235,7 @@ class ResidualBlock(layers.Layer):
                 ),
                 "bn_momentum": self.bn_momentum,
                 "pooled_shortcut": self.pooled_shortcut,
+                "zero_init_residual": self.zero_init_residual,
             }
         )
         return config

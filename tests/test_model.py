@@ -42,6 +42,8 @@ def test_block_rejects_bad_arguments():
         ResidualBlock(8, strides=3)
     with pytest.raises(ValueError, match="pooled_shortcut='yes'"):
         ResidualBlock(8, pooled_shortcut="yes")
+    with pytest.raises(ValueError, match="zero_init_residual=1"):
+        ResidualBlock(8, zero_init_residual=1)
 
 
 @pytest.mark.parametrize("pooled", [False, True])
@@ -66,9 +68,24 @@ def test_pooled_shortcut_sees_every_input_position(pooled):
     assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 4_886_154
 
 
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_zero_init_residual_starts_the_block_as_its_shortcut(zero_init):
+    block = ResidualBlock(8, zero_init_residual=zero_init)
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 8)).astype("float32")
+    out = keras.ops.convert_to_numpy(block(x, training=True))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(block.bn2.gamma),
+                                  np.full(8, 0.0 if zero_init else 1.0, "float32"))
+    if zero_init:  # identity shortcut: the block is a ReLU until it learns
+        np.testing.assert_allclose(out, np.maximum(x, 0.0), atol=1e-6)
+    else:
+        assert not np.allclose(out, np.maximum(x, 0.0), atol=1e-2)
+    assert build_model("fast-cpu", zero_init_residual=zero_init).count_params() == 4_886_154
+
+
 def test_block_keras_round_trip(tmp_path):
     inputs = keras.Input((8, 8, 16))
-    outputs = ResidualBlock(32, strides=2, pooled_shortcut=True, name="block")(inputs)
+    outputs = ResidualBlock(32, strides=2, pooled_shortcut=True, zero_init_residual=True,
+                            name="block")(inputs)
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 16)).astype("float32")
     path = str(tmp_path / "block.keras")
