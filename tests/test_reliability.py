@@ -83,7 +83,9 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
 
 def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
-    process = start(train_cmd(small_cifar, run_dir, "--epochs", "3"))
+    # Far more epochs than it will run: on a loaded machine the signal may
+    # come several epochs after the first backup, and must still come first.
+    process = start(train_cmd(small_cifar, run_dir, "--epochs", "50"))
     wait_for_epoch(str(run_dir), 1, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
