@@ -1,6 +1,7 @@
 """The project's own Keras callbacks (Keras' built-in ones are used as-is)."""
 
 from callbacks.checkpoint import AtomicModelCheckpoint
+from callbacks.checkpoint import BackupMismatch
 from callbacks.checkpoint import CheckpointSchedule
 from callbacks.checkpoint import ScheduledBackupAndRestore
 from callbacks.divergence import StopOnDivergence

@@ -119,6 +119,10 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         self._pending = None
 
 
+class BackupMismatch(ValueError):
+    """A backup holds the weights of another network than the one training."""
+
+
 class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, backing up only when `schedule` says
     checkpoints are due (on the epoch's end; other `save_freq` values are not
@@ -135,6 +139,16 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ValueError("ScheduledBackupAndRestore backs up at epoch ends only.")
         super().__init__(backup_dir, **kwargs)
         self.schedule = schedule
+
+    def on_train_begin(self, logs=None):
+        # Keras' own error lists every weight that did not fit.
+        try:
+            super().on_train_begin(logs)
+        except ValueError as e:
+            raise BackupMismatch(
+                f"the backup in {self.backup_dir} holds the weights of another network "
+                f"(Keras: {str(e).splitlines()[0]})"
+            ) from None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.schedule.due:

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from callbacks import AtomicModelCheckpoint
+from callbacks import BackupMismatch
 from callbacks import CheckpointSchedule
 from callbacks import LearningRateLogger
 from callbacks import ScheduledBackupAndRestore
@@ -478,6 +479,11 @@ def train(config, overwrite=False):
     start = time.perf_counter()
     try:
         history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
+    except BackupMismatch as e:  # a run folder from before layout.json
+        raise ConfigError(
+            f"--output-dir {run_dir}: {e}. Resume it with the keras-resnet version that "
+            "started it, or choose another folder, or pass --overwrite to train it again."
+        ) from None
     except (TrainingDiverged, KeyboardInterrupt):
         for callback in callbacks:  # the best epoch, if it waits in memory
             if isinstance(callback, AtomicModelCheckpoint):

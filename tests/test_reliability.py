@@ -311,6 +311,29 @@ def test_failure_after_fit_resumes_instead_of_retraining(fake_cifar, tmp_path, m
     assert not (tmp_path / "run" / "backup").exists()
 
 
+def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):
+    from keras_resnet import presets, training
+    from keras_resnet.config import ConfigError, TrainConfig
+
+    config = TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, stage_filters=[16, 16, 16, 16],
+                         output_dir=str(tmp_path / "run"), export=False)
+
+    def broken_evaluation(*args, **kwargs):  # leaves the run unfinished, its backup kept
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training, "evaluate_test", broken_evaluation)
+    with pytest.raises(OSError, match="disk full"):
+        training.train(config)
+    keras.backend.clear_session()
+    # A folder from before layout.json, and a preset whose stem changed since.
+    os.remove(tmp_path / "run" / "layout.json")
+    monkeypatch.setitem(presets.PRESETS, "seed", dict(presets.PRESETS["seed"], stem_filters=8))
+    with pytest.raises(ConfigError, match=r"holds the weights of another network .*Resume it with "
+                       r"the keras-resnet version that started it"):
+        training.train(config)
+    assert (tmp_path / "run" / "backup" / "latest.weights.h5").is_file()  # kept as it was
+
+
 def test_stale_partial_checkpoint_never_replaces_the_best(tmp_path):
     from callbacks import AtomicModelCheckpoint
     from keras_resnet import build_model, load_model
