@@ -53,9 +53,10 @@ def build_model(
             `stem_whitening=True` puts a fixed `PatchWhitening` of
             `stem_kernel_size` patches in place of the trained stem
             convolution: its width is `6 * stem_kernel_size**2`, so
-            `stem_filters` must be `None`; fit it with `adapt_whitening`. `pooled_shortcut=True` gives every
-            block the ResNet-D shortcut, `zero_init_residual=True` a residual
-            branch that starts at zero (see `ResidualBlock`).
+            `stem_filters` must be `None`; fit it with `adapt_whitening`.
+            `pooled_shortcut=True` gives every block the ResNet-D shortcut,
+            `zero_init_residual=True` a residual branch that starts at zero
+            (see `ResidualBlock`).
 
     Returns:
         A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
