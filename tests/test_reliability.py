@@ -28,8 +28,12 @@ def train_cmd(data_dir, run_dir, *extra):
 
 def start(cmd):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    # Ctrl-C's default action, even when the tests run in a background job
+    # (`nohup ... &`), whose children inherit SIGINT ignored: Python then
+    # installs no KeyboardInterrupt handler and the signal does nothing.
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_epoch(run_dir, epochs_done, process, timeout=240):
@@ -83,8 +87,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
 
 def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
-    # Far more epochs than it will run: on a loaded machine the signal may
-    # come several epochs after the first backup, and must still come first.
+    # Far more epochs than it will run, so that it can only end by the signal.
     process = start(train_cmd(small_cifar, run_dir, "--epochs", "50"))
     wait_for_epoch(str(run_dir), 1, process)
     process.send_signal(signal.SIGINT)
