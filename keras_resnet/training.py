@@ -250,17 +250,24 @@ def fit_inputs(model, config, train, validation):
 # The run folder.
 
 
+# How to go on when a run folder holds another network than `config` builds.
+OTHER_NETWORK_FIX = (
+    "Resume it with the keras-resnet version that started it, or choose another folder, "
+    "or pass --overwrite to train it again."
+)
+
+
 def default_output_dir(config, root="runs"):
     """`runs/<preset>`, or the first `runs/<preset>-N` that is free or holds
     an unfinished run of this very configuration (which is then resumed)."""
-    index = 1
+    index, layout = 1, run_layout(config)
     while True:
         path = os.path.join(root, config.preset if index == 1 else f"{config.preset}-{index}")
         if not os.path.exists(path):
             return path
         state = run_state(path)
         if (state["unfinished"] and state["config"] == config.identity()
-                and state["layout"] in (None, run_layout(config))):
+                and state["layout"] in (None, layout)):
             return path
         index += 1
 
@@ -268,7 +275,11 @@ def default_output_dir(config, root="runs"):
 def run_layout(config):
     """The network `config` trains: its preset's `build_model` arguments with
     the config's changes, as JSON stores them (lists, not tuples)."""
-    return json.loads(json.dumps(preset_layout(config.preset, **config.model_overrides())))
+    return _json_form(preset_layout(config.preset, **config.model_overrides()))
+
+
+def _json_form(value):
+    return json.loads(json.dumps(value))
 
 
 def run_state(path):
@@ -288,7 +299,7 @@ def run_state(path):
         with open(layout_path) as f:
             # An argument added after the run was made builds what the
             # code of that time did: its default.
-            layout = json.loads(json.dumps({**LAYOUT_DEFAULTS, **json.load(f)}))
+            layout = _json_form({**LAYOUT_DEFAULTS, **json.load(f)})
     finished = os.path.isfile(os.path.join(path, "metrics.json"))
     return {"config": saved, "layout": layout, "finished": finished,
             "unfinished": saved is not None and not finished}
@@ -342,9 +353,7 @@ def prepare_run_dir(config, overwrite=False):
                                 for k in changed)
             raise ConfigError(
                 f"--output-dir {path} holds an unfinished run of another network: preset "
-                f"{config.preset!r} changed since it started ({details}). Resume it with the "
-                "keras-resnet version that started it, or choose another folder, or pass "
-                "--overwrite to train it again."
+                f"{config.preset!r} changed since it started ({details}). {OTHER_NETWORK_FIX}"
             )
     os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
     if layout_known:
@@ -481,8 +490,7 @@ def train(config, overwrite=False):
         history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
     except BackupMismatch as e:  # a run folder from before layout.json
         raise ConfigError(
-            f"--output-dir {run_dir}: {e}. Resume it with the keras-resnet version that "
-            "started it, or choose another folder, or pass --overwrite to train it again."
+            f"--output-dir {run_dir}: {e}. {OTHER_NETWORK_FIX}"
         ) from None
     except (TrainingDiverged, KeyboardInterrupt):
         for callback in callbacks:  # the best epoch, if it waits in memory
