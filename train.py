@@ -50,7 +50,7 @@ def build_parser():
     p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--output-dir", help="run folder (default runs/<preset>)")
     p.add_argument("--tta-views", choices=TTA_VIEWS,
-                   help="test-time augmentation of test_accuracy_tta: flip (default) or flip-shift")
+                   help="test-time augmentation behind *_accuracy_tta: flip (default) or flip-shift")
     p.add_argument("--checkpoint-seconds", type=float,
                    help="least seconds between checkpoints, 0 = every epoch; the last epoch is always saved (default 30)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume the run in RUN_DIR with its saved settings")

@@ -440,16 +440,24 @@ def make_callbacks(config, run_dir, monitor):
 # The run.
 
 
-def evaluate_test(model, x, y, batch_size, class_names, tta_views="flip"):
-    """Test loss and accuracy, with and without test-time augmentation (the
-    views of `evaluate.TTA_TRANSFORMS`), and the accuracy of each class."""
+def evaluate_held_out(model, x, y, batch_size, class_names, tta_views="flip", prefix="test"):
+    """Loss and accuracy on held-out images, with and without test-time
+    augmentation (the views of `evaluate.TTA_TRANSFORMS`), and the accuracy
+    of each class, as `{prefix}_loss`, `{prefix}_accuracy`,
+    `{prefix}_accuracy_tta` and `per_class_accuracy` (`val_per_class_accuracy`
+    for `prefix="val"`)."""
     from keras_resnet.evaluate import TTA_TRANSFORMS
     from keras_resnet.evaluate import evaluate
 
     metrics, _ = evaluate(model, x, y, class_names=class_names,
                           transforms=TTA_TRANSFORMS[tta_views], batch_size=batch_size)
-    keys = ("test_loss", "test_accuracy", "test_accuracy_tta", "per_class_accuracy")
-    return {key: metrics[key] for key in keys}
+    per_class = "per_class_accuracy" if prefix == "test" else f"{prefix}_per_class_accuracy"
+    return {
+        f"{prefix}_loss": metrics["test_loss"],
+        f"{prefix}_accuracy": metrics["test_accuracy"],
+        f"{prefix}_accuracy_tta": metrics["test_accuracy_tta"],
+        per_class: metrics["per_class_accuracy"],
+    }
 
 
 def train(config, overwrite=False):
@@ -499,8 +507,15 @@ def train(config, overwrite=False):
         raise
     train_seconds = time.perf_counter() - start
 
-    metrics = evaluate_test(model, cifar.x_test, cifar.y_test, config.batch_size,
-                            cifar.class_names, config.tta_views)
+    # The final weights (the EMA's when it is on). A validation run reports
+    # on its validation split and leaves the test set alone: the test set
+    # never chooses a setting.
+    if validation:
+        held_out = dict(x=validation[0], y=validation[1], prefix="val")
+    else:
+        held_out = dict(x=cifar.x_test, y=cifar.y_test, prefix="test")
+    metrics = evaluate_held_out(model, batch_size=config.batch_size, class_names=cifar.class_names,
+                                tta_views=config.tta_views, **held_out)
     model.save(os.path.join(run_dir, "model.keras"))
     export_path = None
     if config.export and (config.process_id or 0) == 0:  # one export per job
@@ -519,10 +534,6 @@ def train(config, overwrite=False):
         run_dir=run_dir,
         export_path=export_path,
     )
-    if validation:
-        # The final weights' (the EMA's when it is on), not the last epoch's.
-        val = evaluate_test(model, *validation, config.batch_size, cifar.class_names, config.tta_views)
-        metrics.update(val_accuracy=val["test_accuracy"], val_accuracy_tta=val["test_accuracy_tta"])
     write_json_atomic(os.path.join(run_dir, "metrics.json"), metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)  # finished
     return metrics

@@ -324,7 +324,7 @@ def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, 
     def broken_evaluation(*args, **kwargs):  # leaves the run unfinished, its backup kept
         raise OSError("disk full")
 
-    monkeypatch.setattr(training, "evaluate_test", broken_evaluation)
+    monkeypatch.setattr(training, "evaluate_held_out", broken_evaluation)
     with pytest.raises(OSError, match="disk full"):
         training.train(config)
     keras.backend.clear_session()

@@ -147,7 +147,7 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
     assert not np.allclose(finals[0.0], finals[0.5])
 
 
-def test_validation_accuracy_is_that_of_the_final_ema_weights(real_data_dir, tmp_path):
+def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(real_data_dir, tmp_path):
     from tests.conftest import run_python
 
     run_dir = tmp_path / "run"
@@ -162,6 +162,9 @@ def test_validation_accuracy_is_that_of_the_final_ema_weights(real_data_dir, tmp
     probabilities = model.predict(x_val.astype("float32"), verbose=0)
     assert metrics["val_accuracy"] == pytest.approx(np.mean(np.argmax(probabilities, -1) == y_val))
     assert 0 <= metrics["val_accuracy_tta"] <= 1
+    assert set(metrics["val_per_class_accuracy"]) == set(cifar.class_names)
+    # A validation run chooses settings, so it never looks at the test set.
+    assert not [key for key in metrics if key.startswith("test_") or key == "per_class_accuracy"]
 
 
 def test_ema_too_slow_for_the_run_is_refused():
