@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - depends on the installed Keras
     )
 
 PACKAGE = "keras_resnet"
+DOWNSAMPLE_MODES = ("stride", "max_pool")  # `ResidualBlock(downsample=...)`
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -78,6 +79,11 @@ class ResidualBlock(layers.Layer):
     """Basic residual block: two 3x3 convolutions with a shortcut.
 
     `conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN -> + shortcut -> ReLU`.
+    With `downsample="max_pool"`, a block with stride 2 convolves at the
+    input's resolution and then max-pools 2x2 windows
+    (`conv3x3 -> max pool -> BN -> ...`, as ResNet-9 and airbench
+    downsample): four times the first convolution's work, for a
+    convolution that sees every input position.
     The shortcut is the identity when the shape is kept, and a 1x1
     convolution with batch normalization (a projection) only where the stride
     or the number of channels changes. With `pooled_shortcut`, a strided
@@ -89,12 +95,16 @@ class ResidualBlock(layers.Layer):
 
     Args:
         filters: int. Number of output channels.
-        strides: int. Stride of the first convolution (and the projection).
-            Defaults to `1`.
+        strides: int. `2` halves the resolution, in the first convolution
+            (and the projection). Defaults to `1`.
         kernel_initializer: str or initializer for the convolutions.
             Defaults to `"he_normal"`.
         bn_momentum: float. Momentum of the batch normalization moving
             statistics. Defaults to `0.9`.
+        downsample: str. How the residual branch halves the resolution:
+            `"stride"` (a stride-2 first convolution) or `"max_pool"` (a
+            stride-1 first convolution, then a 2x2 max pool). Defaults to
+            `"stride"`.
         pooled_shortcut: bool. Average-pool, then project, where the block
             downsamples. Defaults to `False`.
         zero_init_residual: bool. Start the residual branch at zero.
@@ -114,6 +124,7 @@ class ResidualBlock(layers.Layer):
         strides=1,
         kernel_initializer="he_normal",
         bn_momentum=0.9,
+        downsample="stride",
         pooled_shortcut=False,
         zero_init_residual=False,
         **kwargs,
@@ -133,6 +144,11 @@ class ResidualBlock(layers.Layer):
                 "`bn_momentum` must be in [0, 1). "
                 f"Received: bn_momentum={bn_momentum!r}"
             )
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(
+                f"`downsample` must be one of {DOWNSAMPLE_MODES}. "
+                f"Received: downsample={downsample!r}"
+            )
         for name, value in (
             ("pooled_shortcut", pooled_shortcut),
             ("zero_init_residual", zero_init_residual),
@@ -146,6 +162,7 @@ class ResidualBlock(layers.Layer):
         self.strides = strides
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bn_momentum = bn_momentum
+        self.downsample = downsample
         self.pooled_shortcut = pooled_shortcut
         self.zero_init_residual = zero_init_residual
 
@@ -172,12 +189,19 @@ class ResidualBlock(layers.Layer):
                 name=name,
             )
 
-        self.conv1 = conv(3, self.strides, "conv1")
+        pooled_branch = self.downsample == "max_pool" and self.strides != 1
+        self.conv1 = conv(3, 1 if pooled_branch else self.strides, "conv1")
+        self.pool = None
         self.bn1 = batch_norm("bn1")
         self.conv2 = conv(3, 1, "conv2")
         self.bn2 = batch_norm("bn2", "zeros" if self.zero_init_residual else "ones")
         self.conv1.build(input_shape)
         inner_shape = self.conv1.compute_output_shape(input_shape)
+        if pooled_branch:
+            self.pool = layers.MaxPooling2D(
+                self.strides, padding="same", dtype=self.dtype_policy, name="pool"
+            )
+            inner_shape = self.pool.compute_output_shape(inner_shape)
         self.bn1.build(inner_shape)
         self.conv2.build(inner_shape)
         self.bn2.build(inner_shape)
@@ -204,6 +228,8 @@ class ResidualBlock(layers.Layer):
 
     def call(self, inputs, training=None):
         x = self.conv1(inputs)
+        if self.pool is not None:
+            x = self.pool(x)
         x = self.bn1(x, training=training)
         x = keras.ops.relu(x)
         x = self.conv2(x)
@@ -234,6 +260,7 @@ class ResidualBlock(layers.Layer):
                     self.kernel_initializer
                 ),
                 "bn_momentum": self.bn_momentum,
+                "downsample": self.downsample,
                 "pooled_shortcut": self.pooled_shortcut,
                 "zero_init_residual": self.zero_init_residual,
             }

@@ -49,14 +49,16 @@ def build_model(
         **overrides: any preset argument: `stem_filters`, `stem_kernel_size`,
             `stem_strides`, `stem_whitening`, `stage_filters`,
             `stage_blocks`, `stage_strides`, `dropout`, `num_classes`,
-            `bn_momentum`, `pooled_shortcut`, `zero_init_residual`, `dtype`.
+            `bn_momentum`, `downsample`, `pooled_shortcut`,
+            `zero_init_residual`, `dtype`.
             `stem_whitening=True` puts a fixed `PatchWhitening` of
             `stem_kernel_size` patches in place of the trained stem
             convolution: its width is `6 * stem_kernel_size**2`, so
             `stem_filters` must be `None`; fit it with `adapt_whitening`.
-            `pooled_shortcut=True` gives every block the ResNet-D shortcut,
-            `zero_init_residual=True` a residual branch that starts at zero
-            (see `ResidualBlock`).
+            `downsample="max_pool"` makes each downsampling block convolve
+            at full resolution and max-pool, `pooled_shortcut=True` gives
+            every block the ResNet-D shortcut, `zero_init_residual=True` a
+            residual branch that starts at zero (see `ResidualBlock`).
 
     Returns:
         A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
@@ -139,6 +141,7 @@ def build_model(
                 filters,
                 strides=strides if block == 1 else 1,
                 bn_momentum=config["bn_momentum"],
+                downsample=config["downsample"],
                 pooled_shortcut=config["pooled_shortcut"],
                 zero_init_residual=config["zero_init_residual"],
                 dtype=dtype,

@@ -14,8 +14,8 @@ CIFAR10_STD = (62.993, 62.089, 66.705)
 
 # The `build_model` arguments that presets leave at these values.
 LAYOUT_DEFAULTS = dict(
-    stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9, pooled_shortcut=False,
-    zero_init_residual=False, dtype=None,
+    stem_whitening=False, num_classes=NUM_CLASSES, bn_momentum=0.9, downsample="stride",
+    pooled_shortcut=False, zero_init_residual=False, dtype=None,
 )
 
 # Each preset, with `LAYOUT_DEFAULTS`, is a complete set of `build_model`

@@ -44,6 +44,8 @@ def test_block_rejects_bad_arguments():
         ResidualBlock(8, pooled_shortcut="yes")
     with pytest.raises(ValueError, match="zero_init_residual=1"):
         ResidualBlock(8, zero_init_residual=1)
+    with pytest.raises(ValueError, match=r"one of \('stride', 'max_pool'\). Received: downsample='avg'"):
+        ResidualBlock(8, downsample="avg")
 
 
 @pytest.mark.parametrize("pooled", [False, True])
@@ -68,6 +70,31 @@ def test_pooled_shortcut_sees_every_input_position(pooled):
     assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 2_455_690
 
 
+@pytest.mark.parametrize("downsample", ["stride", "max_pool"])
+def test_max_pool_downsampling_convolves_every_position_then_pools(downsample):
+    block = ResidualBlock(8, strides=2, downsample=downsample)
+    x = np.random.default_rng(0).normal(size=(1, 7, 7, 4)).astype("float32")
+    assert block(x).shape == (1, 4, 4, 8)
+    # conv1 copies each input channel at its own position (the kernel's
+    # centre tap) and the shortcut is zeroed: the branch sees the input
+    # subsampled (stride) or max-pooled (max_pool).
+    centre = np.zeros(block.conv1.kernel.shape, "float32")
+    centre[1, 1, np.arange(4), np.arange(4)] = 1.0
+    block.conv1.kernel.assign(centre)
+    block.projection.kernel.assign(np.zeros(block.projection.kernel.shape, "float32"))
+    raised = x.copy()
+    raised[0, 1, 1] = 10.0  # above its 2x2 window's other values; off the stride-2 grid
+    out, out_raised = (keras.ops.convert_to_numpy(block(v, training=False)) for v in (x, raised))
+    if downsample == "max_pool":
+        assert block.conv1.strides == (1, 1) and block.pool is not None
+        assert not np.allclose(out, out_raised)
+    else:
+        assert block.conv1.strides == (2, 2) and block.pool is None
+        np.testing.assert_array_equal(out, out_raised)
+    assert ResidualBlock(8, downsample=downsample)(x).shape == (1, 7, 7, 8)  # stride 1: no pool
+    assert build_model("fast", downsample=downsample).count_params() == 4_834_762
+
+
 @pytest.mark.parametrize("zero_init", [False, True])
 def test_zero_init_residual_starts_the_block_as_its_shortcut(zero_init):
     block = ResidualBlock(8, zero_init_residual=zero_init)
@@ -84,8 +111,8 @@ def test_zero_init_residual_starts_the_block_as_its_shortcut(zero_init):
 
 def test_block_keras_round_trip(tmp_path):
     inputs = keras.Input((8, 8, 16))
-    outputs = ResidualBlock(32, strides=2, pooled_shortcut=True, zero_init_residual=True,
-                            name="block")(inputs)
+    outputs = ResidualBlock(32, strides=2, downsample="max_pool", pooled_shortcut=True,
+                            zero_init_residual=True, name="block")(inputs)
     model = keras.Model(inputs, outputs)
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 16)).astype("float32")
     path = str(tmp_path / "block.keras")
