@@ -95,8 +95,9 @@ class ResidualBlock(layers.Layer):
 
     Args:
         filters: int. Number of output channels.
-        strides: int. `2` halves the resolution, in the first convolution
-            (and the projection). Defaults to `1`.
+        strides: int. `1` keeps the resolution, `2` halves it (in the
+            residual branch as `downsample` says, and in the projection).
+            Defaults to `1`.
         kernel_initializer: str or initializer for the convolutions.
             Defaults to `"he_normal"`.
         bn_momentum: float. Momentum of the batch normalization moving
