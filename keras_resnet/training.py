@@ -510,12 +510,8 @@ def train(config, overwrite=False):
     # The final weights (the EMA's when it is on). A validation run reports
     # on its validation split and leaves the test set alone: the test set
     # never chooses a setting.
-    if validation:
-        held_out = dict(x=validation[0], y=validation[1], prefix="val")
-    else:
-        held_out = dict(x=cifar.x_test, y=cifar.y_test, prefix="test")
-    metrics = evaluate_held_out(model, batch_size=config.batch_size, class_names=cifar.class_names,
-                                tta_views=config.tta_views, **held_out)
+    x, y, prefix = (*validation, "val") if validation else (cifar.x_test, cifar.y_test, "test")
+    metrics = evaluate_held_out(model, x, y, config.batch_size, cifar.class_names, config.tta_views, prefix)
     model.save(os.path.join(run_dir, "model.keras"))
     export_path = None
     if config.export and (config.process_id or 0) == 0:  # one export per job
