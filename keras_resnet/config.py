@@ -252,12 +252,19 @@ class TrainConfig:
 def prepare_environment(config):
     """Environment settings that must be made before TensorFlow loads.
 
-    TF 2.21's oneDNN CPU kernels corrupt the heap in bfloat16 training (seen
-    on this project's CPUs), so they are turned off for `mixed_bfloat16`;
-    oneDNN is CPU-only, so a GPU loses nothing.
+    TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with
+    AVX-512 neural-network instructions (VNNI, BF16, AMX). On AVX2 CPUs
+    (AMD EPYC, most desktop CPUs) it runs Eigen's kernels instead, and
+    training ran 4 to 6 times slower there (a 2-core AMD EPYC: the seed
+    network 30.8 images/s against 171.6, `fast-cpu` 71.6 against 298.9;
+    docs/benchmarks.md), so oneDNN is turned on.
+    In bfloat16 training TF 2.21's oneDNN kernels corrupt the heap (seen on
+    this project's CPUs), so it is turned off for `mixed_bfloat16`. oneDNN
+    is CPU-only: a GPU gains and loses nothing. A value the user set in
+    `TF_ENABLE_ONEDNN_OPTS` is kept.
     """
-    if config.precision == "mixed_bfloat16":
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    onednn = "0" if config.precision == "mixed_bfloat16" else "1"
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
 
 
 def write_json_atomic(path, payload):

@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
+from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
@@ -608,6 +609,7 @@ def main(argv=None):
             seed=args.seed,
             data_dir=args.data_dir,
         )
+        prepare_environment(config)
         results = search(
             config, tuner=args.tuner, max_trials=args.max_trials,
             epochs_per_trial=args.epochs_per_trial, directory=args.directory,

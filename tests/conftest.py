@@ -10,6 +10,20 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# The tests' own TensorFlow runs as train.py's does, with oneDNN on
+# (`config.prepare_environment`: TensorFlow alone leaves it off on AVX2
+# CPUs, which then train several times slower). The variable is removed
+# again once TensorFlow has read it, so that every subprocess decides for
+# itself, as a user's command would.
+if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.config import prepare_environment
+
+    prepare_environment(TrainConfig())
+    import tensorflow  # noqa: E402,F401  (reads the variable as it loads)
+
+    del os.environ["TF_ENABLE_ONEDNN_OPTS"]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DATA_DIR = os.environ.get(
     "CIFAR10_DIR",
@@ -69,9 +83,11 @@ def real_cifar(real_data_dir):
 
 
 def run_python(args, cwd=REPO, env=None, timeout=600):
-    """Runs `python args...` in a fresh process; returns CompletedProcess."""
+    """Runs `python args...` in a fresh process; returns CompletedProcess.
+    `env` adds variables; a variable given as None is removed."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     full_env.update(env or {})
+    full_env = {name: value for name, value in full_env.items() if value is not None}
     return subprocess.run(
         [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
         text=True, timeout=timeout,

@@ -47,6 +47,7 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     _check_figures(result, repeats=1)
     assert result["backend"] == "jax" and result["jit_compile"] is True
+    assert result["tf_enable_onednn_opts"] is None  # a TensorFlow setting
 
 
 @pytest.mark.parametrize(

@@ -72,3 +72,25 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
     assert (best.epochs, best.batch_size, best.cutout) == (200, 512, 8)
     seed = config_for()
     assert (seed.epochs, seed.batch_size, seed.cutout, seed.label_smoothing) == (200, 128, 0, 0.1)
+
+
+@pytest.mark.parametrize(
+    "precision, user_setting, onednn_on",
+    [
+        ("float32", None, True),  # AVX2 CPUs: TensorFlow alone leaves it off
+        ("mixed_bfloat16", None, False),  # its kernels corrupt the heap there
+        ("float32", "0", False),  # the user's own setting wins
+    ],
+)
+def test_prepare_environment_decides_onednn_before_tensorflow_loads(
+    precision, user_setting, onednn_on
+):
+    code = (
+        "from keras_resnet.config import TrainConfig, prepare_environment\n"
+        f"prepare_environment(TrainConfig(precision={precision!r}))\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled())\n"
+    )
+    out = run_python(["-c", code], env={"TF_ENABLE_ONEDNN_OPTS": user_setting})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == str(onednn_on)
