@@ -92,7 +92,7 @@ def test_max_pool_downsampling_convolves_every_position_then_pools(downsample):
         assert block.conv1.strides == (2, 2) and block.pool is None
         np.testing.assert_array_equal(out, out_raised)
     assert ResidualBlock(8, downsample=downsample)(x).shape == (1, 7, 7, 8)  # stride 1: no pool
-    assert build_model("fast", downsample=downsample).count_params() == 4_834_762
+    assert build_model("fast", downsample=downsample).count_params() == 2_060_938
 
 
 @pytest.mark.parametrize("zero_init", [False, True])
@@ -283,5 +283,5 @@ def test_whitening_stem_arguments_are_checked():
     with pytest.raises(ValueError, match="stem_strides=2"):
         build_model("seed", stem_whitening=True, stem_filters=None)
     # The whitening stem on another preset: 6 * 3**2 channels for 3x3 patches.
-    model = build_model("fast", stem_whitening=True, stem_filters=None)
+    model = build_model("best", stem_whitening=True, stem_filters=None)
     assert model.get_layer("stem_bn").input.shape == (None, 32, 32, 54)
