@@ -60,6 +60,17 @@ def write_fake_cifar(folder, per_batch=20, test_count=20, seed=0):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def keep_environment():
+    """Restores `os.environ` after each test: a command run in this process
+    (`bench.main`, `tune.main`) sets variables such as
+    `TF_ENABLE_ONEDNN_OPTS` that must not reach later tests' subprocesses."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def fake_cifar(tmp_path):
     return write_fake_cifar(str(tmp_path / "cifar"))
