@@ -315,14 +315,15 @@ def run_benchmarks(config, steps=10, repeats=3):
 
     _log("done")
     result = {name: _median(rates) for name, rates in runs.items()}
+    backend = keras.backend.backend()
     result.update(
-        backend=keras.backend.backend(),
+        backend=backend,
         device=describe_device(),
         # Whether TensorFlow ran its oneDNN CPU kernels (see
         # `config.prepare_environment`): 4 to 6 times the training rate on
         # an AVX2 CPU.
         tf_enable_onednn_opts=(os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-                               if keras.backend.backend() == "tensorflow" else None),
+                               if backend == "tensorflow" else None),
         preset=config.preset,
         params=int(model.count_params()),
         batch_size=config.batch_size,
