@@ -105,6 +105,20 @@ def run_python(args, cwd=REPO, env=None, timeout=600):
     )
 
 
+def run_train_main(argv, capsys):
+    """`python train.py argv...` run in this process, which has TensorFlow
+    loaded already (a fresh process spends ~10 s importing it): returns the
+    exit status and the captured stdout and stderr."""
+    import train
+
+    try:
+        code = train.main(argv)
+    except SystemExit as e:  # parser.exit
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def tiny_model_and_batch():
     """A tiny seed-layout network compiled with SGD, and 16 random images
     labelled one class after another: for tests of callbacks."""

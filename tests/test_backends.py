@@ -149,13 +149,9 @@ def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
         assert p.returncode == 0, stderr[-3000:]
         assert json.loads(stdout.strip().splitlines()[-1])["devices"] == 2
 
-    script = (
-        "import sys, numpy as np; from keras_resnet import load_model; "
-        "a, b = (load_model(p).get_weights() for p in sys.argv[1:]); "
-        "print(all(np.array_equal(x, y) for x, y in zip(a, b)), len(a))"
-    )
-    out = run_python(["-c", script, str(tmp_path / "run0" / "model.keras"),
-                      str(tmp_path / "run1" / "model.keras")], env={"KERAS_BACKEND": "jax"})
-    assert out.returncode == 0, out.stderr[-3000:]
-    same, count = out.stdout.split()
-    assert same == "True" and int(count) > 10
+    # A .keras file is the same on every backend: read both here.
+    from keras_resnet import load_model
+
+    a, b = (load_model(str(tmp_path / f"run{i}" / "model.keras")).get_weights() for i in range(2))
+    assert len(a) == len(b) > 10
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

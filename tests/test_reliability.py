@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_python, write_fake_cifar
+from tests.conftest import REPO, run_python, run_train_main, write_fake_cifar
 
 
 @pytest.fixture
@@ -122,22 +122,24 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(w).all() for w in kept.get_weights())
 
 
-def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path):
+def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    base = train_cmd(small_cifar, run_dir, "--epochs", "1", "--train-size", "100")[1:]
-    assert run_python(base).returncode == 0
+    base = train_cmd(small_cifar, run_dir, "--epochs", "1", "--train-size", "100",
+                     "--stage-filters", "8,8,16,16")[2:]
+    code, _, err = run_train_main(base, capsys)
+    assert code == 0, err[-2000:]
+    keras.backend.clear_session()
     config_before = (run_dir / "config.json").read_text()
 
-    finished = run_python(base)
-    assert finished.returncode == 2
-    assert "holds a finished run" in finished.stderr.strip().splitlines()[-1]
-    other = run_python(base + ["--learning-rate", "0.05"])
-    assert other.returncode == 2
-    assert "holds a run with other settings (learning_rate)" in other.stderr.strip().splitlines()[-1]
+    code, _, err = run_train_main(base, capsys)
+    assert code == 2 and "holds a finished run" in err.strip().splitlines()[-1]
+    code, _, err = run_train_main(base + ["--learning-rate", "0.05"], capsys)
+    assert code == 2
+    assert "holds a run with other settings (learning_rate)" in err.strip().splitlines()[-1]
     assert (run_dir / "config.json").read_text() == config_before
 
-    again = run_python(base + ["--learning-rate", "0.05", "--overwrite"])
-    assert again.returncode == 0, again.stderr[-2000:]
+    code, _, err = run_train_main(base + ["--learning-rate", "0.05", "--overwrite"], capsys)
+    assert code == 0, err[-2000:]
     assert json.loads((run_dir / "config.json").read_text())["learning_rate"] == 0.05
 
 
@@ -197,16 +199,17 @@ def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
     (["--epochs", "2", "--batch-size", "25", "--ema", "0.99"],
      "--ema 0.99 averages over about 100 steps, too many for this run's 8"),
 ])
-def test_bad_sizes_exit_2_and_write_nothing(fake_cifar, tmp_path, extra, message):
+def test_bad_sizes_exit_2_and_write_nothing(fake_cifar, tmp_path, extra, message, capsys):
     run_dir = tmp_path / "run"
-    out = run_python(["train.py", "--data-dir", fake_cifar, "--output-dir", str(run_dir), *extra])
-    assert out.returncode == 2
-    assert message in out.stderr.strip().splitlines()[-1]
-    assert "Traceback" not in out.stderr
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--output-dir", str(run_dir), *extra],
+                                  capsys)
+    assert code == 2
+    assert message in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
     assert not run_dir.exists()
 
 
-def test_bad_data_folder_exits_2(fake_cifar, tmp_path):
+def test_bad_data_folder_exits_2(fake_cifar, tmp_path, capsys):
     import pickle
 
     path = os.path.join(fake_cifar, "data_batch_1")
@@ -215,9 +218,10 @@ def test_bad_data_folder_exits_2(fake_cifar, tmp_path):
     batch[b"labels"][0] = 10
     with open(path, "wb") as f:
         pickle.dump(batch, f)
-    out = run_python(["train.py", "--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")])
-    assert out.returncode == 2
-    assert "labels range from 0 to 10, expected 0-9" in out.stderr.strip().splitlines()[-1]
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")],
+                                  capsys)
+    assert code == 2
+    assert "labels range from 0 to 10, expected 0-9" in err.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
 
 
@@ -277,14 +281,14 @@ def test_same_seed_same_first_epoch_loss(fake_cifar, tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
-def test_overwrite_never_deletes_a_folder_that_is_not_a_run(fake_cifar, tmp_path):
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(fake_cifar, tmp_path, capsys):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
-    out = run_python(["train.py", "--data-dir", fake_cifar, "--batch-size", "25",
-                      "--output-dir", str(precious), "--overwrite"])
-    assert out.returncode == 2
-    assert "holds no keras-resnet run" in out.stderr.strip().splitlines()[-1]
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25",
+                                   "--output-dir", str(precious), "--overwrite"], capsys)
+    assert code == 2
+    assert "holds no keras-resnet run" in err.strip().splitlines()[-1]
     assert (precious / "thesis.txt").read_text() == "years of work"
 
 

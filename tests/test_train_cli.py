@@ -8,11 +8,14 @@ from tests.conftest import run_python
 
 def test_train_end_to_end_two_exports(real_data_dir, tmp_path):
     export_dir = tmp_path / "exports"
-    for run, version in (("run1", "1"), ("run2", "2")):
+    # The seed network as a user trains it, then a narrow one (its test-set
+    # evaluation is quick) that must export beside the first, as version 2.
+    for run, version, widths, params in (("run1", "1", [], 4_916_682),
+                                         ("run2", "2", ["--stage-filters", "8,8,16,16"], 25_770)):
         out = run_python([
             "train.py", "--epochs", "1", "--train-size", "512", "--batch-size", "128",
             "--data-dir", real_data_dir, "--output-dir", str(tmp_path / run),
-            "--export-dir", str(export_dir),
+            "--export-dir", str(export_dir), *widths,
         ])
         assert out.returncode == 0, out.stderr[-3000:]
         summary = json.loads(out.stdout.strip().splitlines()[-1])
@@ -26,7 +29,7 @@ def test_train_end_to_end_two_exports(real_data_dir, tmp_path):
         for key in ("test_accuracy", "test_loss", "params", "epochs", "train_seconds", "export_path"):
             assert key in metrics
         assert metrics == summary
-        assert metrics["params"] == 4_916_682 and metrics["epochs"] == 1
+        assert metrics["params"] == params and metrics["epochs"] == 1
         assert 0.0 <= metrics["test_accuracy"] <= 1.0
         assert metrics["export_path"] == str(export_dir / "keras_resnet" / version)
         assert (export_dir / "keras_resnet" / version / "saved_model.pb").is_file()
