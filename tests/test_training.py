@@ -147,14 +147,16 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
     assert not np.allclose(finals[0.0], finals[0.5])
 
 
-def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(real_data_dir, tmp_path):
-    from tests.conftest import run_python
+def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(
+        real_data_dir, tmp_path, capsys):
+    from tests.conftest import run_train_main
 
     run_dir = tmp_path / "run"
-    out = run_python(["train.py", "--epochs", "2", "--batch-size", "50", "--train-size", "400",
-                      "--validation-size", "100", "--ema", "0.5", "--stage-filters", "16,16,16,16",
-                      "--data-dir", real_data_dir, "--no-export", "--output-dir", str(run_dir)])
-    assert out.returncode == 0, out.stderr[-3000:]
+    code, _, err = run_train_main(
+        ["--epochs", "2", "--batch-size", "50", "--train-size", "400", "--validation-size", "100",
+         "--ema", "0.5", "--stage-filters", "16,16,16,16", "--data-dir", real_data_dir,
+         "--no-export", "--output-dir", str(run_dir)], capsys)
+    assert code == 0, err[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cifar = data.load_cifar10(real_data_dir)
     _, _, x_val, y_val = data.split_validation(cifar.x_train[:400], cifar.y_train[:400], 100, 0)

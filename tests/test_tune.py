@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from conftest import run_python
+from conftest import run_train_main
 from conftest import write_fake_cifar
 
 from keras_resnet import tune
@@ -86,13 +87,14 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
     assert best["preset"] == "seed" and best["stage_blocks"] == [1, 1, 1, 1]
     TrainConfig.from_dict(best)
 
-    out = run_python([
-        "train.py", "--config", result["best_config"], "--epochs", "1",
+    keras.backend.clear_session()
+    code, stdout, err = run_train_main([
+        "--config", result["best_config"], "--epochs", "1",
         "--train-size", "256", "--data-dir", cifar,
         "--output-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
-    ])
-    assert out.returncode == 0, out.stderr[-3000:]
-    metrics = last_json(out.stdout)
+    ], capsys)
+    assert code == 0, err[-3000:]
+    metrics = last_json(stdout)
     assert metrics["params"] == result["best_params"]
     assert metrics["epochs"] == 1 and metrics["export_path"]
 
