@@ -105,18 +105,24 @@ def run_python(args, cwd=REPO, env=None, timeout=600):
     )
 
 
-def run_train_main(argv, capsys):
-    """`python train.py argv...` run in this process, which has TensorFlow
+def call_main(main, argv, capsys):
+    """A command's `main(argv)` run in this process, which has TensorFlow
     loaded already (a fresh process spends ~10 s importing it): returns the
-    exit status and the captured stdout and stderr."""
-    import train
-
+    exit status, as returned or as argparse's `SystemExit` carries it, and
+    the captured stdout and stderr."""
     try:
-        code = train.main(argv)
-    except SystemExit as e:  # parser.exit
+        code = main(argv)
+    except SystemExit as e:
         code = e.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def run_train_main(argv, capsys):
+    """`python train.py argv...` through `call_main`."""
+    import train
+
+    return call_main(train.main, argv, capsys)
 
 
 def tiny_model_and_batch():

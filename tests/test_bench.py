@@ -6,6 +6,7 @@ import pytest
 
 from keras_resnet import bench
 from keras_resnet.config import TrainConfig
+from tests.conftest import call_main
 from tests.conftest import run_python
 
 FIGURES = (
@@ -62,12 +63,9 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):
     if "--data-dir" not in argv:
         argv = argv + ["--data-dir", real_data_dir]
-    try:
-        code = bench.main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
+    code, _, err = call_main(bench.main, argv, capsys)
     assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
 
 
