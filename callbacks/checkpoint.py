@@ -134,6 +134,10 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
         **kwargs: passed to `keras.callbacks.BackupAndRestore`.
     """
 
+    # Its batch ends never save (`save_freq` is "epoch"), so Keras may run
+    # them in a worker thread, without making the training loop wait.
+    async_safe = True
+
     def __init__(self, backup_dir, schedule, **kwargs):
         if kwargs.get("save_freq", "epoch") != "epoch":
             raise ValueError("ScheduledBackupAndRestore backs up at epoch ends only.")

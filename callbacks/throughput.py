@@ -1,3 +1,4 @@
+import threading
 import time
 
 import keras
@@ -10,21 +11,31 @@ class ThroughputLogger(keras.callbacks.Callback):
     into the logs, the figure lands in the history, `history.csv` and
     TensorBoard like any metric; place it before those callbacks.
 
+    It is `async_safe`: where the backend allows (JAX, PyTorch), Keras runs
+    batch ends in a worker thread once the step's results are ready, so the
+    clock reads when the last step finished, without making the training
+    loop wait for it.
+
     Args:
         batch_size: int. Images per training step.
     """
 
+    async_safe = True
+
     def __init__(self, batch_size):
         super().__init__()
         self.batch_size = batch_size
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._steps = 0
-        self._start = time.perf_counter()
+        self._start = self._end = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
-        self._end = time.perf_counter()
+        now = time.perf_counter()
+        with self._lock:  # batch ends may run out of order in worker threads
+            self._steps = max(self._steps, batch + 1)  # `batch` is 0-based
+            self._end = max(self._end, now)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._steps:

@@ -407,9 +407,12 @@ def make_callbacks(config, run_dir, monitor):
         keras.callbacks.CSVLogger(csv_path, append=True),
     ]
     if importlib.util.find_spec("tensorflow"):
-        callbacks.append(
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
-        )
+        board = keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
+        # Epoch summaries only (no batch updates, no profiling): its batch
+        # ends write nothing, so Keras may run them in a worker thread
+        # instead of waiting for every step (JAX; see StopOnDivergence).
+        board.async_safe = True
+        callbacks.append(board)
     if config.target_accuracy:
         callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
     # Checkpoints at most every `checkpoint_seconds`, and after the last

@@ -1,0 +1,63 @@
+"""Batch ends that never make the training loop wait for a step.
+
+On JAX (and PyTorch) Keras runs batch-end callbacks in worker threads, as
+soon as each step's results are ready, when every callback allows it
+(`async_safe`, or no batch-end method). Then they may run out of order.
+"""
+
+import math
+import time
+
+import keras
+import pytest
+
+from callbacks import StopOnDivergence
+from callbacks import ThroughputLogger
+from callbacks import TrainingDiverged
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import make_callbacks
+
+
+def waits_for_every_step(callback):
+    """Whether Keras must run `callback`'s batch ends in the training loop."""
+    base = keras.callbacks.Callback
+    overridden = (type(callback).on_train_batch_end is not base.on_train_batch_end
+                  or type(callback).on_batch_end is not base.on_batch_end)
+    return overridden and not getattr(callback, "async_safe", False)
+
+
+def test_no_callback_of_a_run_makes_training_wait_for_each_step(tmp_path):
+    config = TrainConfig(target_accuracy=0.9)  # every optional callback
+    callbacks, _ = make_callbacks(config, str(tmp_path), "accuracy")
+    assert any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
+    assert [type(c).__name__ for c in callbacks if waits_for_every_step(c)] == []
+    # The check itself tells the two kinds apart.
+    assert waits_for_every_step(keras.callbacks.TerminateOnNaN())
+    assert not waits_for_every_step(keras.callbacks.CSVLogger(str(tmp_path / "h.csv")))
+
+
+def test_divergence_names_the_first_bad_step_when_batch_ends_come_out_of_order():
+    stop = StopOnDivergence()
+    stop.on_epoch_begin(0)
+    for step, loss in ((0, 2.3), (4, math.nan), (2, math.inf), (3, 1.0)):
+        stop.on_train_batch_end(step, {"loss": loss})
+    with pytest.raises(TrainingDiverged, match="loss is inf at epoch 1, step 3[.]"):
+        stop.on_epoch_end(0)
+    stop.on_epoch_begin(1)  # a new epoch starts clean
+    stop.on_train_batch_end(0, {"loss": 0.5})
+    stop.on_epoch_end(1)
+
+
+def test_throughput_counts_every_step_when_batch_ends_come_out_of_order():
+    logger = ThroughputLogger(batch_size=10)
+    before = time.perf_counter()
+    logger.on_epoch_begin(0)
+    for step in (1, 2, 0):  # the last step's end arrives before an earlier one
+        time.sleep(0.05)
+        logger.on_train_batch_end(step)
+    after = time.perf_counter()
+    logs = {}
+    logger.on_epoch_end(0, logs)
+    # Three steps of 10 images, over at least the 0.15 s slept and at most
+    # the time measured around them.
+    assert 30 / (after - before) <= logs["images_per_sec"] <= 30 / 0.15
