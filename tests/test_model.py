@@ -92,7 +92,7 @@ def test_max_pool_downsampling_convolves_every_position_then_pools(downsample):
         assert block.conv1.strides == (2, 2) and block.pool is None
         np.testing.assert_array_equal(out, out_raised)
     assert ResidualBlock(8, downsample=downsample)(x).shape == (1, 7, 7, 8)  # stride 1: no pool
-    assert build_model("fast", downsample=downsample).count_params() == 2_060_938
+    assert build_model("fast", downsample=downsample).count_params() == 4_813_450
 
 
 @pytest.mark.parametrize("zero_init", [False, True])

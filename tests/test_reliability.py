@@ -99,7 +99,7 @@ def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     assert (run_dir / "checkpoints" / "last.keras").is_file()
 
 
-def test_divergence_stops_at_once_and_exits_non_zero(small_cifar, tmp_path):
+def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
     out = run_python(train_cmd(small_cifar, run_dir, "--epochs", "2", "--learning-rate", "1e4")[1:])
     assert out.returncode == 1

@@ -65,16 +65,17 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
 
     fast = config_for("--preset", "fast")
     assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.label_smoothing) == (10, 512, 0.2, 0.2)
+    assert (fast.crop_padding, fast.flip) == (2, "alternating")
     assert fast.weight_decay == 1e-2  # TrainConfig's default, not part of the recipe
     fast_cpu = config_for("--preset", "fast-cpu")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (11, 256, 1)
     fast_cpu = config_for("--preset", "fast-cpu", "--batch-size", "512", "--crop-padding", "4")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (11, 512, 4)
-    assert fast.crop_padding == 4  # TrainConfig's default
     best = config_for("--preset", "best")
     assert (best.epochs, best.batch_size, best.cutout) == (200, 512, 8)
     seed = config_for()
     assert (seed.epochs, seed.batch_size, seed.cutout, seed.label_smoothing) == (200, 128, 0, 0.1)
+    assert (seed.crop_padding, seed.flip) == (4, "random")  # TrainConfig's defaults
 
 
 @pytest.mark.parametrize(
