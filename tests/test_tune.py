@@ -12,10 +12,11 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import REPO
-from conftest import run_python
-from conftest import run_train_main
-from conftest import write_fake_cifar
+
+from tests.conftest import REPO
+from tests.conftest import run_python
+from tests.conftest import run_train_main
+from tests.conftest import write_fake_cifar
 
 from keras_resnet import tune
 from keras_resnet.model import PARAM_CAP
