@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import call_main
 from tests.conftest import run_python
 from tests.conftest import write_fake_cifar
 from keras_resnet import evaluate as ev
@@ -226,8 +227,8 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
     ):
         argv = ["--model", model, "--data-dir", data, "--tta", *extra]
         if kind == "keras":  # in this process, which has Keras loaded already
-            assert ev.main(argv) == 0
-            stdout = capsys.readouterr().out
+            code, stdout, err = call_main(ev.main, argv, capsys)
+            assert code == 0, err[-2000:]
         else:  # as a command
             out = run_python(["-m", "keras_resnet.evaluate", *argv])
             assert out.returncode == 0, out.stderr[-2000:]
