@@ -76,6 +76,7 @@ class TrainConfig:
     cutout: int = 0
     flip: str = "random"
     ema: float = 0.0
+    ema_overwrite_every: int | None = None
     train_size: int | None = None
     validation_size: int = 0
     target_accuracy: float | None = None
@@ -166,6 +167,12 @@ class TrainConfig:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
         if not 0 <= self.ema < 1:
             fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
+        if self.ema_overwrite_every is not None:
+            if not isinstance(self.ema_overwrite_every, int) or self.ema_overwrite_every < 1:
+                fail(f"--ema-overwrite-every must be a positive integer, got {self.ema_overwrite_every!r}.")
+            if not self.ema:
+                fail("--ema-overwrite-every writes the weight EMA back into the weights, "
+                     "so it needs --ema (e.g. --ema 0.95).")
         if self.checkpoint_seconds < 0:
             fail(f"--checkpoint-seconds must be >= 0, got {self.checkpoint_seconds!r}.")
         if not 0 <= self.crop_padding <= 16:

@@ -130,9 +130,12 @@ def compile_model(model, config, steps_per_epoch):
         nesterov=True,
         weight_decay=config.weight_decay or None,
         # An exponential moving average of the weights, swapped in when
-        # `fit` ends.
+        # `fit` ends and, with `ema_overwrite_every`, every that many steps:
+        # training then goes on from the average, as Lookahead's fast
+        # weights restart from its slow ones (Zhang et al. 2019).
         use_ema=bool(config.ema),
         ema_momentum=config.ema or 0.99,
+        ema_overwrite_frequency=config.ema_overwrite_every,
     )
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     if config.precision == "mixed_float16":  # float16 gradients underflow

@@ -54,7 +54,8 @@ TUNED_KEYS = ("stage_filters", "stage_blocks", "dropout", "learning_rate", "weig
 # trained with, so that `train.py --config` (which starts from the preset's
 # recipe) trains what was tuned. Not the data sizes, epochs or seed.
 BEST_CONFIG_KEYS = ("preset", *TUNED_KEYS, "batch_size", "momentum", "schedule",
-                    "warmup_epochs", "label_smoothing", "crop_padding", "cutout", "flip", "ema", "precision")
+                    "warmup_epochs", "label_smoothing", "crop_padding", "cutout", "flip", "ema",
+                    "ema_overwrite_every", "precision")
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.csv"
 BEST_CONFIG_FILE = "best_config.json"

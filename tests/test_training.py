@@ -147,6 +147,29 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
     assert not np.allclose(finals[0.0], finals[0.5])
 
 
+def test_ema_overwrite_restarts_training_from_the_average_every_n_steps(real_cifar):
+    x, y = real_cifar.x_train[:96], real_cifar.y_train[:96]
+    keras.utils.set_random_seed(0)
+    config = TrainConfig(epochs=1, batch_size=16, ema=0.5, ema_overwrite_every=2, warmup_epochs=0)
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
+    compile_model(trainer, config, steps)
+    optimizer = trainer.optimizer
+    assert optimizer.ema_overwrite_frequency == 2
+    kernel = model.get_layer("logits").kernel
+    match = []  # per step: do the weights equal their average?
+
+    class Compare(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            average = optimizer._model_variables_moving_average[optimizer._get_variable_index(kernel)]
+            match.append(bool(np.allclose(kernel.numpy(), average.numpy())))
+
+    trainer.fit(epochs=1, verbose=0, callbacks=[Compare()], **kwargs)
+    # The average starts as the first step's weights; steps 2, 4 and 6 write
+    # it into the weights; steps 3 and 5 train on from it.
+    assert match == [True, True, False, True, False, True]
+
+
 def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(
         real_data_dir, tmp_path, capsys):
     from tests.conftest import run_train_main
