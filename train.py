@@ -40,8 +40,9 @@ def build_parser():
     p.add_argument("--flip", choices=FLIPS,
                    help="mirror each image at random (default) or every other time it is drawn")
     p.add_argument("--ema", type=float, help="momentum of a weight EMA used at the end, e.g. 0.999; 0 = off (default)")
-    p.add_argument("--ema-overwrite-every", type=cli.positive_int, metavar="STEPS",
-                   help="write the weight EMA into the weights every STEPS steps (Lookahead-like; needs --ema)")
+    p.add_argument("--lookahead", type=float,
+                   help="Lookahead: every 5 steps the weights restart from their average, whose momentum "
+                        "ramps up to X, e.g. 0.95; 0 = off (default)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
     p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")
     p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")

@@ -76,7 +76,7 @@ class TrainConfig:
     cutout: int = 0
     flip: str = "random"
     ema: float = 0.0
-    ema_overwrite_every: int | None = None
+    lookahead: float = 0.0
     train_size: int | None = None
     validation_size: int = 0
     target_accuracy: float | None = None
@@ -146,7 +146,7 @@ class TrainConfig:
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
         for name in ("learning_rate", "momentum", "weight_decay", "warmup_epochs",
-                     "label_smoothing", "ema", "dropout", "target_accuracy",
+                     "label_smoothing", "ema", "lookahead", "dropout", "target_accuracy",
                      "checkpoint_seconds"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -167,12 +167,10 @@ class TrainConfig:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
         if not 0 <= self.ema < 1:
             fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
-        if self.ema_overwrite_every is not None:
-            if not isinstance(self.ema_overwrite_every, int) or self.ema_overwrite_every < 1:
-                fail(f"--ema-overwrite-every must be a positive integer, got {self.ema_overwrite_every!r}.")
-            if not self.ema:
-                fail("--ema-overwrite-every writes the weight EMA back into the weights, "
-                     "so it needs --ema (e.g. --ema 0.95).")
+        if not 0 <= self.lookahead < 1:
+            fail(f"--lookahead must be in [0, 1) (0 = off), got {self.lookahead!r}.")
+        if self.lookahead and self.ema:
+            fail("--lookahead and --ema both average the weights; choose one.")
         if self.checkpoint_seconds < 0:
             fail(f"--checkpoint-seconds must be >= 0, got {self.checkpoint_seconds!r}.")
         if not 0 <= self.crop_padding <= 16:

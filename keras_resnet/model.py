@@ -12,6 +12,7 @@ from keras import layers
 from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.layers import PatchWhitening
 from keras_resnet.layers import ResidualBlock
+from keras_resnet.optimizers import LookaheadSGD  # noqa: F401  (registered: checkpoints hold it)
 from keras_resnet.presets import CIFAR10_MEAN
 from keras_resnet.presets import CIFAR10_STD
 from keras_resnet.presets import IMAGE_SHAPE

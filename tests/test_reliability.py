@@ -198,8 +198,7 @@ def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
     (["--stage-filters", "64,128"], "differ in length"),
     (["--epochs", "2", "--batch-size", "25", "--ema", "0.99"],
      "--ema 0.99 averages over about 100 steps, too many for this run's 8"),
-    (["--ema-overwrite-every", "5"], "--ema-overwrite-every writes the weight EMA back into the "
-     "weights, so it needs --ema"),
+    (["--lookahead", "1.5"], "--lookahead must be in [0, 1) (0 = off), got 1.5."),
 ])
 def test_bad_sizes_exit_2_and_write_nothing(fake_cifar, tmp_path, extra, message, capsys):
     run_dir = tmp_path / "run"

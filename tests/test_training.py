@@ -147,27 +147,52 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
     assert not np.allclose(finals[0.0], finals[0.5])
 
 
-def test_ema_overwrite_restarts_training_from_the_average_every_n_steps(real_cifar):
+def test_lookahead_restarts_from_a_ramped_average_every_five_steps(real_cifar, tmp_path):
+    from keras_resnet.optimizers import LookaheadSGD
+
     x, y = real_cifar.x_train[:96], real_cifar.y_train[:96]
     keras.utils.set_random_seed(0)
-    config = TrainConfig(epochs=1, batch_size=16, ema=0.5, ema_overwrite_every=2, warmup_epochs=0)
+    config = TrainConfig(epochs=2, batch_size=16, lookahead=0.9, warmup_epochs=0)
     model = build_model("seed", stage_filters=(8, 8, 8, 8))
     trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
     compile_model(trainer, config, steps)
     optimizer = trainer.optimizer
-    assert optimizer.ema_overwrite_frequency == 2
+    assert isinstance(optimizer, LookaheadSGD) and optimizer.total_steps == 12
     kernel = model.get_layer("logits").kernel
-    match = []  # per step: do the weights equal their average?
+    weights, averages = [], []  # after each step
 
-    class Compare(keras.callbacks.Callback):
+    class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            average = optimizer._model_variables_moving_average[optimizer._get_variable_index(kernel)]
-            match.append(bool(np.allclose(kernel.numpy(), average.numpy())))
+            weights.append(kernel.numpy())
+            averages.append(optimizer._model_variables_moving_average[
+                optimizer._get_variable_index(kernel)].numpy())
 
-    trainer.fit(epochs=1, verbose=0, callbacks=[Compare()], **kwargs)
-    # The average starts as the first step's weights; steps 2, 4 and 6 write
-    # it into the weights; steps 3 and 5 train on from it.
-    assert match == [True, True, False, True, False, True]
+    trainer.fit(epochs=2, verbose=0, callbacks=[Record()], **kwargs)
+    restarted = [bool(np.allclose(w, a)) for w, a in zip(weights, averages)]
+    # Step 1 starts the average; steps 5 and 10 write it into the weights.
+    assert restarted == [t in (1, 5, 10) for t in range(1, 13)]
+    for t in (2, 3, 4, 7, 8, 9):  # steps that trained on from raw weights
+        w, before, after = weights[t - 1], averages[t - 2], averages[t - 1]
+        momentum = np.sum((after - w) * (before - w)) / np.sum((before - w) ** 2)
+        assert momentum == pytest.approx(0.9 * ((t - 1) / 12) ** 0.6, rel=1e-3), t
+    # The weights at the end are the average, and a checkpoint keeps the optimizer.
+    np.testing.assert_allclose(kernel.numpy(), optimizer._model_variables_moving_average[
+        optimizer._get_variable_index(kernel)].numpy())
+    trainer.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras").optimizer
+    assert isinstance(restored, LookaheadSGD)
+    assert (restored.total_steps, restored.lookahead_momentum, restored.period) == (12, 0.9, 5)
+
+
+def test_lookahead_arguments_are_checked():
+    from keras_resnet.optimizers import LookaheadSGD
+
+    with pytest.raises(ValueError, match="`lookahead_momentum` must be in \\(0, 1\\). Received: lookahead_momentum=1.0"):
+        LookaheadSGD(100, lookahead_momentum=1.0)
+    with pytest.raises(ValueError, match="`total_steps` must be a positive integer. Received: total_steps=0"):
+        LookaheadSGD(0)
+    with pytest.raises(ConfigError, match="--lookahead and --ema both average the weights; choose one."):
+        TrainConfig(lookahead=0.95, ema=0.99).validate()
 
 
 def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(

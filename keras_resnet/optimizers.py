@@ -1,0 +1,87 @@
+"""`LookaheadSGD`: SGD with Lookahead as airbench schedules it."""
+
+import keras
+from keras import ops
+
+from keras_resnet.layers import PACKAGE
+
+# How the average's momentum grows with the run's progress p in [0, 1]:
+# `lookahead_momentum * p ** LOOKAHEAD_RAMP_POWER` per step. Over a period
+# of 5 steps that keeps `lookahead_momentum ** 5 * p ** 3` of the average,
+# airbench's cubic ramp (Jordan 2024).
+LOOKAHEAD_RAMP_POWER = 0.6
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LookaheadSGD(keras.optimizers.SGD):
+    """SGD whose weights restart from their moving average every few steps.
+
+    Lookahead (Zhang et al. 2019), built on Keras' weight EMA
+    (`use_ema`, `ema_overwrite_frequency`): the optimizer keeps an
+    exponential moving average of the weights and writes it into them every
+    `period` steps, and once more when `fit` ends. Unlike Keras' EMA, its
+    momentum is not fixed: it starts at 0 and grows to `lookahead_momentum`
+    over `total_steps` (see `LOOKAHEAD_RAMP_POWER`), so that early training
+    runs at full speed and the averaging only steadies its end.
+
+    Args:
+        total_steps: int. The steps of the run, over which the momentum
+            ramps up.
+        lookahead_momentum: float. The average's momentum per step at the
+            end of the run, in (0, 1). Defaults to `0.95`.
+        period: int. Steps between two restarts from the average. Defaults
+            to `5`.
+        **kwargs: `keras.optimizers.SGD` arguments, except the EMA ones.
+
+    Example:
+    ```python
+    optimizer = LookaheadSGD(total_steps=970, learning_rate=0.1, momentum=0.9)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    ```
+    """
+
+    def __init__(self, total_steps, lookahead_momentum=0.95, period=5, **kwargs):
+        if not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(
+                f"`total_steps` must be a positive integer. Received: total_steps={total_steps!r}"
+            )
+        if not 0 < lookahead_momentum < 1:
+            raise ValueError(
+                "`lookahead_momentum` must be in (0, 1). "
+                f"Received: lookahead_momentum={lookahead_momentum!r}"
+            )
+        if not isinstance(period, int) or period < 1:
+            raise ValueError(f"`period` must be a positive integer. Received: period={period!r}")
+        for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+            kwargs.pop(name, None)  # set here, from the arguments above
+        super().__init__(
+            use_ema=True,
+            ema_momentum=lookahead_momentum,
+            ema_overwrite_frequency=period,
+            **kwargs,
+        )
+        # === Config ===
+        self.total_steps = total_steps
+        self.lookahead_momentum = lookahead_momentum
+        self.period = period
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        # Keras' own update, with the ramped momentum in place of the fixed
+        # one (0 at the first step, as Keras starts the average there).
+        progress = ops.minimum(ops.divide(ops.cast(self.iterations, "float32"), self.total_steps), 1.0)
+        momentum = self.lookahead_momentum * ops.power(progress, LOOKAHEAD_RAMP_POWER)
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                m = ops.cast(momentum, var.dtype)
+                average.assign(ops.add(ops.multiply(m, average), ops.multiply(ops.subtract(1, m), var)))
+
+    def get_config(self):
+        config = super().get_config()
+        for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+            config.pop(name, None)
+        config.update(
+            total_steps=self.total_steps,
+            lookahead_momentum=self.lookahead_momentum,
+            period=self.period,
+        )
+        return config
