@@ -165,10 +165,9 @@ class TrainConfig:
             fail(f"--dropout must be in [0, 1), got {self.dropout!r}.")
         if self.warmup_epochs < 0:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
-        if not 0 <= self.ema < 1:
-            fail(f"--ema must be in [0, 1) (0 = off), got {self.ema!r}.")
-        if not 0 <= self.lookahead < 1:
-            fail(f"--lookahead must be in [0, 1) (0 = off), got {self.lookahead!r}.")
+        for name in ("ema", "lookahead"):
+            if not 0 <= getattr(self, name) < 1:
+                fail(f"--{name} must be in [0, 1) (0 = off), got {getattr(self, name)!r}.")
         if self.lookahead and self.ema:
             fail("--lookahead and --ema both average the weights; choose one.")
         if self.checkpoint_seconds < 0:

@@ -159,13 +159,16 @@ def test_lookahead_restarts_from_a_ramped_average_every_five_steps(real_cifar, t
     optimizer = trainer.optimizer
     assert isinstance(optimizer, LookaheadSGD) and optimizer.total_steps == 12
     kernel = model.get_layer("logits").kernel
+
+    def average():  # the optimizer's moving average of `kernel`
+        return optimizer._model_variables_moving_average[optimizer._get_variable_index(kernel)].numpy()
+
     weights, averages = [], []  # after each step
 
     class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             weights.append(kernel.numpy())
-            averages.append(optimizer._model_variables_moving_average[
-                optimizer._get_variable_index(kernel)].numpy())
+            averages.append(average())
 
     trainer.fit(epochs=2, verbose=0, callbacks=[Record()], **kwargs)
     restarted = [bool(np.allclose(w, a)) for w, a in zip(weights, averages)]
@@ -176,8 +179,7 @@ def test_lookahead_restarts_from_a_ramped_average_every_five_steps(real_cifar, t
         momentum = np.sum((after - w) * (before - w)) / np.sum((before - w) ** 2)
         assert momentum == pytest.approx(0.9 * ((t - 1) / 12) ** 0.6, rel=1e-3), t
     # The weights at the end are the average, and a checkpoint keeps the optimizer.
-    np.testing.assert_allclose(kernel.numpy(), optimizer._model_variables_moving_average[
-        optimizer._get_variable_index(kernel)].numpy())
+    np.testing.assert_allclose(kernel.numpy(), average())
     trainer.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras").optimizer
     assert isinstance(restored, LookaheadSGD)
