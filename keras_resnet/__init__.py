@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "adapt_whitening": "keras_resnet.model",
     "build_model": "keras_resnet.model",
+    "count_params": "keras_resnet.model",
     "load_model": "keras_resnet.model",
     "PARAM_CAP": "keras_resnet.presets",
     "PRESETS": "keras_resnet.presets",

@@ -210,21 +210,18 @@ class TrainConfig:
             )
 
     def check_model(self):
-        """Builds (not trains) a changed network once, so that bad widths and
-        the parameter cap are reported before any data is read or folder
-        written. Raises `ConfigError`."""
+        """Counts a changed network's parameters (`count_params`: its graph
+        only, no weights), so that bad widths and the parameter cap are
+        reported before any data is read or folder written. Raises
+        `ConfigError`."""
         overrides = self.model_overrides()
         if overrides:
-            import keras
-
-            from keras_resnet.model import build_model
+            from keras_resnet.model import count_params
 
             try:
-                build_model(self.preset, **overrides)
+                count_params(self.preset, **overrides)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-            finally:
-                keras.backend.clear_session()
 
     def model_overrides(self):
         overrides = {}

@@ -231,7 +231,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def device_batches(x, y, batch_size, seed=0, alternate_flips=False):
+def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, shards=1):
     """The training input when augmentation runs on the device.
 
     A `keras.utils.PyDataset` of whole batches, reshuffled each epoch
@@ -241,8 +241,15 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False):
     mirrors each image every other draw with `alternate_flips`. Keras is
     imported here rather than with this module, which command lines import
     before they choose a backend.
+
+    With `shards` processes training one model (JAX multi-host), each
+    process passes its `shard` (0-based): every process draws the same
+    batches of `batch_size` and yields only its `batch_size // shards`
+    slice of each, which Keras assembles into the global batch.
     """
     import keras
+
+    local_size = batch_size // shards
 
     class ShuffledBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -256,12 +263,15 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False):
 
         def __getitem__(self, index):
             picks = self.order[index * batch_size : (index + 1) * batch_size]
-            images = x[picks].astype("float32")
+            mine = slice(shard * local_size, (shard + 1) * local_size)
+            images = x[picks[mine]].astype("float32")
             if self.mirror_next is not None:
+                # Every process tracks the whole batch's flips, so an image
+                # alternates whichever process draws it next.
                 mirror = self.mirror_next[picks]
-                images[mirror] = images[mirror, :, ::-1]
+                images[mirror[mine]] = images[mirror[mine], :, ::-1]
                 self.mirror_next[picks] = ~mirror
-            return images, one_hot(y[picks])
+            return images, one_hot(y[picks[mine]])
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(x))

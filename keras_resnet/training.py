@@ -98,7 +98,11 @@ def distribution_scope(config):
                 f"--batch-size {config.batch_size} must divide evenly over the "
                 f"{len(devices)} devices."
             )
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # Several processes: `tf.data` input is sharded by Keras; device
+        # input (`data.device_batches`) is sharded by each process itself.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(
+            devices=devices, auto_shard_dataset=resolve_augment_on(config) == "host"
+        ))
         return contextlib.nullcontext(), len(devices)
     raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 
@@ -239,7 +243,8 @@ def fit_inputs(model, config, train, validation):
         )
         kwargs.update(
             x=data_lib.device_batches(
-                x, y, config.batch_size, config.seed, alternate_flips=config.flip == "alternating"
+                x, y, config.batch_size, config.seed, alternate_flips=config.flip == "alternating",
+                shard=config.process_id or 0, shards=config.num_processes or 1,
             ),
             shuffle=False,  # the batches are shuffled already
             validation_batch_size=config.batch_size,  # else Keras' default, 32
@@ -512,6 +517,11 @@ def train(config, overwrite=False):
                 callback.flush()
         raise
     train_seconds = time.perf_counter() - start
+    # Several processes: evaluation is each one's own, on whole arrays. With
+    # their data parallelism in force, Keras would take the arrays for
+    # shards of a batch, and the predictions would span every process.
+    if (config.num_processes or 1) > 1:
+        keras.distribution.set_distribution(None)
 
     # The final weights (the EMA's when it is on). A validation run reports
     # on its validation split and leaves the test set alone: the test set

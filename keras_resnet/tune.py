@@ -146,6 +146,7 @@ def _hypermodel_class():
     from callbacks import TrainingDiverged
     from keras_resnet.model import adapt_whitening
     from keras_resnet.model import build_model
+    from keras_resnet.model import count_params
     from keras_resnet.training import WHITENING_IMAGES
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
@@ -225,9 +226,9 @@ def _hypermodel_class():
             """The parameter count of `config`'s network, over the cap or not."""
             key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
             if key not in self._params:
-                self._params[key] = build_model(
+                self._params[key] = count_params(
                     config.preset, allow_over_cap=True, **config.model_overrides()
-                ).count_params()
+                )
             return self._params[key]
 
         def build(self, hp):

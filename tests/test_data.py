@@ -129,3 +129,22 @@ def test_device_batches_are_whole_shuffled_and_seeded():
     assert not np.array_equal(batches[0][0], first[0][0])  # reshuffled
     again = data.device_batches(x, y, 25, seed=3)
     np.testing.assert_array_equal(again[0][0], first[0][0])  # same seed, same order
+
+
+def test_device_batch_shards_of_several_processes_make_up_the_whole_batch():
+    # Each image's pixels hold its index; rows differ so that a flip shows.
+    x = (np.arange(40, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")).copy()
+    x[:, :, 0] = 255
+    y = np.arange(40) % 10
+    whole = data.device_batches(x, y, 8, seed=1, alternate_flips=True)
+    shards = [data.device_batches(x, y, 8, seed=1, alternate_flips=True, shard=i, shards=2)
+              for i in range(2)]
+    for epoch in range(3):  # the flips alternate per image across epochs
+        for index in range(len(whole)):
+            images, labels = whole[index]
+            parts = [s[index] for s in shards]
+            assert all(p[0].shape == (4, 32, 32, 3) for p in parts)
+            np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images)
+            np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), labels)
+        for batches in (whole, *shards):
+            batches.on_epoch_end()

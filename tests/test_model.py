@@ -6,6 +6,7 @@ import pytest
 
 from keras_resnet import (
     PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, ResidualBlock, adapt_whitening, build_model,
+    count_params,
 )
 
 
@@ -204,6 +205,28 @@ def test_over_cap_raises_and_names_count_and_cap():
     model = build_model("seed", stage_blocks=(1, 1, 1, 2), allow_over_cap=True)
     assert model.count_params() == over
 
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("seed", {}), ("fast", {}), ("fast-cpu", {}), ("best", {}),
+    ("seed", {"stage_filters": [8, 8, 16, 16]}), ("best", {"stage_blocks": [1, 2, 1]}),
+])
+def test_count_params_equals_the_built_network(preset, overrides):
+    assert count_params(preset, **overrides) == build_model(preset, **overrides).count_params()
+
+
+def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
+    from keras.src.backend.common import global_state  # where Keras keeps weights awaiting init
+
+    pending_before = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    # About 17.7 billion parameters: 71 GB of float32 had any weight been made.
+    huge = count_params("seed", stage_filters=[16384] * 4, allow_over_cap=True)
+    assert huge > 17e9
+    with pytest.raises(ValueError, match="over the cap of 5,000,000"):
+        count_params("seed", stage_blocks=(1, 1, 1, 2))
+    with pytest.raises(ValueError, match="Unknown preset 'nope'"):
+        count_params("nope")
+    assert list(global_state.get_global_attribute("uninitialized_variables") or []) == pending_before
 
 def test_bad_preset_and_arguments():
     with pytest.raises(ValueError, match="Unknown preset 'nope'"):
