@@ -6,39 +6,36 @@ import pytest
 from tests.conftest import run_python
 
 
-def test_train_end_to_end_two_exports(real_data_dir, tmp_path):
-    export_dir = tmp_path / "exports"
-    # The seed network as a user trains it, then a narrow one (its test-set
-    # evaluation is quick) that must export beside the first, as version 2.
-    for run, version, widths, params in (("run1", "1", [], 4_916_682),
-                                         ("run2", "2", ["--stage-filters", "8,8,16,16"], 25_770)):
-        out = run_python([
-            "train.py", "--epochs", "1", "--train-size", "512", "--batch-size", "128",
-            "--data-dir", real_data_dir, "--output-dir", str(tmp_path / run),
-            "--export-dir", str(export_dir), *widths,
-        ])
-        assert out.returncode == 0, out.stderr[-3000:]
-        summary = json.loads(out.stdout.strip().splitlines()[-1])
-        run_dir = tmp_path / run
-        for name in ("config.json", "history.csv", "metrics.json", "model.keras",
-                     "checkpoints/best.keras", "checkpoints/last.keras"):
-            assert (run_dir / name).is_file(), name
-        assert (run_dir / "logs").is_dir()
-        assert not (run_dir / "backup").exists()  # removed once finished
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        for key in ("test_accuracy", "test_loss", "params", "epochs", "train_seconds", "export_path"):
-            assert key in metrics
-        assert metrics == summary
-        assert metrics["params"] == params and metrics["epochs"] == 1
-        assert 0.0 <= metrics["test_accuracy"] <= 1.0
-        assert metrics["export_path"] == str(export_dir / "keras_resnet" / version)
-        assert (export_dir / "keras_resnet" / version / "saved_model.pb").is_file()
-        config = json.loads((run_dir / "config.json").read_text())
-        assert config["train_size"] == 512 and config["epochs"] == 1
-        header, *rows = (run_dir / "history.csv").read_text().splitlines()
-        assert {"epoch", "loss", "accuracy", "learning_rate", "images_per_sec"} <= set(header.split(","))
-        assert len(rows) == 1
-    assert sorted(os.listdir(export_dir / "keras_resnet")) == ["1", "2"]
+def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
+    # The seed network as a user trains and exports it. A second export
+    # beside this one becoming version 2, version 1 untouched, is
+    # test_export.py's `test_second_export_is_version_2_and_leaves_version_1`.
+    export_dir, run_dir = tmp_path / "exports", tmp_path / "run"
+    out = run_python([
+        "train.py", "--epochs", "1", "--train-size", "512", "--batch-size", "128",
+        "--data-dir", real_data_dir, "--output-dir", str(run_dir), "--export-dir", str(export_dir),
+    ])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in ("config.json", "history.csv", "metrics.json", "model.keras",
+                 "checkpoints/best.keras", "checkpoints/last.keras"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "logs").is_dir()
+    assert not (run_dir / "backup").exists()  # removed once finished
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "params", "epochs", "train_seconds", "export_path"):
+        assert key in metrics
+    assert metrics == summary
+    assert metrics["params"] == 4_916_682 and metrics["epochs"] == 1
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["export_path"] == str(export_dir / "keras_resnet" / "1")
+    assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
+    assert os.listdir(export_dir / "keras_resnet") == ["1"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train_size"] == 512 and config["epochs"] == 1
+    header, *rows = (run_dir / "history.csv").read_text().splitlines()
+    assert {"epoch", "loss", "accuracy", "learning_rate", "images_per_sec"} <= set(header.split(","))
+    assert len(rows) == 1
 
 
 @pytest.mark.parametrize("flags, message", [
