@@ -6,6 +6,7 @@ from callbacks.checkpoint import CheckpointSchedule
 from callbacks.checkpoint import ScheduledBackupAndRestore
 from callbacks.divergence import StopOnDivergence
 from callbacks.divergence import TrainingDiverged
+from callbacks.history import HistoryCSVLogger
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.target import StopAtAccuracy
 from callbacks.throughput import ThroughputLogger

@@ -22,6 +22,7 @@ import numpy as np
 from callbacks import AtomicModelCheckpoint
 from callbacks import BackupMismatch
 from callbacks import CheckpointSchedule
+from callbacks import HistoryCSVLogger
 from callbacks import LearningRateLogger
 from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
@@ -405,14 +406,15 @@ def make_callbacks(config, run_dir, monitor):
     backup_dir = os.path.join(run_dir, "backup")
     csv_path = os.path.join(run_dir, "history.csv")
     resumed_from = _trim_history(csv_path, backup_dir)
-    # Order matters: the loggers add to the epoch's logs before CSVLogger and
-    # TensorBoard write them, and the backup (the point a rerun resumes
-    # from) is written last, once everything else of the epoch is on disk.
+    # Order matters: the loggers add to the epoch's logs before
+    # `history.csv` and TensorBoard get them, and the backup (the point a
+    # rerun resumes from) is written last, once everything else of the epoch
+    # is on disk.
     callbacks = [
         StopOnDivergence(),
         ThroughputLogger(config.batch_size),
         LearningRateLogger(),
-        keras.callbacks.CSVLogger(csv_path, append=True),
+        HistoryCSVLogger(csv_path),
     ]
     if importlib.util.find_spec("tensorflow"):
         board = keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)

@@ -1,0 +1,43 @@
+"""`history.csv`: Keras' `CSVLogger` with only the columns a run's epochs fill."""
+
+import csv
+import os
+
+import keras
+
+
+class HistoryCSVLogger(keras.callbacks.CSVLogger):
+    """Keras' `CSVLogger`, appending, without columns that only hold "NA".
+
+    When the first epoch's logs hold no `val_` entry, Keras' logger adds a
+    `val_` column for every entry, in case a later epoch validates
+    (`validation_freq`). A run here validates every epoch or never, so those
+    columns (`val_loss`, but also `val_learning_rate`) would only ever hold
+    "NA". This logger writes the first epoch's entries as they are.
+    Appending to a file that has a header, it keeps that file's columns, so
+    that a resumed run's rows line up with the rows before them.
+
+    Args:
+        filename: str. The CSV file: created, or appended to.
+
+    Example:
+    ```python
+    model.fit(x, y, epochs=3, callbacks=[HistoryCSVLogger("run/history.csv")])
+    ```
+    """
+
+    def __init__(self, filename):
+        super().__init__(filename, append=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None:
+            self.keys = self._existing_columns() or sorted(logs or {})
+        super().on_epoch_end(epoch, logs)
+
+    def _existing_columns(self):
+        """The columns after `epoch` in the file's header, if it has one."""
+        if not os.path.isfile(self.filename):
+            return None
+        with open(self.filename, newline="") as f:
+            header = next(csv.reader(f), None)
+        return header[1:] if header else None

@@ -1,0 +1,45 @@
+"""`history.csv`: one column per entry the epochs log, resumed files line up."""
+
+import csv
+
+from callbacks import HistoryCSVLogger
+from callbacks import LearningRateLogger
+from tests.conftest import tiny_model_and_batch
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_a_run_without_validation_has_no_val_columns(tmp_path):
+    model, x, y = tiny_model_and_batch()
+    path = tmp_path / "history.csv"
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[LearningRateLogger(), HistoryCSVLogger(str(path))])
+    header, *rows = read_rows(path)
+    assert header == ["epoch", "learning_rate", "loss"]
+    assert [row[0] for row in rows] == ["0", "1"]
+    assert all(float(value) >= 0 for row in rows for value in row)  # no "NA"
+
+
+def test_a_run_with_validation_logs_it_every_epoch(tmp_path):
+    model, x, y = tiny_model_and_batch()
+    path = tmp_path / "history.csv"
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x[:8], y[:8]),
+              callbacks=[HistoryCSVLogger(str(path))])
+    header, *rows = read_rows(path)
+    assert header == ["epoch", "loss", "val_loss"]
+    assert len(rows) == 2 and all(float(value) >= 0 for row in rows for value in row)
+
+
+def test_appending_keeps_the_existing_files_columns(tmp_path):
+    # A file written before this logger, with Keras' empty val_ column.
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,2.5,NA\n")
+    model, x, y = tiny_model_and_batch()
+    model.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, verbose=0,
+              callbacks=[HistoryCSVLogger(str(path))])
+    header, first, resumed = read_rows(path)
+    assert header == ["epoch", "loss", "val_loss"] and first == ["0", "2.5", "NA"]
+    assert resumed[0] == "1" and float(resumed[1]) > 0 and resumed[2] == "NA"
