@@ -199,6 +199,11 @@ class TrainConfig:
                 fail("--num-processes > 1 needs --coordinator-address HOST:PORT and --process-id.")
             if not 0 <= self.process_id < self.num_processes:
                 fail(f"--process-id must be in [0, {self.num_processes}), got {self.process_id}.")
+            if self.augment_on == "host":
+                fail(
+                    "--num-processes > 1 shards the training batches on the device: drop "
+                    "--augment-on host (several processes augment on the device)."
+                )
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
         if self.export and not _can_create_folder(self.export_dir):

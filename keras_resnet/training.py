@@ -54,6 +54,8 @@ WHITENING_IMAGES = 5000
 def resolve_augment_on(config):
     if config.augment_on:
         return config.augment_on
+    if (config.num_processes or 1) > 1:  # each process yields its batch shards
+        return "device"
     return "host" if importlib.util.find_spec("tensorflow") else "device"
 
 
@@ -99,11 +101,12 @@ def distribution_scope(config):
                 f"--batch-size {config.batch_size} must divide evenly over the "
                 f"{len(devices)} devices."
             )
-        # Several processes: `tf.data` input is sharded by Keras; device
-        # input (`data.device_batches`) is sharded by each process itself.
-        keras.distribution.set_distribution(keras.distribution.DataParallel(
-            devices=devices, auto_shard_dataset=resolve_augment_on(config) == "host"
-        ))
+        # Several processes train on device input, each yielding its own
+        # shard of every batch (`data.device_batches`), not Keras' tf.data
+        # auto-sharding.
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
         return contextlib.nullcontext(), len(devices)
     raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 

@@ -138,7 +138,7 @@ def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
     processes = [
         subprocess.Popen(
             [sys.executable, "train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512,
-             "--output-dir", str(tmp_path / f"run{i}"), "--no-export", "--augment-on", "device"],
+             "--output-dir", str(tmp_path / f"run{i}"), "--no-export"],  # augments on the device
             cwd=REPO, env=dict(env, KERAS_RESNET_PROCESS_ID=str(i)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -155,3 +155,16 @@ def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
     a, b = (load_model(str(tmp_path / f"run{i}" / "model.keras")).get_weights() for i in range(2))
     assert len(a) == len(b) > 10
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_several_processes_augment_on_the_device_and_refuse_host(monkeypatch):
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.training import resolve_augment_on
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # what validate() checks; Keras here stays as loaded
+    hosts = dict(num_processes=2, coordinator_address="10.0.0.1:1234", process_id=1)
+    TrainConfig(**hosts).validate()
+    assert resolve_augment_on(TrainConfig(**hosts)) == "device"
+    with pytest.raises(ConfigError, match="--num-processes > 1 shards the training batches on the device"):
+        TrainConfig(augment_on="host", **hosts).validate()
