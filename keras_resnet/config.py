@@ -104,6 +104,11 @@ class TrainConfig:
         "distribute", "coordinator_address", "num_processes", "process_id",
     )
 
+    @property
+    def several_processes(self):
+        """Whether this process is one of several training one model (JAX multi-host)."""
+        return (self.num_processes or 1) > 1
+
     @classmethod
     def from_dict(cls, values, source="config"):
         """Builds a config from a dict, rejecting unknown keys and bad types."""
@@ -189,7 +194,7 @@ class TrainConfig:
                 fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")
         if self.augment_on is not None and self.augment_on not in AUGMENT_PLACES:
             fail(f"--augment-on must be one of {list(AUGMENT_PLACES)}, got {self.augment_on!r}.")
-        if self.num_processes is not None and self.num_processes > 1:
+        if self.several_processes:
             if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
                 fail(
                     "--num-processes > 1 needs KERAS_BACKEND=jax (TensorFlow's "

@@ -54,7 +54,7 @@ WHITENING_IMAGES = 5000
 def resolve_augment_on(config):
     if config.augment_on:
         return config.augment_on
-    if (config.num_processes or 1) > 1:  # each process yields its batch shards
+    if config.several_processes:  # each process yields its batch shards
         return "device"
     return "host" if importlib.util.find_spec("tensorflow") else "device"
 
@@ -81,7 +81,7 @@ def distribution_scope(config):
     count and its id, then trains data-parallel over all their devices.
     """
     backend = keras.backend.backend()
-    if config.num_processes and config.num_processes > 1:
+    if config.several_processes:
         keras.distribution.initialize(
             job_addresses=config.coordinator_address,
             num_processes=config.num_processes,
@@ -431,8 +431,7 @@ def make_callbacks(config, run_dir, monitor):
     # Checkpoints at most every `checkpoint_seconds`, and after the last
     # epoch. Several JAX processes back up every epoch: each one's own clock
     # would otherwise let them back up, and resume from, different epochs.
-    several_processes = (config.num_processes or 1) > 1
-    schedule = CheckpointSchedule(0 if several_processes else config.checkpoint_seconds)
+    schedule = CheckpointSchedule(0 if config.several_processes else config.checkpoint_seconds)
     callbacks += [
         schedule,
         AtomicModelCheckpoint(
@@ -525,7 +524,7 @@ def train(config, overwrite=False):
     # Several processes: evaluation is each one's own, on whole arrays. With
     # their data parallelism in force, Keras would take the arrays for
     # shards of a batch, and the predictions would span every process.
-    if (config.num_processes or 1) > 1:
+    if config.several_processes:
         keras.distribution.set_distribution(None)
 
     # The final weights (the EMA's when it is on). A validation run reports
