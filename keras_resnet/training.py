@@ -154,6 +154,10 @@ def compile_model(model, config, steps_per_epoch):
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=resolve_jit_compile(config),
     )
+    # Its slot variables made now: on TensorFlow without a distribution
+    # strategy Keras would make them inside the first traced train step,
+    # which TensorFlow then traces a second time (seconds per run).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

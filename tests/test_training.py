@@ -22,6 +22,21 @@ def test_loss_falls_on_real_data(real_cifar):
     assert after < 0.8 * before, (before, after)
 
 
+def test_the_train_step_is_traced_once(real_cifar):
+    # compile_model makes the optimizer's slots up front. Made inside the
+    # first traced step instead, TensorFlow traces that step a second time.
+    x, y = real_cifar.x_train[:40], real_cifar.y_train[:40]
+    config = TrainConfig(epochs=2, batch_size=10, stage_filters=[8, 8, 8, 8])
+    trainer, steps, kwargs = fit_inputs(build_model("seed", stage_filters=(8, 8, 8, 8)), config,
+                                        (x, y), None)
+    compile_model(trainer, config, steps)
+    assert trainer.optimizer.built
+    traces, train_step = [], trainer.train_step
+    trainer.train_step = lambda batch: traces.append(batch) or train_step(batch)
+    trainer.fit(epochs=2, verbose=0, **kwargs)
+    assert len(traces) == 1
+
+
 @pytest.mark.parametrize("crop_padding", [0, 2])
 def test_crop_padding_sets_the_largest_shift(crop_padding):
     # Images with distinct columns, so that a shift or a flip shows.
