@@ -15,6 +15,11 @@ import pytest
 from tests.conftest import REPO, run_python, run_train_main, write_fake_cifar
 
 
+# A narrow seed network: what these tests check (signals, resumes, refusals)
+# does not depend on its width, and the full one makes each run slow.
+NARROW = ["--stage-filters", "16,16,32,32"]
+
+
 @pytest.fixture
 def small_cifar(tmp_path):
     # 1,000 training images (slow enough to kill mid-epoch), 20 test images.
@@ -23,7 +28,7 @@ def small_cifar(tmp_path):
 
 def train_cmd(data_dir, run_dir, *extra):
     return [sys.executable, "train.py", "--data-dir", data_dir, "--output-dir", str(run_dir),
-            "--batch-size", "50", "--no-export", "--checkpoint-seconds", "0", *extra]
+            "--batch-size", "50", "--no-export", "--checkpoint-seconds", "0", *NARROW, *extra]
 
 
 def start(cmd):
@@ -79,7 +84,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
     keras.utils.set_random_seed(0)
     from keras_resnet import build_model, load_model
 
-    fresh = build_model("seed")
+    fresh = build_model("seed", stage_filters=(16, 16, 32, 32))
     resumed = load_model(str(run_dir / "model.keras"))
     assert not np.allclose(fresh.get_layer("stem_conv").get_weights()[0],
                            resumed.get_layer("stem_conv").get_weights()[0])
@@ -124,8 +129,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path):
 
 def test_run_folder_never_reused_for_other_settings(small_cifar, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    base = train_cmd(small_cifar, run_dir, "--epochs", "1", "--train-size", "100",
-                     "--stage-filters", "8,8,16,16")[2:]
+    base = train_cmd(small_cifar, run_dir, "--epochs", "1", "--train-size", "100")[2:]
     code, _, err = run_train_main(base, capsys)
     assert code == 0, err[-2000:]
     keras.backend.clear_session()
