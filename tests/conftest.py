@@ -2,8 +2,10 @@
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -23,6 +25,22 @@ if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
     import tensorflow  # noqa: E402,F401  (reads the variable as it loads)
 
     del os.environ["TF_ENABLE_ONEDNN_OPTS"]
+
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the session, shared by the test
+    processes and every JAX subprocess they start. On this CPU, XLA spends
+    most of a small JAX run compiling (about 1.3 s for each new weight
+    shape's initializer alone), and the tests build the same networks many
+    times. A user's own JAX_COMPILATION_CACHE_DIR is kept."""
+    if hasattr(config, "workerinput") or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return  # an xdist worker inherits the controller's
+    folder = tempfile.mkdtemp(prefix="keras-resnet-jax-cache-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DATA_DIR = os.environ.get(
