@@ -27,7 +27,6 @@ if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
     del os.environ["TF_ENABLE_ONEDNN_OPTS"]
 
 
-
 def pytest_configure(config):
     """One JAX compilation cache for the session, shared by the test
     processes and every JAX subprocess they start. On this CPU, XLA spends
