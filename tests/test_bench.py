@@ -16,7 +16,9 @@ FIGURES = (
     "serving_images_per_sec_b1",
     "serving_images_per_sec_b256",
 )
-TINY = ["--stage-filters", "8,16,16,16", "--batch-size", "32", "--steps", "2"]
+# The network of test_backends.py's JAX runs, whose compiled programs (the
+# weight initializers first) the session's JAX cache then shares.
+TINY = ["--stage-filters", "8,8,16,16", "--batch-size", "64", "--steps", "2"]
 
 
 def _check_figures(result, repeats):
@@ -40,11 +42,8 @@ def test_tiny_run_reports_every_figure(real_data_dir):
 
 
 def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
-    # The network of test_backends.py's JAX runs, whose compiled programs
-    # (the weight initializers first) the session's JAX cache then shares.
-    tiny = ["--stage-filters", "8,8,16,16", "--batch-size", "64", "--steps", "2"]
     out = run_python(
-        ["-m", "keras_resnet.bench", *tiny, "--repeats", "1", "--data-dir", real_data_dir],
+        ["-m", "keras_resnet.bench", *TINY, "--repeats", "1", "--data-dir", real_data_dir],
         env={"KERAS_BACKEND": "jax"},
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -206,7 +206,6 @@ def test_over_cap_raises_and_names_count_and_cap():
     assert model.count_params() == over
 
 
-
 @pytest.mark.parametrize("preset, overrides", [
     ("seed", {}), ("fast", {}), ("fast-cpu", {}), ("best", {}),
     ("seed", {"stage_filters": [8, 8, 16, 16]}), ("best", {"stage_blocks": [1, 2, 1]}),
@@ -227,6 +226,7 @@ def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
     with pytest.raises(ValueError, match="Unknown preset 'nope'"):
         count_params("nope")
     assert list(global_state.get_global_attribute("uninitialized_variables") or []) == pending_before
+
 
 def test_bad_preset_and_arguments():
     with pytest.raises(ValueError, match="Unknown preset 'nope'"):
