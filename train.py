@@ -119,8 +119,6 @@ def main(argv=None):
     try:  # flags and settings first, before Keras and a backend load
         config = config_from_args(args)
         prepare_environment(config)
-        if not config.several_processes:
-            config.check_model()  # multi-host: after JAX starts, in train()
     except ConfigError as e:
         parser.exit(2, f"train.py: error: {e}\n")
 
