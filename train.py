@@ -43,6 +43,11 @@ def build_parser():
     p.add_argument("--lookahead", type=float,
                    help="Lookahead: every 5 steps the weights restart from their average, whose momentum "
                         "ramps up to X, e.g. 0.95; 0 = off (default)")
+    p.add_argument("--offset-lr-scale", type=float,
+                   help="factor on the learning rate of batch-norm offsets (beta), e.g. 64 as in airbench; "
+                        "1 = off (default)")
+    p.add_argument("--bn-momentum", type=float,
+                   help="momentum of batch norm's moving statistics (default: the preset's, 0.9)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
     p.add_argument("--validation-size", type=int, help="validation images cut from the training set (default 0)")
     p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")

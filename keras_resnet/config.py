@@ -57,7 +57,8 @@ class TrainConfig:
     apply it: each step multiplies the weights by `1 - lr * weight_decay`,
     outside the momentum, so 1e-2 here matches the coupled L2 decay of 1e-3
     that PyTorch's SGD would apply at momentum 0.9. `None` for `dropout`,
-    `stage_filters` and `stage_blocks` means the preset's value.
+    `bn_momentum`, `stage_filters` and `stage_blocks` means the preset's
+    value.
     """
 
     preset: str = "seed"
@@ -77,6 +78,8 @@ class TrainConfig:
     flip: str = "random"
     ema: float = 0.0
     lookahead: float = 0.0
+    offset_lr_scale: float = 1.0
+    bn_momentum: float | None = None
     train_size: int | None = None
     validation_size: int = 0
     target_accuracy: float | None = None
@@ -151,7 +154,8 @@ class TrainConfig:
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             fail(f"--validation-size must be >= 0, got {self.validation_size!r}.")
         for name in ("learning_rate", "momentum", "weight_decay", "warmup_epochs",
-                     "label_smoothing", "ema", "lookahead", "dropout", "target_accuracy",
+                     "label_smoothing", "ema", "lookahead", "offset_lr_scale", "bn_momentum",
+                     "dropout", "target_accuracy",
                      "checkpoint_seconds"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -168,6 +172,10 @@ class TrainConfig:
             fail(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             fail(f"--dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum < 1:
+            fail(f"--bn-momentum must be in [0, 1), got {self.bn_momentum!r}.")
+        if not self.offset_lr_scale > 0:
+            fail(f"--offset-lr-scale must be positive (1 = off), got {self.offset_lr_scale!r}.")
         if self.warmup_epochs < 0:
             fail(f"--warmup-epochs must be >= 0, got {self.warmup_epochs!r}.")
         for name in ("ema", "lookahead"):
@@ -235,7 +243,7 @@ class TrainConfig:
 
     def model_overrides(self):
         overrides = {}
-        for key in ("dropout", "stage_filters", "stage_blocks"):
+        for key in ("dropout", "bn_momentum", "stage_filters", "stage_blocks"):
             if getattr(self, key) is not None:
                 overrides[key] = getattr(self, key)
         if "stage_filters" in overrides or "stage_blocks" in overrides:

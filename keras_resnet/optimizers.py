@@ -1,4 +1,5 @@
-"""`LookaheadSGD`: SGD with Lookahead as airbench schedules it."""
+"""SGD as airbench trains: faster batch-norm offsets (`OffsetScaledSGD`) and
+Lookahead (`LookaheadSGD`)."""
 
 import keras
 from keras import ops
@@ -13,7 +14,57 @@ LOOKAHEAD_RAMP_POWER = 0.6
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LookaheadSGD(keras.optimizers.SGD):
+class OffsetScaledSGD(keras.optimizers.SGD):
+    """SGD whose batch-norm offsets learn `offset_lr_scale` times faster.
+
+    Batch normalization makes a convolution's output blind to the scale of
+    its kernel, but not the offset (`beta`) added after it; airbench
+    (Jordan 2024) trains those offsets with a 64 times larger learning rate.
+    A variable is an offset when its name is `"beta"`, as Keras names the
+    offset of `BatchNormalization`.
+
+    Args:
+        offset_lr_scale: float. Factor on the learning rate of every `beta`,
+            positive. Defaults to `1.0` (plain SGD).
+        **kwargs: `keras.optimizers.SGD` arguments.
+
+    Example:
+    ```python
+    optimizer = OffsetScaledSGD(offset_lr_scale=64.0, learning_rate=0.1, momentum=0.9)
+    ```
+    """
+
+    def __init__(self, offset_lr_scale=1.0, **kwargs):
+        if isinstance(offset_lr_scale, bool) or not (
+            isinstance(offset_lr_scale, (int, float)) and offset_lr_scale > 0
+        ):
+            raise ValueError(
+                "`offset_lr_scale` must be a positive number. "
+                f"Received: offset_lr_scale={offset_lr_scale!r}"
+            )
+        super().__init__(**kwargs)
+        # === Config ===
+        self.offset_lr_scale = float(offset_lr_scale)
+
+    def build(self, variables):
+        super().build(variables)
+        # Marked by index: TensorFlow's update step sees the backend's
+        # variable, named "beta:0".
+        self._is_offset = [variable.name == "beta" for variable in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.offset_lr_scale != 1.0 and self._is_offset[self._get_variable_index(variable)]:
+            learning_rate = ops.multiply(learning_rate, self.offset_lr_scale)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(offset_lr_scale=self.offset_lr_scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LookaheadSGD(OffsetScaledSGD):
     """SGD whose weights restart from their moving average every few steps.
 
     Lookahead (Zhang et al. 2019), built on Keras' weight EMA
@@ -31,7 +82,7 @@ class LookaheadSGD(keras.optimizers.SGD):
             end of the run, in (0, 1). Defaults to `0.95`.
         period: int. Steps between two restarts from the average. Defaults
             to `5`.
-        **kwargs: `keras.optimizers.SGD` arguments, except the EMA ones.
+        **kwargs: `OffsetScaledSGD` arguments, except the EMA ones.
 
     Example:
     ```python

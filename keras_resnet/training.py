@@ -37,7 +37,7 @@ from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
-from keras_resnet.optimizers import LookaheadSGD
+from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
 from keras_resnet.presets import LAYOUT_DEFAULTS
 from keras_resnet.presets import preset_layout
 
@@ -131,20 +131,22 @@ def learning_rate_schedule(config, steps_per_epoch):
 
 def compile_model(model, config, steps_per_epoch):
     """SGD with Nesterov momentum, decoupled weight decay (not on BN or
-    biases), an optional weight EMA or Lookahead and loss scaling for float16;
+    biases), an optional faster rate for batch-norm offsets, an optional
+    weight EMA or Lookahead and loss scaling for float16;
     cross-entropy with label smoothing; accuracy."""
     sgd = dict(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=config.momentum,
         nesterov=True,
         weight_decay=config.weight_decay or None,
+        offset_lr_scale=config.offset_lr_scale,
     )
     if config.lookahead:
         optimizer = LookaheadSGD(config.epochs * steps_per_epoch, config.lookahead, **sgd)
     else:
         # An exponential moving average of the weights, swapped in when
         # `fit` ends.
-        optimizer = keras.optimizers.SGD(use_ema=bool(config.ema), ema_momentum=config.ema or 0.99, **sgd)
+        optimizer = OffsetScaledSGD(use_ema=bool(config.ema), ema_momentum=config.ema or 0.99, **sgd)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     if config.precision == "mixed_float16":  # float16 gradients underflow
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -212,6 +212,39 @@ def test_lookahead_arguments_are_checked():
         TrainConfig(lookahead=0.95, ema=0.99).validate()
 
 
+def test_offset_lr_scale_speeds_up_only_batch_norm_offsets(tmp_path):
+    from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
+
+    for optimizer in (OffsetScaledSGD(offset_lr_scale=64.0, learning_rate=0.01, momentum=0.9, nesterov=True),
+                      LookaheadSGD(10, offset_lr_scale=64.0, learning_rate=0.01, momentum=0.9)):
+        beta, kernel = keras.Variable(np.ones(3), name="beta"), keras.Variable(np.ones(3), name="kernel")
+        optimizer.apply([np.full(3, 0.5), np.full(3, 0.5)], [beta, kernel])
+        kernel_step, beta_step = 1 - kernel.numpy(), 1 - beta.numpy()
+        assert kernel_step[0] > 0
+        np.testing.assert_allclose(beta_step, 64 * kernel_step, rtol=1e-5)
+    # compile_model passes the setting through, and a saved model keeps it.
+    config = TrainConfig(epochs=1, batch_size=8, offset_lr_scale=16.0)
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    compile_model(model, config, steps_per_epoch=2)
+    assert isinstance(model.optimizer, OffsetScaledSGD) and model.optimizer.offset_lr_scale == 16.0
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").optimizer.offset_lr_scale == 16.0
+    with pytest.raises(ValueError, match="`offset_lr_scale` must be a positive number. Received: offset_lr_scale=0"):
+        OffsetScaledSGD(offset_lr_scale=0)
+    with pytest.raises(ConfigError, match="--offset-lr-scale must be positive \\(1 = off\\), got -1"):
+        TrainConfig(offset_lr_scale=-1).validate()
+
+
+def test_bn_momentum_overrides_the_presets():
+    config = TrainConfig(preset="fast", bn_momentum=0.6)
+    assert config.model_overrides() == {"bn_momentum": 0.6}
+    model = build_model(config.preset, **config.model_overrides())
+    momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.6}
+    with pytest.raises(ConfigError, match="--bn-momentum must be in \\[0, 1\\), got 1.0"):
+        TrainConfig(bn_momentum=1.0).validate()
+
+
 def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(
         real_data_dir, tmp_path, capsys):
     from tests.conftest import run_train_main
