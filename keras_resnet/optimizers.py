@@ -57,6 +57,16 @@ class OffsetScaledSGD(keras.optimizers.SGD):
             learning_rate = ops.multiply(learning_rate, self.offset_lr_scale)
         super().update_step(gradient, variable, learning_rate)
 
+    def finalize_variable_values(self, var_list):
+        super().finalize_variable_values(var_list)
+        if self.use_ema:
+            # Keras gives each weight its average's own array. On JAX the
+            # next jitted step (an `evaluate`) donates the weights' arrays,
+            # which deleted the averages with them: saving the optimizer
+            # then failed. Each weight gets a copy.
+            for variable in var_list:
+                variable.assign(ops.copy(variable))
+
     def get_config(self):
         config = super().get_config()
         config.update(offset_lr_scale=self.offset_lr_scale)

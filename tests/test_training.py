@@ -7,6 +7,7 @@ import pytest
 
 from keras_resnet import build_model, data
 from keras_resnet.training import ConfigError, TrainConfig, compile_model, fit_inputs, learning_rate_schedule
+from tests.conftest import run_python
 
 
 def test_loss_falls_on_real_data(real_cifar):
@@ -243,6 +244,29 @@ def test_bn_momentum_overrides_the_presets():
     assert momenta == {0.6}
     with pytest.raises(ConfigError, match="--bn-momentum must be in \\[0, 1\\), got 1.0"):
         TrainConfig(bn_momentum=1.0).validate()
+
+
+def test_averaged_weights_survive_an_evaluate_and_a_save_on_jax(tmp_path):
+    # Keras gave each weight its average's array at the end of `fit`; the
+    # JAX `evaluate` after it donated that array, and saving the optimizer
+    # failed with "Array has been deleted" (train.py with --ema or
+    # --lookahead on JAX).
+    script = """if True:
+        import sys, numpy as np, keras
+        from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
+        x, y = np.random.rand(32, 4).astype("float32"), np.random.rand(32, 2).astype("float32")
+        for optimizer in (OffsetScaledSGD(use_ema=True, ema_momentum=0.5), LookaheadSGD(4, 0.5)):
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+            model.compile(optimizer=optimizer, loss="mse")
+            model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            model.evaluate(x, y, verbose=0)
+            model.save(f"{sys.argv[1]}/{type(optimizer).__name__}.keras")
+        print(keras.backend.backend())
+    """
+    out = run_python(["-c", script, str(tmp_path)], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["jax"]
+    assert sorted(os.listdir(tmp_path)) == ["LookaheadSGD.keras", "OffsetScaledSGD.keras"]
 
 
 def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_set(
