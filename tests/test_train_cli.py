@@ -62,10 +62,11 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
 
     fast = config_for("--preset", "fast")
     assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.label_smoothing) == (10, 512, 0.2, 0.2)
-    assert (fast.crop_padding, fast.flip) == (2, "alternating")
+    assert (fast.crop_padding, fast.flip, fast.offset_lr_scale) == (2, "alternating", 16.0)
     assert fast.weight_decay == 1e-2  # TrainConfig's default, not part of the recipe
     fast_cpu = config_for("--preset", "fast-cpu")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (11, 256, 1)
+    assert fast_cpu.offset_lr_scale == 1.0  # measured on the GPU for `fast` only
     fast_cpu = config_for("--preset", "fast-cpu", "--batch-size", "512", "--crop-padding", "4")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (11, 512, 4)
     best = config_for("--preset", "best")
