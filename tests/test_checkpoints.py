@@ -63,6 +63,27 @@ def test_zero_seconds_checkpoints_every_epoch(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(best, weights[2]))
 
 
+def test_an_epoch_end_serializes_the_model_once_for_both_checkpoints(tmp_path):
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+    saves = []
+    save = model.save
+    model.save = lambda path, **kwargs: (saves.append(os.path.basename(path)), save(path, **kwargs))
+    metric, schedule = FakeMetric([0.1, 0.9, 0.3]), CheckpointSchedule(0)
+    best, last = tmp_path / "best.keras", tmp_path / "last.keras"
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        metric, schedule,
+        AtomicModelCheckpoint(str(best), monitor="score", schedule=schedule),
+        AtomicModelCheckpoint(str(last), schedule=schedule),
+    ])
+    # Epochs 1 and 2 improve: best.keras is written and last.keras copies
+    # it. Epoch 3 does not: last.keras is written.
+    assert saves == [".partial.best.keras", ".partial.best.keras", ".partial.last.keras"]
+    assert all(np.array_equal(a, b) for a, b in zip(load_model(str(best)).get_weights(), metric.weights[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(load_model(str(last)).get_weights(), metric.weights[2]))
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "last.keras"]
+
+
 def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path):
     from callbacks import StopOnDivergence, TrainingDiverged
 
