@@ -104,8 +104,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_resnet.config import TrainConfig
 from keras_resnet.training import train
+# offset_lr_scale: its per-variable lookup runs under the strategy too.
 metrics = train(TrainConfig(epochs=1, batch_size=64, stage_filters=[8, 8, 16, 16], distribute=True,
-                            data_dir=sys.argv[1], output_dir=sys.argv[2], export=False))
+                            offset_lr_scale=16.0, data_dir=sys.argv[1], output_dir=sys.argv[2], export=False))
 print(json.dumps(metrics))
 """
     out = run_python(["-c", script, cifar_512, str(tmp_path / "run")])
