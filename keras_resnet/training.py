@@ -101,6 +101,13 @@ def distribution_scope(config):
                 f"--batch-size {config.batch_size} must divide evenly over the "
                 f"{len(devices)} devices."
             )
+        # Validation runs on the devices after each epoch, its last partial
+        # batch too.
+        if config.validation_size % len(devices):
+            raise ConfigError(
+                f"--validation-size {config.validation_size} must divide evenly over the "
+                f"{len(devices)} devices (its last batch is split between them)."
+            )
         # Several processes train on device input, each yielding its own
         # shard of every batch (`data.device_batches`), not Keras' tf.data
         # auto-sharding.
@@ -527,10 +534,12 @@ def train(config, overwrite=False):
                 callback.flush()
         raise
     train_seconds = time.perf_counter() - start
-    # Several processes: evaluation is each one's own, on whole arrays. With
-    # their data parallelism in force, Keras would take the arrays for
-    # shards of a batch, and the predictions would span every process.
-    if config.several_processes:
+    # Evaluation runs on whole arrays, off the devices' mesh: with JAX's
+    # data parallelism in force, a last partial batch that does not divide
+    # over the devices fails, and with several processes Keras would take
+    # each one's arrays for shards of a batch, the predictions spanning
+    # every process.
+    if keras.backend.backend() == "jax" and (config.distribute or config.several_processes):
         keras.distribution.set_distribution(None)
 
     # The final weights (the EMA's when it is on). A validation run reports

@@ -115,15 +115,31 @@ print(json.dumps(metrics))
     assert metrics["devices"] == 2 and metrics["backend"] == "tensorflow" and metrics["epochs"] == 1
 
 
-def test_jax_data_parallel_on_two_cpu_devices(cifar_512, tmp_path):
+def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
+    # 65 test images: the last batch of the final evaluation has one image,
+    # which two devices cannot split; evaluation runs off their mesh.
+    cifar = write_fake_cifar(str(tmp_path / "cifar"), per_batch=103, test_count=65)
+    two_devices = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     out = run_python(
-        ["train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512, "--distribute",
+        ["train.py", "--epochs", "1", *TINY, "--data-dir", cifar, "--distribute",
          "--output-dir", str(tmp_path / "run"), "--no-export"],
-        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        env=two_devices,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert metrics["devices"] == 2 and metrics["backend"] == "jax"
+    assert 0 <= metrics["test_accuracy"] <= 1
+    # A validation split runs on the devices after every epoch: it must divide.
+    out = run_python(
+        ["train.py", "--epochs", "1", *TINY, "--data-dir", cifar, "--distribute", "--validation-size", "65",
+         "--output-dir", str(tmp_path / "val"), "--no-export"],
+        env=two_devices,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "train.py: error: --validation-size 65 must divide evenly over the 2 devices (its last batch is split between them)."
+    ]
+    assert not (tmp_path / "val").exists()
 
 
 def free_port():
