@@ -187,8 +187,8 @@ class TrainConfig:
             fail(f"--checkpoint-seconds must be >= 0, got {self.checkpoint_seconds!r}.")
         if not 0 <= self.crop_padding <= 16:
             fail(f"--crop-padding must be in [0, 16] pixels (0 = no random crop), got {self.crop_padding!r}.")
-        if self.cutout < 0:
-            fail(f"--cutout must be >= 0, got {self.cutout!r}.")
+        if not 0 <= self.cutout <= 32:
+            fail(f"--cutout must be in [0, 32] pixels, the image's side (0 = off), got {self.cutout!r}.")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             fail(f"--target-accuracy must be in (0, 1], got {self.target_accuracy!r}.")
         for name, choices in (

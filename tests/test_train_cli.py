@@ -44,6 +44,7 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     (["--preset", "nope"], "--preset: invalid choice: 'nope'"),
     (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
     (["--crop-padding", "17"], "--crop-padding must be in [0, 16] pixels (0 = no random crop), got 17."),
+    (["--cutout", "33"], "--cutout must be in [0, 32] pixels, the image's side (0 = off), got 33."),
     (["--flip", "sideways"], "--flip: invalid choice: 'sideways'"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
