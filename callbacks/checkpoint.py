@@ -31,7 +31,6 @@ class CheckpointSchedule(keras.callbacks.Callback):
         self.due = False
         self.written = None  # a file holding the model as this epoch left it
 
-
     def on_train_begin(self, logs=None):
         self._last = time.monotonic()
 
