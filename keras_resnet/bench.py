@@ -203,7 +203,7 @@ def bench_input_pipeline(config, x, y, steps, repeats):
 
     steps = min(max(steps, PIPELINE_MIN_STEPS), len(x) // config.batch_size)
     count = steps * config.batch_size
-    dataset = host_pipeline(config, x[:count], y[:count])
+    dataset = host_pipeline(config, x[:count], y[:count]).take(steps)  # one epoch
 
     def one_pass():
         images = 0

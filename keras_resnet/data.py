@@ -186,43 +186,58 @@ def one_hot(labels, num_classes=len(CLASS_NAMES)):
 
 
 def first_flips(count, seed=0):
-    """Whether each image is mirrored the first time it is drawn: a seeded
-    coin per image. With alternating flips, every later draw mirrors it the
-    other way (airbench's derandomized flip, Jordan 2024), so each image is
-    seen both ways in every two epochs instead of at random."""
+    """Whether each image is mirrored in even epochs: a seeded coin per
+    image. With alternating flips, odd epochs mirror it the other way
+    (airbench's derandomized flip, Jordan 2024), so each image is seen both
+    ways in every two epochs instead of at random."""
     return np.random.default_rng([seed, 1]).random(count) < 0.5
 
 
-def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=False):
-    """The training `tf.data` pipeline.
+def epoch_order(count, seed, epoch):
+    """The order of the training images in epoch `epoch`: a permutation
+    that depends on `seed` and `epoch` alone, so that a resumed run draws
+    what the uninterrupted one would have."""
+    return np.random.default_rng([seed, 2, epoch]).permutation(count)
 
-    Each epoch reshuffles the images (seeded), gathers whole batches, augments
-    each batch at once with `augmenter` (vectorized, on the host) and
-    prefetches. Images come out float32 in 0-255, labels one-hot. With
-    `alternate_flips`, the pipeline mirrors each image every other time it
-    is drawn (see `first_flips`); the augmenter should then not flip.
+
+def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=False, initial_epoch=0):
+    """The training `tf.data` pipeline: an endless stream of epochs.
+
+    Each epoch gathers the images in a new seeded order (`epoch_order`) in
+    whole batches, dropping the last partial one, augments each batch at
+    once with `augmenter` (vectorized, on the host) and prefetches. Images
+    come out float32 in 0-255, labels one-hot. With `alternate_flips`, each
+    image is mirrored in every other epoch (see `first_flips`); the
+    augmenter should then not flip.
+
+    The stream starts at epoch `initial_epoch`, so that a resumed run goes on
+    with the batches the uninterrupted run would have drawn (the
+    augmenter's random state is the caller's: `layers.skip_random_draws`).
+    It never ends: pass `steps_per_epoch=len(x) // batch_size` to `fit`, and
+    `take` that many batches for one epoch.
     """
     import tensorflow as tf
 
-    count = len(x)
+    count, steps = len(x), len(x) // batch_size
     images = tf.constant(x)
     labels = tf.constant(one_hot(y))
-    if alternate_flips:
-        # Mirrored at the next draw; each draw toggles it. An image is
-        # drawn at most once per epoch, so parallel batches never race.
-        mirror_next = tf.Variable(first_flips(count, seed), trainable=False)
+    mirror_in_even_epochs = tf.constant(first_flips(count, seed))
 
-    def gather(indices):
+    def epoch_batches(epoch):
+        order = tf.numpy_function(
+            lambda e: epoch_order(count, seed, int(e))[: steps * batch_size], [epoch], tf.int64
+        )
+        batches = tf.reshape(order, (steps, batch_size))
+        return tf.data.Dataset.from_tensor_slices((batches, tf.fill([steps], epoch)))
+
+    def gather(indices, epoch):
         batch = tf.cast(tf.gather(images, indices), tf.float32)
         if alternate_flips:
-            mirror = tf.gather(mirror_next, indices)
-            mirror_next.scatter_update(tf.IndexedSlices(tf.logical_not(mirror), indices))
+            mirror = tf.gather(mirror_in_even_epochs, indices) != (epoch % 2 == 1)
             batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
         return batch, tf.gather(labels, indices)
 
-    ds = tf.data.Dataset.range(count)
-    ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = tf.data.Dataset.counter(initial_epoch).flat_map(epoch_batches)
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augmenter is not None:
         # Sequential on purpose: the augmenter's seed state advances batch by
@@ -231,16 +246,18 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, shards=1):
+def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, shards=1,
+                   initial_epoch=0):
     """The training input when augmentation runs on the device.
 
-    A `keras.utils.PyDataset` of whole batches, reshuffled each epoch
-    (seeded): float32 images in 0-255 and one-hot labels, with no
-    TensorFlow. Like `train_dataset`, it drops the last partial batch, so
-    that XLA compiles the training step for one batch shape only, and it
-    mirrors each image every other draw with `alternate_flips`. Keras is
-    imported here rather than with this module, which command lines import
-    before they choose a backend.
+    A `keras.utils.PyDataset` of whole batches, an endless stream of epochs
+    like `train_dataset`'s (pass `steps_per_epoch` to `fit`): float32 images
+    in 0-255 and one-hot labels, with no TensorFlow. Batch `i` is batch
+    `i % steps` of epoch `initial_epoch + i // steps`, in `epoch_order`,
+    mirrored in every other epoch with `alternate_flips`; it drops each
+    epoch's last partial batch, so that XLA compiles the training step for
+    one batch shape only. Keras is imported here rather than with this
+    module, which command lines import before they choose a backend.
 
     With `shards` processes training one model (JAX multi-host), each
     process passes its `shard` (0-based): every process draws the same
@@ -249,34 +266,33 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
     """
     import keras
 
+    steps = len(x) // batch_size
     local_size = batch_size // shards
+    mirror_in_even_epochs = first_flips(len(x), seed)
 
-    class ShuffledBatches(keras.utils.PyDataset):
+    class EpochBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(x))
-            self.mirror_next = first_flips(len(x), seed) if alternate_flips else None
+            self.epoch, self.order = None, None
 
-        def __len__(self):
-            return len(x) // batch_size
+        @property
+        def num_batches(self):
+            return None  # endless
 
         def __getitem__(self, index):
-            picks = self.order[index * batch_size : (index + 1) * batch_size]
-            mine = slice(shard * local_size, (shard + 1) * local_size)
-            images = x[picks[mine]].astype("float32")
-            if self.mirror_next is not None:
-                # Every process tracks the whole batch's flips, so an image
-                # alternates whichever process draws it next.
-                mirror = self.mirror_next[picks]
-                images[mirror[mine]] = images[mirror[mine], :, ::-1]
-                self.mirror_next[picks] = ~mirror
-            return images, one_hot(y[picks[mine]])
+            epoch, step = divmod(index, steps)
+            epoch += initial_epoch
+            if epoch != self.epoch:
+                self.epoch, self.order = epoch, epoch_order(len(x), seed, epoch)
+            picks = self.order[step * batch_size : (step + 1) * batch_size]
+            mine = picks[shard * local_size : (shard + 1) * local_size]
+            images = x[mine].astype("float32")
+            if alternate_flips:
+                mirror = mirror_in_even_epochs[mine] != (epoch % 2 == 1)
+                images[mirror] = images[mirror, :, ::-1]
+            return images, one_hot(y[mine])
 
-        def on_epoch_end(self):
-            self.order = self.rng.permutation(len(x))
-
-    return ShuffledBatches()
+    return EpochBatches()
 
 
 def eval_dataset(x, y, batch_size):

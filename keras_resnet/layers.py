@@ -515,6 +515,41 @@ class RandomCutout(_RandomImageLayer):
         return config
 
 
+def skip_random_draws(layer, draws):
+    """Moves the random state of `layer`, and of the layers in it, `draws`
+    draws ahead.
+
+    Every seed generator in a training step (the augmentation layers here,
+    Keras' `Dropout`) draws once per batch. Keras' `BackupAndRestore`
+    restores the weights and the optimizer but not these generators, so a
+    resumed run would replay the random numbers of the run's first epochs;
+    skipping the batches already trained lets it go on where the stopped
+    run was instead.
+
+    Args:
+        layer: a layer or model.
+        draws: int. How many draws to skip: the batches trained so far.
+
+    Example:
+    ```python
+    augmenter = build_augmenter(seed=0)
+    skip_random_draws(augmenter, 3 * steps_per_epoch)  # as after 3 epochs
+    ```
+    """
+    # The generators Keras tracks, and the untracked TensorFlow ones that
+    # `DataLayer` makes for a `tf.data` pipeline on another backend.
+    states = [v for v in layer.non_trainable_variables if v.name == "seed_generator_state"]
+    pending = [layer]
+    while pending:
+        current = pending.pop()
+        pending.extend(getattr(current, "layers", ()))
+        states += [g.state for g in getattr(current, "_backend_generators", {}).values()]
+    for state in states:
+        value = np.array(state.value)  # [seed, draws so far]
+        value[1] += draws
+        state.assign(value)
+
+
 def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=True):
     """The training augmentation as one `keras.layers.Pipeline`.
 

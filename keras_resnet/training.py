@@ -35,6 +35,7 @@ from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
+from keras_resnet.layers import skip_random_draws
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
 from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
@@ -229,27 +230,38 @@ def training_augmenter(config):
     )
 
 
-def host_pipeline(config, x, y):
-    """The `tf.data` training pipeline of `config`, augmenting on the host."""
-    return data_lib.train_dataset(
-        x, y, config.batch_size, training_augmenter(config), config.seed,
-        alternate_flips=config.flip == "alternating",
+def host_pipeline(config, x, y, initial_epoch=0):
+    """The `tf.data` training pipeline of `config`, augmenting on the host,
+    from epoch `initial_epoch` of its random stream on."""
+    augmenter = training_augmenter(config)
+    dataset = data_lib.train_dataset(
+        x, y, config.batch_size, augmenter, config.seed,
+        alternate_flips=config.flip == "alternating", initial_epoch=initial_epoch,
     )
+    # After the pipeline is built: on JAX, the augmenter's TensorFlow
+    # generators are made as `tf.data` traces it.
+    skip_random_draws(augmenter, initial_epoch * (len(x) // config.batch_size))
+    return dataset
 
 
-def fit_inputs(model, config, train, validation):
+def fit_inputs(model, config, train, validation, initial_epoch=0):
     """What to pass to `fit`: the training model and its data arguments.
 
     Host: a `tf.data` pipeline augments batches on the CPU. Device: shuffled
     batches of numpy arrays (`data.device_batches`), and the augmentation
     layers run as the first layer of the training model, inside the compiled
     step. Both drop the last partial batch of an epoch.
+
+    A run that goes on after `initial_epoch` epochs (resumed, or a tuner's
+    continued trial) gets the batches, augmentation and dropout of those
+    epochs on, where the uninterrupted run would be, not the first epochs'
+    again.
     """
     x, y = train
     steps = len(x) // config.batch_size
-    kwargs = {}
+    kwargs = {"steps_per_epoch": steps}  # the input is an endless stream of epochs
     if resolve_augment_on(config) == "host":
-        kwargs["x"] = host_pipeline(config, x, y)
+        kwargs["x"] = host_pipeline(config, x, y, initial_epoch)
         kwargs["shuffle"] = False  # the pipeline shuffles
         trainer = model
         if validation:
@@ -262,12 +274,14 @@ def fit_inputs(model, config, train, validation):
             x=data_lib.device_batches(
                 x, y, config.batch_size, config.seed, alternate_flips=config.flip == "alternating",
                 shard=config.process_id or 0, shards=config.num_processes or 1,
+                initial_epoch=initial_epoch,
             ),
             shuffle=False,  # the batches are shuffled already
             validation_batch_size=config.batch_size,  # else Keras' default, 32
         )
         if validation:
             kwargs["validation_data"] = (validation[0].astype("float32"), data_lib.one_hot(validation[1]))
+    skip_random_draws(trainer, initial_epoch * steps)  # dropout, device augmentation
     return trainer, steps, kwargs
 
 
@@ -503,6 +517,10 @@ def train(config, overwrite=False):
     if config.output_dir is None:
         config.output_dir = default_output_dir(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
+    monitor = "val_accuracy" if validation else "accuracy"
+    callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
+    if resumed_from:
+        print(f"Resuming {run_dir} after epoch {resumed_from}.")
 
     keras.utils.set_random_seed(config.seed)
     with scope:
@@ -514,12 +532,10 @@ def train(config, overwrite=False):
         # A whitening stem is fitted to the training images (a resumed run
         # then restores the saved one).
         adapt_whitening(model, train_data[0][:WHITENING_IMAGES])
-        trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation)
+        # The backup restores the weights and the optimizer as `fit`
+        # begins; the data and random draws go on from its epoch.
+        trainer, steps, fit_kwargs = fit_inputs(model, config, train_data, validation, resumed_from)
         compile_model(trainer, config, steps)
-    monitor = "val_accuracy" if validation else "accuracy"
-    callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
-    if resumed_from:
-        print(f"Resuming {run_dir} after epoch {resumed_from}.")
 
     start = time.perf_counter()
     try:

@@ -257,7 +257,8 @@ def _hypermodel_class():
             """Compiles and trains `model` with the project's pipeline.
 
             The learning-rate schedule spans the epochs of this call: a
-            Hyperband trial that continues an earlier one restarts it.
+            Hyperband trial that continues an earlier one restarts it. Its
+            data go on with the epochs after its parent's.
 
             Args:
                 hp: the trial's `HyperParameters`.
@@ -276,7 +277,7 @@ def _hypermodel_class():
             config = dataclasses.replace(self.trial_config(hp), epochs=epochs - initial_epoch)
             if not initial_epoch:  # a continued trial has its parent's weights
                 adapt_whitening(model, train[0][:WHITENING_IMAGES])
-            trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation)
+            trainer, steps, fit_kwargs = fit_inputs(model, config, train, validation, initial_epoch)
             compile_model(trainer, config, steps)
             try:
                 history = trainer.fit(

@@ -97,6 +97,24 @@ print(json.dumps(result))
         assert chi2 < 26.1, (key, a, b)
 
 
+def test_a_resumed_host_pipeline_goes_on_with_the_augmentation_on_jax():
+    # On JAX, the augmentation layers draw from TensorFlow generators that
+    # Keras makes as tf.data traces them; a resumed run must skip those too.
+    script = """
+import numpy as np
+from keras_resnet.training import TrainConfig, host_pipeline
+x = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+y = np.arange(64) % 10
+config = TrainConfig(batch_size=16, cutout=8)
+whole = np.stack([b.numpy() for b, _ in host_pipeline(config, x, y).take(8)])
+resumed = np.stack([b.numpy() for b, _ in host_pipeline(config, x, y, initial_epoch=1).take(4)])
+print(np.array_equal(resumed, whole[4:]), np.array_equal(resumed, whole[:4]))
+"""
+    out = run_python(["-c", script], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["True", "False"]
+
+
 def test_tensorflow_mirrored_strategy_on_two_cpu_devices(cifar_512, tmp_path):
     script = r"""
 import json, sys, tensorflow as tf

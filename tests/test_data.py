@@ -119,16 +119,33 @@ def test_device_batches_are_whole_shuffled_and_seeded():
     x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
     y = np.arange(103) % 10
     batches = data.device_batches(x, y, 25, seed=3)
-    assert len(batches) == 4  # the last 3 images wait for another epoch
-    first = [batches[i] for i in range(len(batches))]
+    assert batches.num_batches is None  # endless: 4 steps per epoch
+    first = [batches[i] for i in range(4)]
     assert all(b[0].shape == (25, 32, 32, 3) and b[0].dtype == np.float32 for b in first)
     seen = np.concatenate([b[0][:, 0, 0, 0] for b in first]).astype(int)
-    assert len(set(seen)) == 100  # no image twice in an epoch
+    assert len(set(seen)) == 100  # no image twice in an epoch; 3 wait for another
     np.testing.assert_array_equal(np.concatenate([b[1] for b in first]), np.eye(10)[seen % 10])
-    batches.on_epoch_end()
-    assert not np.array_equal(batches[0][0], first[0][0])  # reshuffled
+    assert not np.array_equal(batches[4][0], first[0][0])  # the next epoch reshuffles
     again = data.device_batches(x, y, 25, seed=3)
     np.testing.assert_array_equal(again[0][0], first[0][0])  # same seed, same order
+
+
+@pytest.mark.parametrize("alternate_flips", [False, True])
+def test_a_stream_started_at_an_epoch_draws_that_epoch(alternate_flips):
+    # What a resumed run trains on: epoch 2 of the uninterrupted stream.
+    x = (np.arange(40, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")).copy()
+    x[:, :, 0] = 255  # a flip shows
+    y = np.arange(40) % 10
+    steps = 40 // 16  # 8 images of each epoch wait for another
+    host = [data.train_dataset(x, y, 16, seed=5, alternate_flips=alternate_flips, initial_epoch=start)
+            for start in (0, 2)]
+    whole, later = ([b.numpy() for b, _ in ds.take(count)] for ds, count in zip(host, (3 * steps, steps)))
+    np.testing.assert_array_equal(np.stack(later), np.stack(whole[2 * steps:]))
+    assert not np.array_equal(np.stack(later), np.stack(whole[:steps]))
+    device = [data.device_batches(x, y, 16, seed=5, alternate_flips=alternate_flips, initial_epoch=start)
+              for start in (0, 2)]
+    for step in range(steps):
+        np.testing.assert_array_equal(device[1][step][0], device[0][2 * steps + step][0])
 
 
 def test_device_batch_shards_of_several_processes_make_up_the_whole_batch():
@@ -139,12 +156,9 @@ def test_device_batch_shards_of_several_processes_make_up_the_whole_batch():
     whole = data.device_batches(x, y, 8, seed=1, alternate_flips=True)
     shards = [data.device_batches(x, y, 8, seed=1, alternate_flips=True, shard=i, shards=2)
               for i in range(2)]
-    for epoch in range(3):  # the flips alternate per image across epochs
-        for index in range(len(whole)):
-            images, labels = whole[index]
-            parts = [s[index] for s in shards]
-            assert all(p[0].shape == (4, 32, 32, 3) for p in parts)
-            np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images)
-            np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), labels)
-        for batches in (whole, *shards):
-            batches.on_epoch_end()
+    for index in range(3 * 5):  # three epochs: the flips alternate per image
+        images, labels = whole[index]
+        parts = [s[index] for s in shards]
+        assert all(p[0].shape == (4, 32, 32, 3) for p in parts)
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), labels)

@@ -286,6 +286,39 @@ def test_same_seed_same_first_epoch_loss(fake_cifar, tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def test_a_resumed_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
+    # Stopped after epoch 1 and resumed, a run draws the batches, crops,
+    # flips and dropout of epochs 2 and 3, not those of epoch 1 again: its
+    # losses are the uninterrupted run's.
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    cifar = write_fake_cifar(str(tmp_path / "cifar"), per_batch=40)
+
+    def run(name):  # the seed preset: dropout, crops and random flips
+        training.train(TrainConfig(epochs=3, batch_size=25, data_dir=cifar, export=False,
+                                   stage_filters=[16, 16, 16, 16], checkpoint_seconds=0,
+                                   output_dir=str(tmp_path / name)))
+        keras.backend.clear_session()
+        with open(tmp_path / name / "history.csv") as f:
+            return [float(row["loss"]) for row in csv.DictReader(f)]
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    uninterrupted = run("whole")
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks",
+                        lambda *args: (lambda cbs, done: (cbs + [CtrlC()], done))(*make_callbacks(*args)))
+    with pytest.raises(KeyboardInterrupt):
+        run("resumed")
+    keras.backend.clear_session()
+    monkeypatch.undo()
+    assert run("resumed") == pytest.approx(uninterrupted, rel=1e-6)
+
+
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(fake_cifar, tmp_path, capsys):
     precious = tmp_path / "precious"
     precious.mkdir()
