@@ -38,7 +38,7 @@ def build_parser():
     p.add_argument("--crop-padding", type=int, help="pixels of reflection padding before the random crop, 0 = no crop (default 4)")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
     p.add_argument("--flip", choices=FLIPS,
-                   help="mirror each image at random (default) or every other time it is drawn")
+                   help="mirror each image at random (default) or in every other epoch")
     p.add_argument("--ema", type=float, help="momentum of a weight EMA used at the end, e.g. 0.999; 0 = off (default)")
     p.add_argument("--lookahead", type=float,
                    help="Lookahead: every 5 steps the weights restart from their average, whose momentum "
