@@ -71,6 +71,14 @@ def resolve_jit_compile(config):
     return keras.backend.backend() == "jax"
 
 
+def check_batch_divides(config, device_count):
+    if config.batch_size % device_count:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} must divide evenly over the "
+            f"{device_count} devices."
+        )
+
+
 def distribution_scope(config):
     """Sets up data parallelism: returns `(scope, device_count)`; build and
     compile the model under the scope.
@@ -94,14 +102,13 @@ def distribution_scope(config):
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
+        # Keras' first step averages a batch's shards, which fails deep in
+        # TensorFlow when they differ in size.
+        check_batch_divides(config, strategy.num_replicas_in_sync)
         return strategy.scope(), strategy.num_replicas_in_sync
     if backend == "jax":
         devices = keras.distribution.list_devices()
-        if config.batch_size % len(devices):
-            raise ConfigError(
-                f"--batch-size {config.batch_size} must divide evenly over the "
-                f"{len(devices)} devices."
-            )
+        check_batch_divides(config, len(devices))
         # Validation runs on the devices after each epoch, its last partial
         # batch too.
         if config.validation_size % len(devices):

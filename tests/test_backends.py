@@ -120,16 +120,24 @@ def test_tensorflow_mirrored_strategy_on_two_cpu_devices(cifar_512, tmp_path):
 import json, sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from keras_resnet.config import TrainConfig
+from keras_resnet.config import ConfigError, TrainConfig
 from keras_resnet.training import train
-# offset_lr_scale: its per-variable lookup runs under the strategy too.
-metrics = train(TrainConfig(epochs=1, batch_size=64, stage_filters=[8, 8, 16, 16], distribute=True,
-                            offset_lr_scale=16.0, data_dir=sys.argv[1], output_dir=sys.argv[2], export=False))
+def config(batch_size, output_dir):
+    # offset_lr_scale: its per-variable lookup runs under the strategy too.
+    return TrainConfig(epochs=1, batch_size=batch_size, stage_filters=[8, 8, 16, 16], distribute=True,
+                       offset_lr_scale=16.0, data_dir=sys.argv[1], output_dir=output_dir, export=False)
+try:
+    train(config(63, sys.argv[2] + "-odd"))  # shards of 32 and 31 images
+except ConfigError as e:
+    print(e)
+metrics = train(config(64, sys.argv[2]))
 print(json.dumps(metrics))
 """
     out = run_python(["-c", script, cifar_512, str(tmp_path / "run")])
     assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.strip().splitlines()
+    assert "--batch-size 63 must divide evenly over the 2 devices." in lines
+    metrics = json.loads(lines[-1])
     assert metrics["devices"] == 2 and metrics["backend"] == "tensorflow" and metrics["epochs"] == 1
 
 
