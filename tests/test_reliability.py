@@ -308,10 +308,14 @@ def test_a_resumed_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    uninterrupted = run("whole")
     make_callbacks = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks",
-                        lambda *args: (lambda cbs, done: (cbs + [CtrlC()], done))(*make_callbacks(*args)))
+
+    def with_ctrl_c(*args):
+        callbacks, resumed_from = make_callbacks(*args)
+        return callbacks + [CtrlC()], resumed_from
+
+    uninterrupted = run("whole")
+    monkeypatch.setattr(training, "make_callbacks", with_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run("resumed")
     keras.backend.clear_session()
