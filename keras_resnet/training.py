@@ -71,11 +71,10 @@ def resolve_jit_compile(config):
     return keras.backend.backend() == "jax"
 
 
-def check_batch_divides(config, device_count):
-    if config.batch_size % device_count:
+def check_divides_over_devices(flag, value, device_count, why=""):
+    if value % device_count:
         raise ConfigError(
-            f"--batch-size {config.batch_size} must divide evenly over the "
-            f"{device_count} devices."
+            f"{flag} {value} must divide evenly over the {device_count} devices{why}."
         )
 
 
@@ -104,18 +103,15 @@ def distribution_scope(config):
         strategy = tf.distribute.MirroredStrategy()
         # Keras' first step averages a batch's shards, which fails deep in
         # TensorFlow when they differ in size.
-        check_batch_divides(config, strategy.num_replicas_in_sync)
+        check_divides_over_devices("--batch-size", config.batch_size, strategy.num_replicas_in_sync)
         return strategy.scope(), strategy.num_replicas_in_sync
     if backend == "jax":
         devices = keras.distribution.list_devices()
-        check_batch_divides(config, len(devices))
+        check_divides_over_devices("--batch-size", config.batch_size, len(devices))
         # Validation runs on the devices after each epoch, its last partial
         # batch too.
-        if config.validation_size % len(devices):
-            raise ConfigError(
-                f"--validation-size {config.validation_size} must divide evenly over the "
-                f"{len(devices)} devices (its last batch is split between them)."
-            )
+        check_divides_over_devices("--validation-size", config.validation_size, len(devices),
+                                   " (its last batch is split between them)")
         # Several processes train on device input, each yielding its own
         # shard of every batch (`data.device_batches`), not Keras' tf.data
         # auto-sharding.
