@@ -2,8 +2,10 @@
 
 from callbacks.checkpoint import AtomicModelCheckpoint
 from callbacks.checkpoint import BackupMismatch
+from callbacks.checkpoint import BackupUnreadable
 from callbacks.checkpoint import CheckpointSchedule
 from callbacks.checkpoint import ScheduledBackupAndRestore
+from callbacks.checkpoint import recover_backup
 from callbacks.divergence import StopOnDivergence
 from callbacks.divergence import TrainingDiverged
 from callbacks.history import HistoryCSVLogger

@@ -1,7 +1,10 @@
+import json
 import os
 import shutil
+import sys
 import time
 
+import h5py
 import keras
 
 
@@ -142,6 +145,77 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
 class BackupMismatch(ValueError):
     """A backup holds the weights of another network than the one training."""
+
+
+class BackupUnreadable(OSError):
+    """Neither the latest backup nor the one before it can be read."""
+
+
+# The files of Keras' `BackupAndRestore`; `double_checkpoint=True` keeps the
+# previous backup beside them, as `{name}.bkp`.
+BACKUP_WEIGHTS = "latest.weights.h5"
+BACKUP_METADATA = "training_metadata.json"
+
+
+def _read_every_array(weights_path):
+    def read(name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]  # returns None: visiting goes on
+
+    with h5py.File(weights_path, "r") as f:
+        f.visititems(read)
+
+
+def _backup_epochs(weights_path, metadata_path):
+    """The epochs a backup holds, and `None`; or `None` and why it cannot be
+    read."""
+    try:
+        with open(metadata_path) as f:
+            epochs = int(json.load(f)["epoch"])
+        _read_every_array(weights_path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"{type(e).__name__}: {e}"
+    return epochs, None
+
+
+def recover_backup(backup_dir):
+    """The number of epochs the backup in `backup_dir` holds; 0 if none.
+
+    Keras' `BackupAndRestore` goes back to the previous backup when the
+    latest one fails to load, but only once `fit` begins, after the data
+    stream has been told where to start. This goes back first (the same
+    files are copied over the unreadable ones), and says so on stderr, so
+    that the epoch returned is the one whose weights `fit` will restore.
+
+    Raises:
+        BackupUnreadable: the latest backup cannot be read, and neither can
+            the one before it (or there is none).
+    """
+    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
+    metadata = os.path.join(backup_dir, BACKUP_METADATA)
+    if not os.path.exists(weights) and not os.path.exists(metadata):
+        return 0
+    epochs, problem = _backup_epochs(weights, metadata)
+    if problem is None:
+        return epochs
+    if not os.path.exists(weights + ".bkp"):
+        raise BackupUnreadable(
+            f"the backup in {backup_dir} cannot be read ({problem}), and there is no earlier one"
+        )
+    earlier, earlier_problem = _backup_epochs(weights + ".bkp", metadata + ".bkp")
+    if earlier_problem is not None:
+        raise BackupUnreadable(
+            f"the backup in {backup_dir} cannot be read ({problem}), nor can the one "
+            f"before it ({earlier_problem})"
+        )
+    for path in (weights, metadata):
+        _write_atomically(path, lambda partial, path=path: shutil.copyfile(path + ".bkp", partial))
+    print(
+        f"The latest backup in {backup_dir} cannot be read ({problem}); "
+        f"going back to the one before it, after epoch {earlier}.",
+        file=sys.stderr,
+    )
+    return earlier
 
 
 class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -21,6 +21,7 @@ import numpy as np
 
 from callbacks import AtomicModelCheckpoint
 from callbacks import BackupMismatch
+from callbacks import BackupUnreadable
 from callbacks import CheckpointSchedule
 from callbacks import HistoryCSVLogger
 from callbacks import LearningRateLogger
@@ -29,6 +30,7 @@ from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
+from callbacks import recover_backup
 from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import ConfigError
@@ -404,22 +406,17 @@ def prepare_run_dir(config, overwrite=False):
     return path
 
 
-def _trim_history(csv_path, backup_dir):
-    """Drops `history.csv` rows of epochs that the backup does not hold, so
-    that a resumed run lists every epoch exactly once."""
-    meta = os.path.join(backup_dir, "training_metadata.json")
-    done = 0
-    if os.path.isfile(meta):
-        with open(meta) as f:
-            done = json.load(f)["epoch"]
+def _trim_history(csv_path, epochs):
+    """Drops `history.csv` rows of epochs after the first `epochs` (those the
+    backup does not hold), so that a resumed run lists every epoch exactly
+    once."""
     if not os.path.isfile(csv_path):
-        return done
+        return
     with open(csv_path) as f:
         lines = f.read().splitlines()
-    kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",")[0]) < done]
+    kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",")[0]) < epochs]
     with open(csv_path, "w") as f:
         f.write("\n".join(kept) + "\n")
-    return done
 
 
 def _best_in_history(csv_path, monitor):
@@ -438,7 +435,8 @@ def _best_in_history(csv_path, monitor):
 def make_callbacks(config, run_dir, monitor):
     backup_dir = os.path.join(run_dir, "backup")
     csv_path = os.path.join(run_dir, "history.csv")
-    resumed_from = _trim_history(csv_path, backup_dir)
+    resumed_from = recover_backup(backup_dir)
+    _trim_history(csv_path, resumed_from)
     # Order matters: the loggers add to the epoch's logs before
     # `history.csv` and TensorBoard get them, and the backup (the point a
     # rerun resumes from) is written last, once everything else of the epoch
@@ -521,7 +519,13 @@ def train(config, overwrite=False):
         config.output_dir = default_output_dir(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
     monitor = "val_accuracy" if validation else "accuracy"
-    callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
+    try:
+        callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
+    except BackupUnreadable as e:
+        raise ConfigError(
+            f"--output-dir {run_dir}: {e}. Pass --overwrite to train it again, or choose "
+            "another folder."
+        ) from None
     if resumed_from:
         print(f"Resuming {run_dir} after epoch {resumed_from}.")
 

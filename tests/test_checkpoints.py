@@ -3,8 +3,10 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from callbacks import AtomicModelCheckpoint, CheckpointSchedule, ScheduledBackupAndRestore
+from callbacks import recover_backup
 from keras_resnet import load_model
 from tests.conftest import poison_logits_at, tiny_model_and_batch
 
@@ -100,3 +102,54 @@ def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path
         raise AssertionError("training did not diverge")
     kept = load_model(str(tmp_path / "best.keras")).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(kept, metric.weights[0]))
+
+
+def back_up_three_epochs(tmp_path):
+    """Fits three epochs backing up after each (the latest backup and the
+    one before it); returns the backup folder and each epoch's weights."""
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+    metric, schedule = FakeMetric([0.1, 0.2, 0.3]), CheckpointSchedule(0)
+    backup = str(tmp_path / "backup")
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        metric, schedule,
+        ScheduledBackupAndRestore(backup, schedule, double_checkpoint=True, delete_checkpoint=False),
+    ])
+    return backup, model, metric.weights
+
+
+@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, capsys, broken):
+    # Keras would go back only as `fit` begins, after the data stream has
+    # been started at the unreadable backup's epoch.
+    backup, model, weights = back_up_three_epochs(tmp_path)
+    path = os.path.join(backup, broken)
+    with open(path, "r+b") as f:  # cut short, as by a failing disk
+        f.truncate(os.path.getsize(path) // 2)
+
+    assert recover_backup(backup) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    model.load_weights(os.path.join(backup, "latest.weights.h5"))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights[1]))
+    assert recover_backup(backup) == 2  # now readable: nothing more to say
+    assert capsys.readouterr().err == ""
+
+
+def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, tmp_path):
+    from keras_resnet import training
+    from keras_resnet.config import ConfigError, TrainConfig
+
+    config = TrainConfig(epochs=3, batch_size=25, data_dir=fake_cifar, export=False,
+                         stage_filters=[8, 8, 8, 8], output_dir=str(tmp_path / "run"))
+    training.prepare_run_dir(config)  # an unfinished run of this network
+    backup, _, _ = back_up_three_epochs(tmp_path / "run")
+    for name in os.listdir(backup):  # the latest backup and the one before it
+        with open(os.path.join(backup, name), "wb") as f:
+            f.write(b"junk")
+    with pytest.raises(ConfigError, match=r"--output-dir .*run: the backup in .*backup cannot be "
+                       r"read \(.*\), nor can the one before it .* Pass --overwrite"):
+        training.train(config)
+    assert open(os.path.join(backup, "latest.weights.h5"), "rb").read() == b"junk"  # untouched
+    os.remove(os.path.join(backup, "latest.weights.h5.bkp"))
+    with pytest.raises(ConfigError, match="and there is no earlier one"):
+        training.train(config)
