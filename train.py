@@ -128,6 +128,7 @@ def main(argv=None):
         parser.exit(2, f"train.py: error: {e}\n")
 
     from callbacks import TrainingDiverged
+    from callbacks import backup_epochs
     from keras_resnet.data import DataError
     from keras_resnet.export import ExportError
     from keras_resnet.training import train
@@ -140,11 +141,7 @@ def main(argv=None):
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt:
         run_dir = config.output_dir
-        try:
-            with open(os.path.join(run_dir or "", "backup", "training_metadata.json")) as f:
-                epochs = json.load(f)["epoch"]
-        except (OSError, ValueError, KeyError, TypeError):
-            epochs = None
+        epochs = backup_epochs(os.path.join(run_dir or "", "backup"))
         if epochs:
             print(
                 f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "

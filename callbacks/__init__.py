@@ -5,6 +5,7 @@ from callbacks.checkpoint import BackupMismatch
 from callbacks.checkpoint import BackupUnreadable
 from callbacks.checkpoint import CheckpointSchedule
 from callbacks.checkpoint import ScheduledBackupAndRestore
+from callbacks.checkpoint import backup_epochs
 from callbacks.checkpoint import recover_backup
 from callbacks.divergence import StopOnDivergence
 from callbacks.divergence import TrainingDiverged

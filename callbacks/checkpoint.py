@@ -1,3 +1,4 @@
+import filecmp
 import json
 import os
 import shutil
@@ -71,6 +72,10 @@ def _write_atomically(path, write):
     os.replace(partial, path)
 
 
+def _copy_atomically(source, path):
+    _write_atomically(path, lambda partial: shutil.copyfile(source, partial))
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to one `.keras` file at epoch ends, atomically.
 
@@ -122,7 +127,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         # a 2-core CPU, a small fraction of that to copy).
         written = self.schedule.written if self.schedule is not None else None
         if written is not None and os.path.exists(written):
-            _write_atomically(self.filepath, lambda partial: shutil.copyfile(written, partial))
+            _copy_atomically(written, self.filepath)
         else:
             save_atomically(self.model, self.filepath)
         if self.schedule is not None:
@@ -166,26 +171,48 @@ def _read_every_array(weights_path):
         f.visititems(read)
 
 
-def _backup_epochs(weights_path, metadata_path):
-    """The epochs a backup holds, and `None`; or `None` and why it cannot be
-    read."""
+def _read_backup(weights_path, metadata_path):
+    """Returns `(epochs, None)`, or `(None, problem)` when the backup
+    cannot be read."""
     try:
         with open(metadata_path) as f:
             epochs = int(json.load(f)["epoch"])
-        _read_every_array(weights_path)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"{os.path.basename(metadata_path)}: {type(e).__name__}: {e}"
+    try:
+        _read_every_array(weights_path)
+    except OSError as e:
+        return None, f"{os.path.basename(weights_path)}: {e}"
     return epochs, None
 
 
-def recover_backup(backup_dir):
-    """The number of epochs the backup in `backup_dir` holds; 0 if none.
+def backup_epochs(backup_dir):
+    """The epochs the latest backup in `backup_dir` holds; `None` when it
+    cannot be read or there is none."""
+    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
+    return _read_backup(weights, os.path.join(backup_dir, BACKUP_METADATA))[0]
 
-    Keras' `BackupAndRestore` goes back to the previous backup when the
-    latest one fails to load, but only once `fit` begins, after the data
-    stream has been told where to start. This goes back first (the same
-    files are copied over the unreadable ones), and says so on stderr, so
-    that the epoch returned is the one whose weights `fit` will restore.
+
+def recover_backup(backup_dir):
+    """Readies the backup in `backup_dir` for `fit`; returns its epoch.
+
+    Keras' `BackupAndRestore` goes back to the previous backup (`.bkp`)
+    when the latest one fails to load, but only as `fit` begins, after the
+    data stream has started at the latest one's epoch. This decides first,
+    and says so on stderr when it goes back:
+    - the latest backup cannot be read (a disk error; a backup written in
+      place by an older keras-resnet and cut short): the previous one
+      replaces it, the unreadable files kept as `*.unreadable`;
+    - both record the same epoch but their weights differ: the run stopped
+      between writing the latest weights and their record, so the weights
+      are newer than the epoch says; the previous backup replaces them.
+
+    Args:
+        backup_dir: str. The folder of the run's `ScheduledBackupAndRestore`.
+
+    Returns:
+        The number of epochs that the weights `fit` restores have trained;
+        0 without a backup.
 
     Raises:
         BackupUnreadable: the latest backup cannot be read, and neither can
@@ -193,35 +220,44 @@ def recover_backup(backup_dir):
     """
     weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
     metadata = os.path.join(backup_dir, BACKUP_METADATA)
-    if not os.path.exists(weights) and not os.path.exists(metadata):
+    previous_weights, previous_metadata = weights + ".bkp", metadata + ".bkp"
+    if not any(map(os.path.exists, (weights, metadata, previous_weights, previous_metadata))):
         return 0
-    epochs, problem = _backup_epochs(weights, metadata)
+    epochs, problem = _read_backup(weights, metadata)
+    previous, previous_problem = _read_backup(previous_weights, previous_metadata)
     if problem is None:
-        return epochs
-    if not os.path.exists(weights + ".bkp"):
-        raise BackupUnreadable(
-            f"the backup in {backup_dir} cannot be read ({problem}), and there is no earlier one"
+        if previous != epochs or filecmp.cmp(weights, previous_weights, shallow=False):
+            return epochs
+        print(
+            f"The latest backup in {backup_dir} stopped between its weights and its record "
+            f"of the epoch; resuming from the one before it, after epoch {previous}.",
+            file=sys.stderr,
         )
-    earlier, earlier_problem = _backup_epochs(weights + ".bkp", metadata + ".bkp")
-    if earlier_problem is not None:
-        raise BackupUnreadable(
-            f"the backup in {backup_dir} cannot be read ({problem}), nor can the one "
-            f"before it ({earlier_problem})"
+    elif previous_problem is None:
+        # The record first: a stop midway leaves the latest backup unreadable still.
+        for path in (metadata, weights):
+            if os.path.exists(path):
+                os.replace(path, path + ".unreadable")
+        print(
+            f"The latest backup in {backup_dir} cannot be read ({problem}); it is kept "
+            f"as *.unreadable, and the run resumes from the one before it, after epoch "
+            f"{previous}.",
+            file=sys.stderr,
         )
-    for path in (weights, metadata):
-        _write_atomically(path, lambda partial, path=path: shutil.copyfile(path + ".bkp", partial))
-    print(
-        f"The latest backup in {backup_dir} cannot be read ({problem}); "
-        f"going back to the one before it, after epoch {earlier}.",
-        file=sys.stderr,
-    )
-    return earlier
+    else:
+        before = ("there is none before it" if not os.path.exists(previous_weights)
+                  else f"the one before it cannot be read either ({previous_problem})")
+        raise BackupUnreadable(f"the backup in {backup_dir} cannot be read ({problem}); {before}")
+    _copy_atomically(previous_weights, weights)
+    _copy_atomically(previous_metadata, metadata)
+    return previous
 
 
 class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, backing up only when `schedule` says
     checkpoints are due (on the epoch's end; other `save_freq` values are not
-    supported).
+    supported), each file written atomically. Call `recover_backup` before
+    `fit` to learn the epoch it resumes from.
 
     Args:
         backup_dir: str. As for `BackupAndRestore`.
@@ -251,4 +287,25 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.schedule.due:
-            super().on_epoch_end(epoch, logs)
+            self._back_up(epochs=epoch + 1)
+
+    def _back_up(self, epochs):
+        # Keras writes these files in place: a Ctrl-C during `save_weights`
+        # (a third of a second for the seed network on a 2-core CPU) leaves
+        # a file that h5py opens but Keras cannot load. Here each file
+        # appears all at once, and `recover_backup` sorts out a stop between
+        # two of them.
+        weights = os.path.join(self.backup_dir, BACKUP_WEIGHTS)
+        metadata = os.path.join(self.backup_dir, BACKUP_METADATA)
+        if self.double_checkpoint:
+            for path in (weights, metadata):
+                if os.path.exists(path):
+                    _copy_atomically(path, path + ".bkp")
+        _write_atomically(weights, self.model.save_weights)
+        record = json.dumps({"epoch": epochs, "batch": 0})
+        _write_atomically(metadata, lambda partial: _write_text(partial, record))
+
+
+def _write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)

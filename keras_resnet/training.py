@@ -523,8 +523,8 @@ def train(config, overwrite=False):
         callbacks, resumed_from = make_callbacks(config, run_dir, monitor)
     except BackupUnreadable as e:
         raise ConfigError(
-            f"--output-dir {run_dir}: {e}. Pass --overwrite to train it again, or choose "
-            "another folder."
+            f"--output-dir {run_dir}: {e}. Pass --overwrite to train it again from the "
+            "start (it deletes this run folder, checkpoints/ included), or choose another folder."
         ) from None
     if resumed_from:
         print(f"Resuming {run_dir} after epoch {resumed_from}.")

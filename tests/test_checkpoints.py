@@ -106,7 +106,8 @@ def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path
 
 def back_up_three_epochs(tmp_path):
     """Fits three epochs backing up after each (the latest backup and the
-    one before it); returns the backup folder and each epoch's weights."""
+    one before it); returns the backup folder, the model and each epoch's
+    weights."""
     keras.utils.set_random_seed(0)
     model, x, y = tiny_model_and_batch()
     metric, schedule = FakeMetric([0.1, 0.2, 0.3]), CheckpointSchedule(0)
@@ -118,20 +119,71 @@ def back_up_three_epochs(tmp_path):
     return backup, model, metric.weights
 
 
+def backup_weights_equal(model, backup, weights):
+    model.load_weights(os.path.join(backup, "latest.weights.h5"))
+    return all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
+
+
+def test_a_stop_while_backing_up_leaves_the_last_backup_whole(tmp_path, capsys):
+    # Keras writes the weights in place: Ctrl-C there left a file that
+    # h5py reads but Keras cannot load (the layers after the stop missing).
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+    metric, schedule = FakeMetric([0.1, 0.2]), CheckpointSchedule(0)
+    backup = tmp_path / "backup"
+    layer = model.layers[len(model.layers) // 2]
+    save_own_variables = layer.save_own_variables
+
+    def stopped_in_epoch_2(store):
+        if len(metric.weights) == 2:
+            raise KeyboardInterrupt
+        save_own_variables(store)
+
+    layer.save_own_variables = stopped_in_epoch_2
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+            metric, schedule,
+            ScheduledBackupAndRestore(str(backup), schedule, double_checkpoint=True),
+        ])
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    assert backup_weights_equal(model, str(backup), metric.weights[0])  # as epoch 1 left it
+    assert recover_backup(str(backup)) == 1
+    assert capsys.readouterr().err == ""  # nothing to go back from
+
+
 @pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
 def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, capsys, broken):
     # Keras would go back only as `fit` begins, after the data stream has
     # been started at the unreadable backup's epoch.
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
     backup, model, weights = back_up_three_epochs(tmp_path)
     path = os.path.join(backup, broken)
     with open(path, "r+b") as f:  # cut short, as by a failing disk
         f.truncate(os.path.getsize(path) // 2)
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,2.3\n1,2.2\n2,2.1\n")
+
+    _, resumed_from = training.make_callbacks(TrainConfig(), str(tmp_path), "accuracy")
+    assert resumed_from == 2
+    assert f"cannot be read ({broken}: " in capsys.readouterr().err
+    assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss", "0,2.3", "1,2.2"]
+    assert backup_weights_equal(model, backup, weights[1])
+    assert os.path.exists(path + ".unreadable")  # kept, not deleted
+    assert recover_backup(backup) == 2  # now readable: nothing more to say
+    assert capsys.readouterr().err == ""
+
+
+def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, capsys):
+    backup, model, weights = back_up_three_epochs(tmp_path)
+    record = os.path.join(backup, "training_metadata.json")
+    with open(record, "w") as f:  # stopped before the epoch-3 record replaced epoch 2's
+        f.write(open(record + ".bkp").read())
 
     assert recover_backup(backup) == 2
-    assert "cannot be read" in capsys.readouterr().err
-    model.load_weights(os.path.join(backup, "latest.weights.h5"))
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights[1]))
-    assert recover_backup(backup) == 2  # now readable: nothing more to say
+    assert "stopped between its weights and its record" in capsys.readouterr().err
+    assert backup_weights_equal(model, backup, weights[1])
+    assert recover_backup(backup) == 2  # the same weights twice: nothing to say
     assert capsys.readouterr().err == ""
 
 
@@ -142,14 +194,19 @@ def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, t
     config = TrainConfig(epochs=3, batch_size=25, data_dir=fake_cifar, export=False,
                          stage_filters=[8, 8, 8, 8], output_dir=str(tmp_path / "run"))
     training.prepare_run_dir(config)  # an unfinished run of this network
-    backup, _, _ = back_up_three_epochs(tmp_path / "run")
-    for name in os.listdir(backup):  # the latest backup and the one before it
-        with open(os.path.join(backup, name), "wb") as f:
-            f.write(b"junk")
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir()
+    for name in ["latest.weights.h5", "training_metadata.json"]:
+        for suffix in ["", ".bkp"]:  # the latest backup and the one before it
+            (backup / (name + suffix)).write_bytes(b"junk")
     with pytest.raises(ConfigError, match=r"--output-dir .*run: the backup in .*backup cannot be "
-                       r"read \(.*\), nor can the one before it .* Pass --overwrite"):
+                       r"read \(training_metadata.json: JSONDecodeError: .*\); the one before it "
+                       r"cannot be read either \(.*\)\. Pass --overwrite"):
         training.train(config)
-    assert open(os.path.join(backup, "latest.weights.h5"), "rb").read() == b"junk"  # untouched
-    os.remove(os.path.join(backup, "latest.weights.h5.bkp"))
-    with pytest.raises(ConfigError, match="and there is no earlier one"):
+    assert sorted(os.listdir(backup)) == ["latest.weights.h5", "latest.weights.h5.bkp",
+                                          "training_metadata.json", "training_metadata.json.bkp"]
+    assert (backup / "latest.weights.h5").read_bytes() == b"junk"  # as it was
+    for name in ["latest.weights.h5.bkp", "training_metadata.json.bkp"]:
+        os.remove(backup / name)
+    with pytest.raises(ConfigError, match="there is none before it"):
         training.train(config)
