@@ -74,25 +74,23 @@ def build_parser():
 
 
 def config_from_args(args):
-    from keras_resnet.config import ConfigError, TrainConfig
+    from keras_resnet.config import ConfigError, TrainConfig, read_json_object
 
     values = {}
     if "resume" in args:
+        for flag in ("overwrite", "output_dir"):
+            if getattr(args, flag, None):
+                raise ConfigError(
+                    f"--resume continues the run in its own folder, with its own settings; "
+                    f"drop --{flag.replace('_', '-')}."
+                )
         path = os.path.join(args.resume, "config.json")
         if not os.path.isfile(path):
             raise ConfigError(f"--resume: {args.resume} holds no config.json of a run.")
-        with open(path) as f:
-            values.update(json.load(f))
+        values.update(read_json_object(path, "--resume: the run's settings", "fix or restore it."))
         values["output_dir"] = args.resume
     if "config" in args:
-        try:
-            with open(args.config) as f:
-                loaded = json.load(f)
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"--config {args.config}: expected a JSON object of settings.")
-            values.update(loaded)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"--config {args.config}: {e}") from None
+        values.update(read_json_object(args.config, "--config", "pass a JSON object of settings."))
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
     if "resume" not in args:  # the preset's recipe, under the file and flags

@@ -217,6 +217,8 @@ class TrainConfig:
                     "--num-processes > 1 shards the training batches on the device: drop "
                     "--augment-on host (several processes augment on the device)."
                 )
+        if self.output_dir is not None and not str(self.output_dir).strip():
+            fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
         if self.export and not _can_create_folder(self.export_dir):
@@ -284,6 +286,19 @@ def prepare_environment(config):
     """
     onednn = "0" if config.precision == "mixed_bfloat16" else "1"
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
+
+
+def read_json_object(path, what, fix):
+    """The JSON object in `path`, or a `ConfigError` naming `what` it is,
+    the problem and `fix`."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+        raise ConfigError(f"{what} {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} {path} holds a {type(value).__name__}, not a JSON object; {fix}")
+    return value
 
 
 def write_json_atomic(path, payload):

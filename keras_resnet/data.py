@@ -132,6 +132,9 @@ def load_python_folder(data_dir):
     x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
+    for name, images in (("data_batch_1..5", x_train), (TEST_FILE, x_test)):
+        if not len(images):
+            raise DataError(f"CIFAR-10 folder {data_dir}: no images in {name}.")
     return Cifar10(x_train, y_train, x_test, y_test, class_names)
 
 

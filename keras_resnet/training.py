@@ -35,6 +35,7 @@ from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import read_json_object
 from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
 from keras_resnet.layers import skip_random_draws
@@ -301,6 +302,13 @@ OTHER_NETWORK_FIX = (
 )
 
 
+# What a run folder holds (and `evaluate`'s report), and the settings any
+# run's config.json has: --overwrite deletes nothing else.
+RUN_ENTRIES = {"config.json", "layout.json", "history.csv", "metrics.json", "model.keras",
+               "checkpoints", "backup", "logs", "evaluation"}
+RUN_CONFIG_KEYS = {"preset", "epochs", "batch_size", "seed"}
+
+
 def default_output_dir(config, root="runs"):
     """`runs/<preset>`, or the first `runs/<preset>-N` that is free or holds
     an unfinished run of this very configuration (which is then resumed)."""
@@ -331,19 +339,21 @@ def run_state(path):
     (`None` in folders made before `layout.json`), whether it finished."""
     config_path = os.path.join(path, "config.json")
     layout_path = os.path.join(path, "layout.json")
+    fix = "fix or move it, or choose another --output-dir."
     saved = layout = None
     if os.path.isfile(config_path):
-        with open(config_path) as f:
-            saved = {
-                k: v for k, v in json.load(f).items() if k not in TrainConfig.PLACEMENT_KEYS
-            }
+        saved = read_json_object(config_path, "--output-dir: the run's settings", fix)
+        if not RUN_CONFIG_KEYS <= set(saved):  # another program's config.json
+            saved = None
+    if saved is not None:
+        saved = {k: v for k, v in saved.items() if k not in TrainConfig.PLACEMENT_KEYS}
         # A setting added after the run was made has its default there.
         saved = {**TrainConfig().identity(), **saved}
     if os.path.isfile(layout_path):
-        with open(layout_path) as f:
-            # An argument added after the run was made builds what the
-            # code of that time did: its default.
-            layout = _json_form({**LAYOUT_DEFAULTS, **json.load(f)})
+        # An argument added after the run was made builds what the code of
+        # that time did: its default.
+        layout = _json_form({**LAYOUT_DEFAULTS, **read_json_object(
+            layout_path, "--output-dir: the run's network", fix)})
     finished = os.path.isfile(os.path.join(path, "metrics.json"))
     return {"config": saved, "layout": layout, "finished": finished,
             "unfinished": saved is not None and not finished}
@@ -372,6 +382,13 @@ def prepare_run_dir(config, overwrite=False):
                 "choose another folder."
             )
         if overwrite:
+            foreign = sorted(name for name in os.listdir(path) if name not in RUN_ENTRIES
+                             and not name.endswith(".partial") and not name.startswith(".partial."))
+            if foreign:
+                raise ConfigError(
+                    f"--output-dir {path} holds files that no run writes ({', '.join(foreign[:5])}), "
+                    "which --overwrite would delete; move them out or choose another folder."
+                )
             shutil.rmtree(path)
         elif state["config"] != identity:
             changed = sorted(
@@ -412,9 +429,18 @@ def _trim_history(csv_path, epochs):
     once."""
     if not os.path.isfile(csv_path):
         return
-    with open(csv_path) as f:
+    with open(csv_path, errors="replace") as f:
         lines = f.read().splitlines()
-    kept = lines[:1] + [line for line in lines[1:] if line and int(line.split(",")[0]) < epochs]
+    kept = lines[:1]
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            if line and int(line.split(",")[0]) < epochs:
+                kept.append(line)
+        except ValueError:
+            raise ConfigError(
+                f"{csv_path}, line {number}, is not a row of epoch figures ({line[:40]!r}); "
+                "delete that line (the backup holds the training) and run again."
+            ) from None
     with open(csv_path, "w") as f:
         f.write("\n".join(kept) + "\n")
 

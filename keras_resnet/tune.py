@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -412,9 +413,17 @@ def write_results(rows, project_dir):
 
 def check_project(project_dir, settings, overwrite=False):
     """Refuses to continue a search of other settings in `project_dir`;
-    records `settings` there (the chief or a single process only)."""
+    records `settings` there (the chief or a single process only). With
+    `overwrite`, deletes the search there first, and refuses to delete a
+    folder that holds none."""
     path = os.path.join(project_dir, SEARCH_FILE)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
+    if overwrite and os.path.isdir(project_dir) and os.listdir(project_dir) \
+            and not os.path.isfile(path):
+        raise ConfigError(
+            f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), which "
+            "--overwrite would delete; choose another --project-name or --directory."
+        )
     if os.path.isfile(path) and not overwrite:
         with open(path) as f:
             saved = json.load(f)
@@ -426,6 +435,8 @@ def check_project(project_dir, settings, overwrite=False):
                 "continue it, or choose another --project-name, or pass --overwrite."
             )
     if not _is_worker():
+        if overwrite:  # here, not in KerasTuner: it would delete SEARCH_FILE too
+            shutil.rmtree(project_dir, ignore_errors=True)
         os.makedirs(project_dir, exist_ok=True)
         write_json_atomic(path, settings)
 
@@ -490,7 +501,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     hypermodel = _hypermodel_class()(config, **space)
     try:
         tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
-                            directory, project_name, overwrite)
+                            directory, project_name, overwrite=False)  # done by check_project
     except FailedTrialError as e:  # building the smallest network of the space
         raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
 

@@ -86,6 +86,14 @@ def test_labels_out_of_range(fake_cifar):
         data.load_cifar10(fake_cifar)
 
 
+def test_an_empty_test_batch_is_refused_before_training(fake_cifar):
+    # Keras' `predict` failed on it after every epoch had trained.
+    rewrite_batch(fake_cifar, "test_batch", {
+        b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
+    with pytest.raises(DataError, match="no images in test_batch"):
+        data.load_cifar10(fake_cifar)
+
+
 def test_wrong_count(fake_cifar):
     rewrite_batch(fake_cifar, "data_batch_5", {
         b"data": np.zeros((7, 3072), np.uint8), b"labels": [0] * 7})

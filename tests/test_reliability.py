@@ -360,6 +360,55 @@ def test_failure_after_fit_resumes_instead_of_retraining(fake_cifar, tmp_path, m
     assert not (tmp_path / "run" / "backup").exists()
 
 
+def test_overwrite_never_deletes_what_a_run_did_not_write(fake_cifar, tmp_path, capsys):
+    # Another program's folder with a config.json of its own, and a run
+    # folder the user put a file in.
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "config.json").write_text('{"name": "my-app"}')
+    (app / "src" / "main.py").write_text("print('hello')")
+    run = tmp_path / "run"
+    code, _, _ = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "1",
+                                 "--stage-filters", "8,8,8,8", "--no-export",
+                                 "--output-dir", str(run)], capsys)
+    assert code == 0
+    (run / "notes.txt").write_text("what I saw")
+    for folder, message in ((app, "holds no keras-resnet run"),
+                            (run, "holds files that no run writes (notes.txt)")):
+        code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25",
+                                       "--output-dir", str(folder), "--overwrite"], capsys)
+        assert code == 2
+        assert message in err.strip().splitlines()[-1]
+    assert (app / "src" / "main.py").read_text() == "print('hello')"
+    assert (run / "notes.txt").read_text() == "what I saw"
+    assert (run / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--output-dir", ""], "--output-dir is empty"),
+    (["--resume", "RUN", "--overwrite"], "--resume continues the run in its own folder, with "
+                                         "its own settings; drop --overwrite"),
+    (["--resume", "RUN", "--output-dir", "OTHER"], "drop --output-dir"),
+    (["--resume", "RUN"], "the run's settings RUN/config.json cannot be read (JSONDecodeError"),
+    (["--output-dir", "RUN"], "the run's settings RUN/config.json cannot be read"),
+    (["--config", "BAD"], "--config BAD cannot be read (UnicodeDecodeError"),
+])
+def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
+        fake_cifar, tmp_path, capsys, argv, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"epochs": ')  # cut short
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe{bad")
+    names = {"RUN": str(run), "OTHER": str(tmp_path / "other"), "BAD": str(tmp_path / "bad.json")}
+    argv = [names.get(a, a) for a in argv]
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", *argv], capsys)
+    assert code == 2
+    last = err.strip().splitlines()
+    assert len(last) == 1 and message.replace("RUN", str(run)).replace(
+        "BAD", names["BAD"]) in last[0], err
+    assert (run / "config.json").read_text() == '{"epochs": '  # as it was
+
+
 def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):
     from keras_resnet import presets, training
     from keras_resnet.config import ConfigError, TrainConfig

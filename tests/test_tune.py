@@ -238,6 +238,17 @@ def test_a_project_of_other_settings_is_not_continued(tmp_path):
     tune.check_project(str(tmp_path), {"tuner": "random", "widths": ((8, 16),)})
     with pytest.raises(ConfigError, match=r"other settings \(tuner, widths\)"):
         tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
+    (tmp_path / "trial_0").mkdir()  # KerasTuner's
+    tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]}, overwrite=True)
+    assert os.listdir(tmp_path) == [tune.SEARCH_FILE]  # started over, the settings recorded
+    tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})  # continues
+
+
+def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds no keras-resnet search .* --overwrite would delete"):
+        tune.check_project(str(tmp_path), {"tuner": "random"}, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_each_trial_of_a_whitening_preset_fits_its_stem(cifar, tmp_path, monkeypatch):
