@@ -91,6 +91,10 @@ def _read_batch(path, expected_count):
             f"CIFAR-10 file {path}: data has shape {data.shape}, expected "
             "(N, 3072) (32x32 RGB, channel-major rows)."
         )
+    if labels.size and labels.dtype.kind not in "iu":
+        raise DataError(
+            f"CIFAR-10 file {path}: labels have dtype {labels.dtype}, expected integers 0-9."
+        )
     if labels.shape != (data.shape[0],):
         raise DataError(
             f"CIFAR-10 file {path}: {labels.size} labels for "
@@ -118,16 +122,18 @@ def load_python_folder(data_dir):
             f"${DATA_DIR_ENV}) to a folder holding data_batch_1..5 and test_batch."
         )
     meta = _read_pickle(os.path.join(data_dir, META_FILE))
+    meta_path = os.path.join(data_dir, META_FILE)
     expected = meta.get(b"num_cases_per_batch") if isinstance(meta, dict) else None
+    if expected is not None and not isinstance(expected, int):
+        raise DataError(f"{meta_path}: num_cases_per_batch is {expected!r}, expected an integer.")
     names = meta.get(b"label_names") if isinstance(meta, dict) else None
-    class_names = (
-        tuple(n.decode() for n in names) if names else CLASS_NAMES
-    )
+    try:  # bytes, as the original pickles them, or str
+        class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) \
+            if names else CLASS_NAMES
+    except UnicodeDecodeError as e:
+        raise DataError(f"{meta_path}: label_names are not UTF-8 ({e}).") from None
     if len(class_names) != len(CLASS_NAMES):
-        raise DataError(
-            f"{os.path.join(data_dir, META_FILE)} names {len(class_names)} "
-            "classes, expected 10."
-        )
+        raise DataError(f"{meta_path} names {len(class_names)} classes, expected 10.")
     train = [_read_batch(os.path.join(data_dir, f), expected) for f in TRAIN_FILES]
     x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
     x_train = np.concatenate([x for x, _ in train])

@@ -94,6 +94,37 @@ def test_an_empty_test_batch_is_refused_before_training(fake_cifar):
         data.load_cifar10(fake_cifar)
 
 
+def test_label_names_pickled_as_str_load(fake_cifar):
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="bytes")
+    names = [n.decode() for n in meta[b"label_names"]]
+    with open(path, "wb") as f:
+        pickle.dump({**meta, b"label_names": names}, f)
+    assert data.load_cifar10(fake_cifar).class_names == tuple(names)
+
+
+def test_a_count_that_is_not_an_integer_is_named(fake_cifar):
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="bytes")
+    with open(path, "wb") as f:  # was "20 images, expected 20"
+        pickle.dump({**meta, b"num_cases_per_batch": "20"}, f)
+    with pytest.raises(DataError, match="num_cases_per_batch is '20', expected an integer"):
+        data.load_cifar10(fake_cifar)
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([5.7] * 20, "labels have dtype float64, expected integers 0-9"),
+    (["cat"] * 20, "labels have dtype <U3, expected integers 0-9"),
+])
+def test_labels_that_are_not_integers_are_refused(fake_cifar, labels, message):
+    # Float labels were truncated silently; strings failed inside numpy.
+    rewrite_batch(fake_cifar, "data_batch_2", {b"labels": labels})
+    with pytest.raises(DataError, match=f"data_batch_2: {message}"):
+        data.load_cifar10(fake_cifar)
+
+
 def test_wrong_count(fake_cifar):
     rewrite_batch(fake_cifar, "data_batch_5", {
         b"data": np.zeros((7, 3072), np.uint8), b"labels": [0] * 7})
