@@ -221,8 +221,12 @@ class TrainConfig:
             fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
-        if self.export and not _can_create_folder(self.export_dir):
-            fail(f"--export-dir {self.export_dir!r} cannot be created or written to.")
+        if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
+            fail(
+                f"--export-dir {self.export_dir!r} with --model-name {self.model_name!r}: "
+                f"{os.path.join(self.export_dir, self.model_name)!r} cannot be created or "
+                "written to as a folder."
+            )
         if self.data_dir is not None and not os.path.isdir(self.data_dir):
             fail(
                 f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
@@ -310,7 +314,7 @@ def write_json_atomic(path, payload):
     os.replace(tmp, path)
 
 
-def _can_create_folder(path):
+def can_create_folder(path):
     """Whether `path` is a writable folder or could be created as one."""
     path = os.path.abspath(path)
     while not os.path.exists(path):

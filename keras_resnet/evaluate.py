@@ -26,6 +26,7 @@ from keras_resnet.classifier import NUM_CLASSES
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
+from keras_resnet.config import can_create_folder
 from keras_resnet.data import CLASS_NAMES
 
 
@@ -398,6 +399,8 @@ def main(argv=None):
     output_dir = args.output_dir or default_output_dir(
         model.path if kind == "saved_model" else args.model, run_dir
     )
+    if not can_create_folder(output_dir):
+        return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
     os.makedirs(output_dir, exist_ok=True)
     class_names = cifar.class_names
     metrics, probabilities = evaluate(

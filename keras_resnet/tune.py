@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
+from keras_resnet.config import can_create_folder  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
@@ -416,6 +417,11 @@ def check_project(project_dir, settings, overwrite=False):
     records `settings` there (the chief or a single process only). With
     `overwrite`, deletes the search there first, and refuses to delete a
     folder that holds none."""
+    if not can_create_folder(project_dir):
+        raise ConfigError(
+            f"{project_dir} (--directory, --project-name) cannot be created or written to "
+            "as a folder."
+        )
     path = os.path.join(project_dir, SEARCH_FILE)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
     if overwrite and os.path.isdir(project_dir) and os.listdir(project_dir) \

@@ -193,6 +193,15 @@ def test_cli_rejects_a_file_that_is_not_a_model(tmp_path, capsys, fake_cifar):
     assert ".keras" in _error_line(capsys, ["--model", str(notes), "--data-dir", fake_cifar])
 
 
+def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, fake_cifar):
+    tiny_model.save(str(tmp_path / "m.keras"))
+    (tmp_path / "report").write_text("mine")
+    line = _error_line(capsys, ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
+                                "--output-dir", str(tmp_path / "report")])
+    assert "--output-dir" in line and "cannot be created or written to as a folder" in line
+    assert (tmp_path / "report").read_text() == "mine"
+
+
 def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
     (tmp_path / "empty").mkdir()
     line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])

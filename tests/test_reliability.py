@@ -409,6 +409,22 @@ def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
     assert (run / "config.json").read_text() == '{"epochs": '  # as it was
 
 
+def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_path, capsys):
+    # The export folder was found to be a file only after training.
+    from keras_resnet import tune
+    from keras_resnet.config import ConfigError
+
+    (tmp_path / "keras_resnet").write_text("not a folder")
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25",
+                                   "--export-dir", str(tmp_path),
+                                   "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "cannot be created or written to as a folder" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="cannot be created or written to as a folder"):
+        tune.check_project(str(tmp_path / "keras_resnet" / "resnet"), {"tuner": "random"})
+
+
 def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):
     from keras_resnet import presets, training
     from keras_resnet.config import ConfigError, TrainConfig
