@@ -121,8 +121,8 @@ def load_python_folder(data_dir):
             f"CIFAR-10 folder not found: {data_dir}. Pass --data-dir (or set "
             f"${DATA_DIR_ENV}) to a folder holding data_batch_1..5 and test_batch."
         )
-    meta = _read_pickle(os.path.join(data_dir, META_FILE))
     meta_path = os.path.join(data_dir, META_FILE)
+    meta = _read_pickle(meta_path)
     expected = meta.get(b"num_cases_per_batch") if isinstance(meta, dict) else None
     if expected is not None and not isinstance(expected, int):
         raise DataError(f"{meta_path}: num_cases_per_batch is {expected!r}, expected an integer.")
