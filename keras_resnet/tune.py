@@ -35,6 +35,7 @@ from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import can_create_folder  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
+from keras_resnet.config import read_json_object  # noqa: E402
 from keras_resnet.config import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
@@ -431,8 +432,7 @@ def check_project(project_dir, settings, overwrite=False):
             "--overwrite would delete; choose another --project-name or --directory."
         )
     if os.path.isfile(path) and not overwrite:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
         changed = sorted(k for k in settings if saved.get(k) != settings[k])
         if changed:
             raise ConfigError(

@@ -242,6 +242,9 @@ def test_a_project_of_other_settings_is_not_continued(tmp_path):
     tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]}, overwrite=True)
     assert os.listdir(tmp_path) == [tune.SEARCH_FILE]  # started over, the settings recorded
     tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})  # continues
+    (tmp_path / tune.SEARCH_FILE).write_text('{"tuner": ')  # cut short
+    with pytest.raises(ConfigError, match=r"search's settings .* cannot be read \(JSONDecodeError"):
+        tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
 
 
 def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
