@@ -22,6 +22,10 @@ from keras_resnet.presets import NUM_CLASSES
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import preset_layout
 
+# How far from 1 a loaded classifier's probabilities may sum (float32 and
+# bfloat16 rounding).
+PROBABILITY_SUM_TOLERANCE = 1e-2
+
 
 def _check_positive_ints(name, values):
     if not values or not all(isinstance(v, int) and v > 0 for v in values):
@@ -245,7 +249,7 @@ def load_model(path):
 
     Raises:
         ValueError: the file is missing, not a Keras archive, or not a
-            32x32x3 -> 10-class classifier.
+            32x32x3 -> 10-class classifier of probabilities.
     """
     import os
 
@@ -270,10 +274,24 @@ def load_model(path):
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from None
     model = inference_model(model)
+    expected = f"expected (None, 32, 32, 3) to (None, {NUM_CLASSES})"
+    for side, value in (("input", model.input), ("output", model.output)):
+        if keras.tree.is_nested(value):
+            raise ValueError(
+                f"{path} is not a CIFAR-10 classifier: its {side} is a "
+                f"{type(value).__name__} of {len(value)}, not one array; {expected}."
+            )
     if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != NUM_CLASSES:
         raise ValueError(
             f"{path} is not a CIFAR-10 classifier: it maps "
-            f"{model.input_shape} to {model.output_shape}, expected "
-            f"(None, 32, 32, 3) to (None, {NUM_CLASSES})."
+            f"{model.input_shape} to {model.output_shape}, {expected}."
+        )
+    # Accuracy reads the same from logits, but the loss, the confidences
+    # and an export's `probabilities` would not.
+    row = keras.ops.convert_to_numpy(model(keras.ops.zeros((1, *IMAGE_SHAPE)), training=False))[0]
+    if row.min() < 0 or abs(float(row.sum()) - 1) > PROBABILITY_SUM_TOLERANCE:
+        raise ValueError(
+            f"{path} does not output class probabilities (one image's outputs sum to "
+            f"{float(row.sum()):.3g}, not 1): end the model with a softmax, as build_model does."
         )
     return model

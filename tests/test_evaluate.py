@@ -193,6 +193,30 @@ def test_cli_rejects_a_file_that_is_not_a_model(tmp_path, capsys, fake_cifar):
     assert ".keras" in _error_line(capsys, ["--model", str(notes), "--data-dir", fake_cifar])
 
 
+def _foreign_classifier(path, head):
+    """Saves a small model of 32x32x3 images whose output is `head(x)`."""
+    import keras
+
+    images = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(images)
+    keras.Model(images, head(features)).save(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("head, message", [
+    (lambda x: {"probabilities": __import__("keras").layers.Dense(10, activation="softmax")(x)},
+     "its output is a dict of 1, not one array"),
+    (lambda x: __import__("keras").layers.Dense(10)(x),
+     "does not output class probabilities"),
+])
+def test_cli_rejects_a_model_that_is_not_one_classifier_of_probabilities(
+        tmp_path, capsys, fake_cifar, head, message):
+    model = _foreign_classifier(tmp_path / "foreign.keras", head)
+    line = _error_line(capsys, ["--model", model, "--data-dir", fake_cifar])
+    assert "foreign.keras" in line and message in line, line
+    assert not (tmp_path / "evaluation").exists()
+
+
 def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, fake_cifar):
     tiny_model.save(str(tmp_path / "m.keras"))
     (tmp_path / "report").write_text("mine")
