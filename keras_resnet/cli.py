@@ -1,14 +1,41 @@
 """What the command lines share: one-line errors and argument types."""
 
 import argparse
+import importlib.util
+import os
+
+# Keras' backends and the package each one imports.
+KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
+                  "numpy": "numpy", "openvino": "openvino"}
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one clear line and exit status 2
-    (not the usage block)."""
+    (not the usage block), and which checks `$KERAS_BACKEND` with the
+    arguments, before Keras loads: Keras' own error is a traceback."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed = super().parse_known_args(args, namespace)
+        problem = keras_backend_problem(os.environ.get("KERAS_BACKEND"))
+        if problem:
+            self.error(problem)
+        return parsed
+
+
+def keras_backend_problem(backend):
+    """Why Keras cannot load `backend` (a `$KERAS_BACKEND` value), or None."""
+    if not backend:
+        return None
+    if backend not in KERAS_BACKENDS:
+        return (f"KERAS_BACKEND={backend!r} is not a Keras backend; use one of "
+                f"{', '.join(KERAS_BACKENDS)}, or unset it for tensorflow.")
+    if importlib.util.find_spec(KERAS_BACKENDS[backend]) is None:
+        return (f"KERAS_BACKEND={backend} needs the {KERAS_BACKENDS[backend]} package, which "
+                f"is not installed: pip install {KERAS_BACKENDS[backend]}, or choose another backend.")
+    return None
 
 
 def int_at_least(minimum):

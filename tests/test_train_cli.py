@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from tests.conftest import call_main
 from tests.conftest import run_python
 
 
@@ -53,6 +54,34 @@ def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_keras_backend_is_one_line_before_keras_loads(tmp_path):
+    out = run_python(["train.py", "--output-dir", str(tmp_path / "run")], env={"KERAS_BACKEND": "bogus"})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["train.py: error: KERAS_BACKEND='bogus' is not a Keras backend; use one of "
+                     "tensorflow, jax, torch, numpy, openvino, or unset it for tensorflow."], out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_command_checks_the_keras_backend(monkeypatch, capsys, tmp_path):
+    import train
+    from keras_resnet import bench, cli, evaluate, export, predict, tune
+
+    monkeypatch.setitem(cli.KERAS_BACKENDS, "torch", "no_such_package_for_this_test")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    model = str(tmp_path / "m.keras")
+    for main, argv in ((train.main, []), (evaluate.main, ["--model", model]),
+                       (export.main, [model]), (predict.main, ["--model", model, "cat.png"]),
+                       (tune.main, []), (bench.main, [])):
+        code, out, err = call_main(main, argv, capsys)
+        assert code == 2 and err.splitlines() == [
+            f"{err.split(':')[0]}: error: KERAS_BACKEND=torch needs the no_such_package_for_this_test "
+            "package, which is not installed: pip install no_such_package_for_this_test, or "
+            "choose another backend."], (main, err)
+    assert not os.listdir(tmp_path)
+    assert cli.keras_backend_problem("jax") is None and cli.keras_backend_problem(None) is None
 
 
 def test_a_preset_brings_its_recipe_and_flags_override_it():
