@@ -7,6 +7,7 @@ from callbacks.checkpoint import CheckpointSchedule
 from callbacks.checkpoint import ScheduledBackupAndRestore
 from callbacks.checkpoint import backup_epochs
 from callbacks.checkpoint import recover_backup
+from callbacks.checkpoint import roll_back_backup
 from callbacks.divergence import StopOnDivergence
 from callbacks.divergence import TrainingDiverged
 from callbacks.history import HistoryCSVLogger

@@ -253,6 +253,44 @@ def recover_backup(backup_dir):
     return previous
 
 
+def roll_back_backup(backup_dir, epochs):
+    """Takes the backup in `backup_dir` back to the one before it, which
+    must hold `epochs` (0: there is none before it), and says so on stderr.
+
+    Several JAX processes train one run, each backing up into its own run
+    folder after every epoch; a kill can catch one after its backup of an
+    epoch and another before it. They must resume from the same epoch, the
+    one every process has: the process ahead goes back one backup (it
+    trains that epoch again, on the same data).
+
+    Raises:
+        BackupUnreadable: the backup before the latest does not hold
+            `epochs`.
+    """
+    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
+    metadata = os.path.join(backup_dir, BACKUP_METADATA)
+    previous_weights, previous_metadata = weights + ".bkp", metadata + ".bkp"
+    latest = backup_epochs(backup_dir)
+    previous = (_read_backup(previous_weights, previous_metadata)[0]
+                if os.path.exists(previous_weights) or os.path.exists(previous_metadata) else 0)
+    if previous != epochs:
+        raise BackupUnreadable(
+            f"the backup in {backup_dir} is after epoch {latest}, and the one before it is not "
+            f"after epoch {epochs}, where another process of the run resumes"
+        )
+    if epochs:
+        _copy_atomically(previous_weights, weights)
+        _copy_atomically(previous_metadata, metadata)
+    else:  # its first backup: there is none before it
+        for path in (metadata, weights):  # the record first, as in recover_backup
+            os.remove(path)
+    print(
+        f"The backup in {backup_dir} is after epoch {latest}, but another process of the run "
+        f"stopped before backing that epoch up; resuming every process after epoch {epochs}.",
+        file=sys.stderr,
+    )
+
+
 class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore`, backing up only when `schedule` says
     checkpoints are due (on the epoch's end; other `save_freq` values are not

@@ -31,6 +31,7 @@ from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
 from callbacks import recover_backup
+from callbacks import roll_back_backup
 from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import ConfigError
@@ -458,10 +459,27 @@ def _best_in_history(csv_path, monitor):
     return max(values) if values else None
 
 
+def agree_on_resumed_epoch(backup_dir, epochs):
+    """The epoch every process of a multi-process JAX run resumes after: the
+    lowest that any of their backups holds. A process whose backup is ahead
+    goes back to the one before it (`callbacks.roll_back_backup`). Resumed
+    from different epochs, the processes would take their steps together
+    with the data and learning rates of different epochs, and run
+    different numbers of them."""
+    from jax.experimental import multihost_utils
+
+    lowest = int(np.min(multihost_utils.process_allgather(np.int32(epochs))))
+    if lowest < epochs:
+        roll_back_backup(backup_dir, lowest)
+    return lowest
+
+
 def make_callbacks(config, run_dir, monitor):
     backup_dir = os.path.join(run_dir, "backup")
     csv_path = os.path.join(run_dir, "history.csv")
     resumed_from = recover_backup(backup_dir)
+    if config.several_processes:
+        resumed_from = agree_on_resumed_epoch(backup_dir, resumed_from)
     _trim_history(csv_path, resumed_from)
     # Order matters: the loggers add to the epoch's logs before
     # `history.csv` and TensorBoard get them, and the backup (the point a

@@ -200,6 +200,41 @@ def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_processes_resume_after_the_epoch_that_every_one_backed_up(tmp_path):
+    # A kill caught process 0 after its backup of epoch 3 and process 1
+    # before it: both must resume after epoch 2.
+    from tests.test_checkpoints import back_up_three_epochs
+
+    backup, _, _ = back_up_three_epochs(tmp_path / "run0")
+    (tmp_path / "run1" / "backup").mkdir(parents=True)
+    for name in ("latest.weights.h5", "training_metadata.json"):
+        with open(os.path.join(backup, name + ".bkp"), "rb") as f:
+            (tmp_path / "run1" / "backup" / name).write_bytes(f.read())
+    (tmp_path / "run0" / "history.csv").write_text("epoch,loss\n0,2.3\n1,2.2\n2,2.1\n")
+    (tmp_path / "run1" / "history.csv").write_text("epoch,loss\n0,2.3\n1,2.2\n")
+    script = (
+        "import sys; from keras_resnet import training; from keras_resnet.config import TrainConfig; "
+        "config = TrainConfig(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2])); "
+        "training.distribution_scope(config); "
+        "print(training.make_callbacks(config, sys.argv[3], 'accuracy')[1])"
+    )
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, address, str(i), str(tmp_path / f"run{i}")],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    for p, (stdout, stderr) in zip(processes, outputs):
+        assert p.returncode == 0 and stdout.split()[-1] == "2", stderr[-3000:]  # after JAX's lines
+    assert "is after epoch 3, but another process of the run stopped before" in outputs[0][1]
+    for run in ("run0", "run1"):
+        with open(tmp_path / run / "backup" / "training_metadata.json") as f:
+            assert json.load(f)["epoch"] == 2
+        assert (tmp_path / run / "history.csv").read_text().splitlines() == ["epoch,loss", "0,2.3", "1,2.2"]
+
+
 def test_several_processes_augment_on_the_device_and_refuse_host(monkeypatch):
     from keras_resnet.config import ConfigError
     from keras_resnet.config import TrainConfig

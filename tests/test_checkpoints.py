@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from callbacks import AtomicModelCheckpoint, CheckpointSchedule, ScheduledBackupAndRestore
+from callbacks import BackupUnreadable
+from callbacks import backup_epochs
 from callbacks import recover_backup
+from callbacks import roll_back_backup
 from keras_resnet import load_model
 from tests.conftest import poison_logits_at, tiny_model_and_batch
 
@@ -185,6 +188,26 @@ def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, 
     assert backup_weights_equal(model, backup, weights[1])
     assert recover_backup(backup) == 2  # the same weights twice: nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_process_ahead_of_the_others_rolls_back_one_backup(tmp_path, capsys):
+    backup, model, weights = back_up_three_epochs(tmp_path)
+    with pytest.raises(BackupUnreadable, match="is after epoch 3, and the one before it is not after epoch 1"):
+        roll_back_backup(backup, 1)  # the backup before holds epoch 2, not 1
+    assert backup_epochs(backup) == 3 and backup_weights_equal(model, backup, weights[2])
+
+    roll_back_backup(backup, 2)
+    assert "is after epoch 3, but another process of the run stopped before" in capsys.readouterr().err
+    assert backup_epochs(backup) == 2 and backup_weights_equal(model, backup, weights[1])
+    assert recover_backup(backup) == 2  # whole, and quiet
+    assert capsys.readouterr().err == ""
+
+    with pytest.raises(BackupUnreadable, match="the one before it is not after epoch 0"):
+        roll_back_backup(backup, 0)
+    for name in ("latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        os.remove(os.path.join(backup, name))  # as after the first backup
+    roll_back_backup(backup, 0)  # another process had backed nothing up
+    assert os.listdir(backup) == [] and recover_backup(backup) == 0
 
 
 def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, tmp_path):
