@@ -205,7 +205,9 @@ def recover_backup(backup_dir):
       replaces it, the unreadable files kept as `*.unreadable`;
     - both record the same epoch but their weights differ: the run stopped
       between writing the latest weights and their record, so the weights
-      are newer than the epoch says; the previous backup replaces them.
+      are newer than the epoch says; the previous backup replaces them;
+    - the first backup stopped so, leaving weights without a record: the run
+      starts over, the weights kept as `*.unreadable`.
 
     Args:
         backup_dir: str. The folder of the run's `ScheduledBackupAndRestore`.
@@ -233,6 +235,15 @@ def recover_backup(backup_dir):
             f"of the epoch; resuming from the one before it, after epoch {previous}.",
             file=sys.stderr,
         )
+    elif not any(map(os.path.exists, (metadata, previous_weights, previous_metadata))):
+        # The first backup stopped between its weights and its record.
+        os.replace(weights, weights + ".unreadable")
+        print(
+            f"The first backup in {backup_dir} stopped before its record of the epoch was "
+            f"written; its weights are kept as *.unreadable, and the run starts over.",
+            file=sys.stderr,
+        )
+        return 0
     elif previous_problem is None:
         # The record first: a stop midway leaves the latest backup unreadable still.
         for path in (metadata, weights):

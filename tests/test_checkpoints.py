@@ -190,6 +190,18 @@ def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, 
     assert capsys.readouterr().err == ""
 
 
+def test_a_first_backup_stopped_before_its_record_starts_over(tmp_path, capsys):
+    # A stop between the weights and the record of the very first backup:
+    # there is no epoch to resume from, and nothing lost but that epoch.
+    backup, _, _ = back_up_three_epochs(tmp_path)
+    for name in ("training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"):
+        os.remove(os.path.join(backup, name))
+    assert recover_backup(backup) == 0
+    assert "The first backup in" in capsys.readouterr().err
+    assert os.listdir(backup) == ["latest.weights.h5.unreadable"]  # kept, not deleted
+    assert recover_backup(backup) == 0 and capsys.readouterr().err == ""
+
+
 def test_a_process_ahead_of_the_others_rolls_back_one_backup(tmp_path, capsys):
     backup, model, weights = back_up_three_epochs(tmp_path)
     with pytest.raises(BackupUnreadable, match="is after epoch 3, and the one before it is not after epoch 1"):
