@@ -275,21 +275,21 @@ def load_model(path):
         ) from None
     model = inference_model(model)
     expected = f"expected (None, 32, 32, 3) to (None, {NUM_CLASSES})"
-    for side, value in (("input", model.input), ("output", model.output)):
-        if keras.tree.is_nested(value):
-            raise ValueError(
-                f"{path} is not a CIFAR-10 classifier: its {side} is a "
-                f"{type(value).__name__} of {len(value)}, not one array; {expected}."
-            )
     if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != NUM_CLASSES:
         raise ValueError(
             f"{path} is not a CIFAR-10 classifier: it maps "
             f"{model.input_shape} to {model.output_shape}, {expected}."
         )
+    outputs = model(keras.ops.zeros((1, *IMAGE_SHAPE)), training=False)
+    if keras.tree.is_nested(outputs):  # a dict of one passes the shape check
+        raise ValueError(
+            f"{path} is not a CIFAR-10 classifier: its output is a "
+            f"{type(outputs).__name__} of {len(outputs)}, not one array; {expected}."
+        )
     # Accuracy reads the same from logits, but the loss, the confidences
-    # and an export's `probabilities` would not.
-    row = keras.ops.convert_to_numpy(model(keras.ops.zeros((1, *IMAGE_SHAPE)), training=False))[0]
-    if row.min() < 0 or abs(float(row.sum()) - 1) > PROBABILITY_SUM_TOLERANCE:
+    # and an export's `probabilities` would not (nor from NaNs).
+    row = keras.ops.convert_to_numpy(outputs)[0]
+    if not (row.min() >= 0 and abs(float(row.sum()) - 1) <= PROBABILITY_SUM_TOLERANCE):
         raise ValueError(
             f"{path} does not output class probabilities (one image's outputs sum to "
             f"{float(row.sum()):.3g}, not 1): end the model with a softmax, as build_model does."

@@ -203,11 +203,16 @@ def _foreign_classifier(path, head):
     return str(path)
 
 
+def _dense(activation=None, bias=0.0):
+    import keras
+
+    return keras.layers.Dense(10, activation=activation, bias_initializer=keras.initializers.Constant(bias))
+
+
 @pytest.mark.parametrize("head, message", [
-    (lambda x: {"probabilities": __import__("keras").layers.Dense(10, activation="softmax")(x)},
-     "its output is a dict of 1, not one array"),
-    (lambda x: __import__("keras").layers.Dense(10)(x),
-     "does not output class probabilities"),
+    (lambda x: {"probabilities": _dense("softmax")(x)}, "its output is a dict of 1, not one array"),
+    (lambda x: _dense()(x), "does not output class probabilities"),
+    (lambda x: _dense("softmax", bias=float("nan"))(x), "outputs sum to nan, not 1"),
 ])
 def test_cli_rejects_a_model_that_is_not_one_classifier_of_probabilities(
         tmp_path, capsys, fake_cifar, head, message):
@@ -215,6 +220,18 @@ def test_cli_rejects_a_model_that_is_not_one_classifier_of_probabilities(
     line = _error_line(capsys, ["--model", model, "--data-dir", fake_cifar])
     assert "foreign.keras" in line and message in line, line
     assert not (tmp_path / "evaluation").exists()
+
+
+def test_a_sequential_classifier_from_elsewhere_loads(tmp_path):
+    import keras
+
+    from keras_resnet import load_model
+
+    path = str(tmp_path / "sequential.keras")
+    keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(10, activation="softmax")]).save(path)
+    probabilities = load_model(path).predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    assert probabilities.shape == (2, 10)
 
 
 def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, fake_cifar):
