@@ -96,7 +96,8 @@ def config_from_args(args):
     if "resume" not in args:  # the preset's recipe, under the file and flags
         from keras_resnet.presets import RECIPES
 
-        values = {**RECIPES.get(values.get("preset", "seed"), {}), **values}
+        preset = values.get("preset", "seed")  # from_dict names a preset that is no string
+        values = {**(RECIPES.get(preset, {}) if isinstance(preset, str) else {}), **values}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),
         ("coordinator_address", "KERAS_RESNET_COORDINATOR", str),

@@ -24,6 +24,10 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names it and the accepted values."""
 
 
+# Larger numbers are no setting (JSON's integers have no bound, and
+# float() of one past about 1e308 raises OverflowError).
+MAX_NUMBER = 1e300
+
 # What each field annotation accepts ("float" takes ints too).
 _KINDS = {
     "str": "str", "str | None": "str", "int": "int", "int | None": "int",
@@ -126,15 +130,18 @@ class TrainConfig:
                 f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
             )
         for key, value in values.items():
-            if value is None:
-                continue
             annotation = fields[key].type
-            kind = _KINDS[annotation.__name__ if isinstance(annotation, type) else str(annotation)]
+            annotation = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+            if value is None and annotation.endswith("| None"):
+                continue
+            kind = _KINDS[annotation]
             if not _is_kind(value, kind):
                 raise ConfigError(
                     f"{source}: {key} must be {kind}, got {value!r} "
                     f"({type(value).__name__})."
                 )
+            if kind in ("int", "float") and abs(value) > MAX_NUMBER:
+                raise ConfigError(f"{source}: {key} is out of range, got {str(value)[:20]}...")
         config = cls(**values)
         config.validate()
         return config

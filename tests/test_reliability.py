@@ -233,6 +233,10 @@ def test_bad_data_folder_exits_2(fake_cifar, tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     ({"epochs": 1, "widths": [1]}, "unknown setting(s) ['widths']"),
     ({"epochs": "ten"}, "epochs must be int, got 'ten'"),
+    ({"momentum": None}, "momentum must be float, got None"),  # only optional settings take null
+    ({"export": None}, "export must be bool, got None"),
+    ({"preset": ["seed"]}, "preset must be str, got ['seed']"),
+    ({"learning_rate": 10**400}, "learning_rate is out of range, got 10000000000000000000..."),
 ])
 def test_bad_config_json_exits_2(tmp_path, content, message):
     path = tmp_path / "config.json"
