@@ -228,6 +228,8 @@ class TrainConfig:
             fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
+        if self.export and model_name_problem(self.model_name):
+            fail(model_name_problem(self.model_name))
         if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
             fail(
                 f"--export-dir {self.export_dir!r} with --model-name {self.model_name!r}: "
@@ -297,6 +299,15 @@ def prepare_environment(config):
     """
     onednn = "0" if config.precision == "mixed_bfloat16" else "1"
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
+
+
+def model_name_problem(name):
+    """Why `name` cannot name an exported model (one folder under the
+    export root, the name TF Serving serves it under), or None."""
+    if name in ("", ".", "..") or "/" in name or os.sep in name:
+        return (f"--model-name {name!r} must be one folder name, such as keras_resnet (TF "
+                "Serving's model name); choose where it goes with --export-dir.")
+    return None
 
 
 def read_json_object(path, what, fix):

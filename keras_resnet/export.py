@@ -45,7 +45,14 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
 
     Returns:
         The path of the new version folder.
+
+    Raises:
+        ValueError: `model_name` is not one folder name.
     """
+    from keras_resnet.config import model_name_problem
+
+    if model_name_problem(model_name):
+        raise ValueError(model_name_problem(model_name))
     import keras
     import tensorflow as tf
 

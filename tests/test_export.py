@@ -174,3 +174,25 @@ def test_export_cli(exported, tmp_path):
         "params": exported.model.count_params(),
     }
     assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "/elsewhere", "a/b"])
+def test_a_model_name_that_is_not_one_folder_is_refused(tmp_path, capsys, name):
+    # "" and "." put the versions in the export root itself, ".." and an
+    # absolute path outside it.
+    from keras_resnet import build_model
+    from keras_resnet.config import ConfigError, TrainConfig
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    checkpoint = str(tmp_path / "m.keras")
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(checkpoint)
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(tmp_path / "e"), "--model-name", name],
+                               capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"python -m keras_resnet.export: error: --model-name {name!r} must be one "
+                                "folder name, such as keras_resnet (TF Serving's model name); choose where "
+                                "it goes with --export-dir."]
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+    with pytest.raises(ConfigError, match="must be one folder name"):
+        TrainConfig(model_name=name).validate()
