@@ -29,7 +29,17 @@ class ExportError(RuntimeError):
 def existing_versions(model_dir):
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
+    # isdigit() alone takes "²", which int() refuses.
+    return sorted(int(n) for n in os.listdir(model_dir) if n.isascii() and n.isdigit())
+
+
+def _readable_as_any_folder(path):
+    """Gives `path` the permissions `os.makedirs` would: `mkdtemp` makes its
+    folder private (0o700), which TF Serving, running as another user,
+    could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
 
 
 def export_saved_model(model, export_dir="saved_models", model_name="keras_resnet",
@@ -88,6 +98,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         os.makedirs(extra, exist_ok=True)
         with open(os.path.join(extra, "class_names.txt"), "w") as f:
             f.write("\n".join(class_names) + "\n")
+        _readable_as_any_folder(staging)
         while True:
             versions = existing_versions(model_dir)
             target = os.path.join(model_dir, str((versions[-1] if versions else 0) + 1))

@@ -157,6 +157,13 @@ def test_second_export_is_version_2_and_leaves_version_1(exported, real_data_dir
     assert path == str(exported.model_dir / "2")
     assert existing_versions(str(exported.model_dir)) == [1, 2]
     assert sorted(os.listdir(exported.model_dir)) == ["1", "2"]  # no staging left
+    os.mkdir(exported.model_dir / "\u00b2")  # a digit to str.isdigit(), not to int()
+    assert existing_versions(str(exported.model_dir)) == [1, 2]
+    os.rmdir(exported.model_dir / "\u00b2")
+    umask = os.umask(0)
+    os.umask(umask)
+    # As any folder the user makes: TF Serving may run as another user.
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
     assert tree_digest(exported.version_dir) == before
     assert tree_digest(path) != before
 
