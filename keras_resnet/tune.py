@@ -497,13 +497,17 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
         **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
     )
-    check_project(project_dir, settings, overwrite)
-
-    # Settings checked: now load Keras.
+    # Settings checked: now load Keras, and the data before the project
+    # records these settings (a split the data cannot give would otherwise
+    # leave a project that refuses the corrected command).
     from keras_tuner.errors import FailedTrialError
 
     from keras_resnet.training import prepare_data
 
+    data = {}
+    if not _is_chief():  # the chief hands out trials and trains nothing
+        _, data["train"], data["validation"] = prepare_data(config)
+    check_project(project_dir, settings, overwrite)
     hypermodel = _hypermodel_class()(config, **space)
     try:
         tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
@@ -511,9 +515,6 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     except FailedTrialError as e:  # building the smallest network of the space
         raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
 
-    data = {}
-    if not _is_chief():  # the chief hands out trials and trains nothing
-        _, data["train"], data["validation"] = prepare_data(config)
     tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
     results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
                "rejected_here": hypermodel.rejected}
@@ -607,6 +608,11 @@ def _distributed_env(args, parser):
             "(--tuner-id/$KERASTUNER_TUNER_ID, --oracle-port/$KERASTUNER_ORACLE_PORT); "
             f"got tuner id {os.environ.get('KERASTUNER_TUNER_ID')!r}, "
             f"port {os.environ.get('KERASTUNER_ORACLE_PORT')!r}."
+        )
+    if "KERASTUNER_ORACLE_IP" in os.environ and not has_port:  # KerasTuner raises deep inside
+        parser.error(
+            "the oracle address needs its port: pass --oracle-port (or $KERASTUNER_ORACLE_PORT) "
+            f"with --oracle-ip {os.environ['KERASTUNER_ORACLE_IP']!r}, and a --tuner-id."
         )
     if has_port:
         os.environ.setdefault("KERASTUNER_ORACLE_IP", "127.0.0.1")

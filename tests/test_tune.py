@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.conftest import call_main
 from tests.conftest import run_python
 from tests.conftest import run_train_main
 from tests.conftest import write_fake_cifar
@@ -218,6 +219,7 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
     (["--preset", "seed", "--dropouts", "1.5"], "Received: dropouts=[1.5]"),
     (["--preset", "seed", "--widths", "8/16"], "one non-empty list of positive ints per stage"),
     (["--tuner-id", "chief"], "needs both a tuner id and the oracle port"),
+    (["--oracle-ip", "10.0.0.1"], "the oracle address needs its port: pass --oracle-port"),
     (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
 ])
 def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp_path):
@@ -225,6 +227,15 @@ def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp
                      timeout=60)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr, out.stderr
+    assert not os.listdir(tmp_path)
+
+
+def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
+    # The project would record these settings and refuse the corrected
+    # command as "a search with other settings".
+    argv = [*TINY, "--data-dir", cifar, "--directory", str(tmp_path), "--project-name", "p"]
+    code, _, err = call_main(tune.main, [*argv, "--train-size", "64"], capsys)
+    assert code == 2 and "--validation-size 64 leaves no training images out of 64" in err, err
     assert not os.listdir(tmp_path)
 
 
