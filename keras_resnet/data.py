@@ -80,8 +80,11 @@ def _read_batch(path, expected_count):
     batch = _read_pickle(path)
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= set(batch):
         raise DataError(f"CIFAR-10 file {path} has no b'data' and b'labels'.")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"])
+    try:
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+    except ValueError as e:  # ragged lists
+        raise DataError(f"CIFAR-10 file {path}: data or labels are not an array ({e}).") from None
     if data.dtype != np.uint8:
         raise DataError(
             f"CIFAR-10 file {path}: data has dtype {data.dtype}, expected uint8."
@@ -127,6 +130,8 @@ def load_python_folder(data_dir):
     if expected is not None and not isinstance(expected, int):
         raise DataError(f"{meta_path}: num_cases_per_batch is {expected!r}, expected an integer.")
     names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if names is not None and not isinstance(names, (list, tuple)):
+        raise DataError(f"{meta_path}: label_names is {names!r}, expected a list of 10 names.")
     try:  # bytes, as the original pickles them, or str
         class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) \
             if names else CLASS_NAMES

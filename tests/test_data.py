@@ -104,6 +104,24 @@ def test_label_names_pickled_as_str_load(fake_cifar):
     assert data.load_cifar10(fake_cifar).class_names == tuple(names)
 
 
+@pytest.mark.parametrize("names", [5, "abcdefghij"])
+def test_label_names_that_are_no_list_are_refused(fake_cifar, names):
+    # 5 failed inside a generator; a string of ten letters made ten classes.
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="bytes")
+    with open(path, "wb") as f:
+        pickle.dump({**meta, b"label_names": names}, f)
+    with pytest.raises(DataError, match=f"label_names is {names!r}, expected a list of 10 names"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_ragged_data_is_named(fake_cifar):
+    rewrite_batch(fake_cifar, "data_batch_3", {b"data": [[1, 2]] + [[1]] * 19})
+    with pytest.raises(DataError, match=r"data_batch_3: data or labels are not an array"):
+        data.load_cifar10(fake_cifar)
+
+
 def test_a_count_that_is_not_an_integer_is_named(fake_cifar):
     path = os.path.join(fake_cifar, "batches.meta")
     with open(path, "rb") as f:
