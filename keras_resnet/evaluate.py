@@ -250,9 +250,11 @@ def read_history(path):
     without a single number (like `val_loss` of a run without validation)
     are left out."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
     columns = {}
-    for name in rows[0] if rows else ():
+    # The header's names: a row with more fields files the rest under None.
+    for name in reader.fieldnames if rows else ():
         try:
             # CSVLogger writes "NA" for a metric missing in some epoch.
             values = np.array(
@@ -362,16 +364,36 @@ def _display_name(model_path, model, kind):
     return f"{os.path.basename(model_path)} ({model.name})"
 
 
-def default_output_dir(model_path, run_dir):
+def default_output_dir(model_path, run_dir, model_arg=None):
     """`<run>/evaluation/<file stem>`, else `evaluation/<file stem or
-    model-version>`: one folder per model file, so reports never mix."""
+    model-version>`: one folder per model file, so reports never mix. A
+    folder that holds the report of another `--model` (`model_arg`, by
+    default `model_path`) is kept: then `-2`, `-3`, ... is added."""
     if run_dir and not os.path.isdir(model_path):
         stem = os.path.splitext(os.path.basename(model_path))[0]
-        return os.path.join(run_dir, "evaluation", stem)
-    if os.path.isdir(model_path):
-        return os.path.join("evaluation", saved_model_name(model_path))
-    stem = os.path.splitext(os.path.basename(model_path))[0]
-    return os.path.join("evaluation", stem)
+        base = os.path.join(run_dir, "evaluation", stem)
+    elif os.path.isdir(model_path):
+        base = os.path.join("evaluation", saved_model_name(model_path))
+    else:
+        base = os.path.join("evaluation", os.path.splitext(os.path.basename(model_path))[0])
+    index = 1
+    while True:
+        folder = base if index == 1 else f"{base}-{index}"
+        if _reported_model(folder) in (None, os.path.abspath(model_arg or model_path)):
+            return folder
+        index += 1
+
+
+def _reported_model(folder):
+    """The absolute path of the `--model` whose report `folder` holds, or
+    None."""
+    try:
+        with open(os.path.join(folder, "evaluation.json")) as f:
+            return os.path.abspath(json.load(f)["model"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another program's"
 
 
 def main(argv=None):
@@ -397,7 +419,7 @@ def main(argv=None):
 
     run_dir = args.run_dir or find_run_dir(args.model)
     output_dir = args.output_dir or default_output_dir(
-        model.path if kind == "saved_model" else args.model, run_dir
+        model.path if kind == "saved_model" else args.model, run_dir, args.model
     )
     if not can_create_folder(output_dir):
         return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")

@@ -158,6 +158,30 @@ def test_read_history_leaves_out_empty_columns(tmp_path):
     np.testing.assert_allclose(columns["loss"], [2.48, 2.38, 2.30])
 
 
+def test_read_history_reads_the_header_columns_of_a_row_with_more_fields(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,loss\n0,0.1,2.3,99\n1,0.2,2.0\n")  # was a TypeError
+    columns = ev.read_history(str(history))
+    assert sorted(columns) == ["accuracy", "epoch", "loss"]
+    np.testing.assert_allclose(columns["loss"], [2.3, 2.0])
+
+
+def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
+        tmp_path, capsys, monkeypatch, tiny_model, fake_cifar):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b"):  # no run folders: both report under evaluation/model
+        os.mkdir(folder)
+        tiny_model.save(os.path.join(folder, "model.keras"))
+    reports = []
+    for model in ("a/model.keras", "b/model.keras", "a/model.keras"):
+        assert ev.main(["--model", model, "--data-dir", fake_cifar]) == 0
+        reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output_dir"])
+    assert reports == [os.path.join("evaluation", "model"), os.path.join("evaluation", "model-2"),
+                       os.path.join("evaluation", "model")]  # a's own report, renewed
+    with open(os.path.join("evaluation", "model-2", "evaluation.json")) as f:
+        assert json.load(f)["model"] == "b/model.keras"
+
+
 def test_find_run_dir(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
