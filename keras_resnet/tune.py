@@ -514,6 +514,11 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
                             directory, project_name, overwrite=False)  # done by check_project
     except FailedTrialError as e:  # building the smallest network of the space
         raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
+    except json.JSONDecodeError as e:  # a file of KerasTuner's, cut short
+        raise ConfigError(
+            f"{project_dir}: KerasTuner's saved search cannot be read (JSONDecodeError: {e}); "
+            "pass --overwrite to start the search over, or choose another --project-name."
+        ) from None
 
     tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
     results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,

@@ -100,6 +100,18 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
     assert metrics["params"] == result["best_params"]
     assert metrics["epochs"] == 1 and metrics["export_path"]
 
+    # A file of KerasTuner's cut short (a crash mid-write): one line, kept.
+    oracle = os.path.join(project, "oracle.json")
+    with open(oracle, "r+") as f:
+        f.truncate(os.path.getsize(oracle) // 2)
+    cut = open(oracle).read()
+    code, _, err = call_main(tune.main, [*TINY, "--max-trials", "3", "--data-dir", cifar,
+                                         "--directory", str(tmp_path / "tuning")], capsys)
+    assert code == 2 and err.splitlines()[-1].startswith(
+        f"python -m keras_resnet.tune: error: {project}: KerasTuner's saved search cannot be read "
+        "(JSONDecodeError: "), err
+    assert open(oracle).read() == cut
+
 
 def test_over_cap_configurations_are_rejected_counted_and_never_trained(
     cifar, tmp_path, monkeypatch
