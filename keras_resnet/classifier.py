@@ -74,6 +74,11 @@ class SavedModelClassifier:
             tuple(n.decode("utf-8") for n in names()["class_names"].numpy())
             if names is not None else CLASS_NAMES
         )
+        if len(self.class_names) != NUM_CLASSES:
+            raise ModelError(
+                f"{path}: its class_names signature names {len(self.class_names)} classes, "
+                f"expected {NUM_CLASSES}."
+            )
 
     def __call__(self, images):
         """Probabilities of one batch, float32 numpy."""

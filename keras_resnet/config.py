@@ -209,6 +209,8 @@ class TrainConfig:
                 fail(f"--{name.replace('_', '-')} must be one of {list(choices)}, got {getattr(self, name)!r}.")
         if self.augment_on is not None and self.augment_on not in AUGMENT_PLACES:
             fail(f"--augment-on must be one of {list(AUGMENT_PLACES)}, got {self.augment_on!r}.")
+        if self.num_processes is not None and self.num_processes < 1:  # from $KERAS_RESNET_NUM_PROCESSES
+            fail(f"--num-processes must be a positive integer, got {self.num_processes!r}.")
         if self.several_processes:
             if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
                 fail(
@@ -238,7 +240,8 @@ class TrainConfig:
             )
         if self.data_dir is not None and not os.path.isdir(self.data_dir):
             fail(
-                f"--data-dir: no such folder {self.data_dir!r}; give a python-version "
+                f"--data-dir: {'a file, not a folder' if os.path.isfile(self.data_dir) else 'no such folder'}"
+                f" {self.data_dir!r}; give a python-version "
                 "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
             )
 

@@ -284,6 +284,21 @@ def test_cli_rejects_a_foreign_saved_model(tmp_path, capsys, fake_cifar):
     assert "not a keras-resnet SavedModel" in line
 
 
+def test_cli_rejects_a_saved_model_that_names_other_than_ten_classes(tmp_path, capsys, fake_cifar):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda images: {"probabilities": tf.fill([tf.shape(images)[0], 10], 0.1)},
+        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
+    module.names = tf.function(lambda: {"class_names": tf.constant(["a", "b", "c"])},
+                               input_signature=[])
+    tf.saved_model.save(module, str(tmp_path / "three"),
+                        signatures={"serving_default": module.serve, "class_names": module.names})
+    line = _error_line(capsys, ["--model", str(tmp_path / "three"), "--data-dir", fake_cifar])
+    assert "its class_names signature names 3 classes, expected 10" in line  # predict: IndexError
+
+
 def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
     from keras_resnet.export import export_saved_model
 

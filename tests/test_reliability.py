@@ -413,6 +413,16 @@ def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
     assert (run / "config.json").read_text() == '{"epochs": '  # as it was
 
 
+def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
+        fake_cifar, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KERAS_RESNET_NUM_PROCESSES", "-3")  # was accepted, as one process
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")],
+                                  capsys)
+    assert code == 2 and err.splitlines() == [
+        "train.py: error: --num-processes must be a positive integer, got -3."]
+    assert not (tmp_path / "run").exists()
+
+
 def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_path, capsys):
     # The export folder was found to be a file only after training.
     from keras_resnet import tune

@@ -47,6 +47,7 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     (["--crop-padding", "17"], "--crop-padding must be in [0, 16] pixels (0 = no random crop), got 17."),
     (["--cutout", "33"], "--cutout must be in [0, 32] pixels, the image's side (0 = off), got 33."),
     (["--flip", "sideways"], "--flip: invalid choice: 'sideways'"),
+    (["--data-dir", "train.py"], "--data-dir: a file, not a folder 'train.py'"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     out = run_python(["train.py", *flags, "--output-dir", str(tmp_path / "run")])
