@@ -186,11 +186,18 @@ def _read_backup(weights_path, metadata_path):
     return epochs, None
 
 
+def _backup_files(backup_dir):
+    """The latest backup's weights and record, and the previous one's."""
+    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
+    metadata = os.path.join(backup_dir, BACKUP_METADATA)
+    return weights, metadata, weights + ".bkp", metadata + ".bkp"
+
+
 def backup_epochs(backup_dir):
     """The epochs the latest backup in `backup_dir` holds; `None` when it
     cannot be read or there is none."""
-    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
-    return _read_backup(weights, os.path.join(backup_dir, BACKUP_METADATA))[0]
+    weights, metadata, _, _ = _backup_files(backup_dir)
+    return _read_backup(weights, metadata)[0]
 
 
 def recover_backup(backup_dir):
@@ -220,9 +227,7 @@ def recover_backup(backup_dir):
         BackupUnreadable: the latest backup cannot be read, and neither can
             the one before it (or there is none).
     """
-    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
-    metadata = os.path.join(backup_dir, BACKUP_METADATA)
-    previous_weights, previous_metadata = weights + ".bkp", metadata + ".bkp"
+    weights, metadata, previous_weights, previous_metadata = _backup_files(backup_dir)
     if not any(map(os.path.exists, (weights, metadata, previous_weights, previous_metadata))):
         return 0
     epochs, problem = _read_backup(weights, metadata)
@@ -278,9 +283,7 @@ def roll_back_backup(backup_dir, epochs):
         BackupUnreadable: the backup before the latest does not hold
             `epochs`.
     """
-    weights = os.path.join(backup_dir, BACKUP_WEIGHTS)
-    metadata = os.path.join(backup_dir, BACKUP_METADATA)
-    previous_weights, previous_metadata = weights + ".bkp", metadata + ".bkp"
+    weights, metadata, previous_weights, previous_metadata = _backup_files(backup_dir)
     latest = backup_epochs(backup_dir)
     previous = (_read_backup(previous_weights, previous_metadata)[0]
                 if os.path.exists(previous_weights) or os.path.exists(previous_metadata) else 0)

@@ -230,8 +230,8 @@ class TrainConfig:
             fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
-        if self.export and model_name_problem(self.model_name):
-            fail(model_name_problem(self.model_name))
+        if self.export and (problem := model_name_problem(self.model_name)):
+            fail(problem)
         if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
             fail(
                 f"--export-dir {self.export_dir!r} with --model-name {self.model_name!r}: "

@@ -385,8 +385,9 @@ def default_output_dir(model_path, run_dir, model_arg=None):
 
 
 def _reported_model(folder):
-    """The absolute path of the `--model` whose report `folder` holds, or
-    None."""
+    """The absolute path of the `--model` whose report `folder` holds; None
+    without a report; a text that names no path for a file that is none of
+    this command's."""
     try:
         with open(os.path.join(folder, "evaluation.json")) as f:
             return os.path.abspath(json.load(f)["model"])

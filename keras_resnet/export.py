@@ -61,8 +61,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     """
     from keras_resnet.config import model_name_problem
 
-    if model_name_problem(model_name):
-        raise ValueError(model_name_problem(model_name))
+    if problem := model_name_problem(model_name):
+        raise ValueError(problem)
     import keras
     import tensorflow as tf
 
