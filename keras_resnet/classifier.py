@@ -15,6 +15,10 @@ from keras_resnet.export import existing_versions
 
 NUM_CLASSES = len(CLASS_NAMES)
 
+# How far from 1 a loaded classifier's probabilities may sum (float32 and
+# bfloat16 rounding).
+PROBABILITY_SUM_TOLERANCE = 1e-2
+
 
 class ModelError(ValueError):
     """The model is missing or not a keras-resnet classifier."""
@@ -69,6 +73,11 @@ class SavedModelClassifier:
             )
         self._serve = serve
         self._tf = tf
+        if problem := probabilities_problem(self(np.zeros((1, 32, 32, 3), "float32"))[0]):
+            raise ModelError(
+                f"{path} {problem}: export a model that ends with a softmax, "
+                "as build_model's does."
+            )
         names = self._loaded.signatures.get("class_names")
         self.class_names = (
             tuple(n.decode("utf-8") for n in names()["class_names"].numpy())
@@ -99,6 +108,18 @@ class SavedModelClassifier:
         if not outputs:
             return np.zeros((0, NUM_CLASSES), "float32")
         return np.concatenate(outputs)
+
+
+def probabilities_problem(row):
+    """What is wrong with one image's model outputs as class probabilities,
+    or None. Accuracy reads the same from logits, but the loss, the
+    confidences and an export's `probabilities` would not (nor from NaNs,
+    which would also make predict's JSON invalid)."""
+    row = np.asarray(row, dtype=np.float64)
+    total = float(row.sum())
+    if row.min() >= 0 and abs(total - 1) <= PROBABILITY_SUM_TOLERANCE:
+        return None
+    return f"does not output class probabilities (one image's outputs sum to {total:.3g}, not 1)"
 
 
 def _first_line(error):

@@ -22,10 +22,6 @@ from keras_resnet.presets import NUM_CLASSES
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import preset_layout
 
-# How far from 1 a loaded classifier's probabilities may sum (float32 and
-# bfloat16 rounding).
-PROBABILITY_SUM_TOLERANCE = 1e-2
-
 
 def _check_positive_ints(name, values):
     if not values or not all(isinstance(v, int) and v > 0 for v in values):
@@ -286,12 +282,10 @@ def load_model(path):
             f"{path} is not a CIFAR-10 classifier: its output is a "
             f"{type(outputs).__name__} of {len(outputs)}, not one array; {expected}."
         )
-    # Accuracy reads the same from logits, but the loss, the confidences
-    # and an export's `probabilities` would not (nor from NaNs).
-    row = keras.ops.convert_to_numpy(outputs)[0]
-    if not (row.min() >= 0 and abs(float(row.sum()) - 1) <= PROBABILITY_SUM_TOLERANCE):
+    from keras_resnet.classifier import probabilities_problem
+
+    if problem := probabilities_problem(keras.ops.convert_to_numpy(outputs)[0]):
         raise ValueError(
-            f"{path} does not output class probabilities (one image's outputs sum to "
-            f"{float(row.sum()):.3g}, not 1): end the model with a softmax, as build_model does."
+            f"{path} {problem}: end the model with a softmax, as build_model does."
         )
     return model

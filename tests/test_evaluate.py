@@ -284,19 +284,39 @@ def test_cli_rejects_a_foreign_saved_model(tmp_path, capsys, fake_cifar):
     assert "not a keras-resnet SavedModel" in line
 
 
-def test_cli_rejects_a_saved_model_that_names_other_than_ten_classes(tmp_path, capsys, fake_cifar):
+def _save_serving_module(path, output=0.1, class_names=None):
+    """A SavedModel whose serving_default outputs `output` for every class,
+    with a `class_names` signature when given."""
     import tensorflow as tf
 
     module = tf.Module()
     module.serve = tf.function(
-        lambda images: {"probabilities": tf.fill([tf.shape(images)[0], 10], 0.1)},
+        lambda images: {"probabilities": tf.fill([tf.shape(images)[0], 10], output)},
         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
-    module.names = tf.function(lambda: {"class_names": tf.constant(["a", "b", "c"])},
-                               input_signature=[])
-    tf.saved_model.save(module, str(tmp_path / "three"),
-                        signatures={"serving_default": module.serve, "class_names": module.names})
-    line = _error_line(capsys, ["--model", str(tmp_path / "three"), "--data-dir", fake_cifar])
+    signatures = {"serving_default": module.serve}
+    if class_names is not None:
+        module.names = tf.function(lambda: {"class_names": tf.constant(class_names)},
+                                   input_signature=[])
+        signatures["class_names"] = module.names
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return str(path)
+
+
+def test_cli_rejects_a_saved_model_that_names_other_than_ten_classes(tmp_path, capsys, fake_cifar):
+    model = _save_serving_module(tmp_path / "three", class_names=["a", "b", "c"])
+    line = _error_line(capsys, ["--model", model, "--data-dir", fake_cifar])
     assert "its class_names signature names 3 classes, expected 10" in line  # predict: IndexError
+
+
+@pytest.mark.parametrize("output, total", [(float("nan"), "nan"), (1.0, "10")])
+def test_cli_rejects_a_saved_model_that_does_not_output_probabilities(
+        tmp_path, capsys, fake_cifar, output, total):
+    # NaN outputs made predict print NaN, which is not JSON; logits were
+    # evaluated as probabilities.
+    model = _save_serving_module(tmp_path / "foreign", output)
+    line = _error_line(capsys, ["--model", model, "--data-dir", fake_cifar])
+    assert f"foreign does not output class probabilities (one image's outputs sum to {total}, not 1)" in line, line
+    assert not (tmp_path / "evaluation").exists()
 
 
 def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
