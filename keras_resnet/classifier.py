@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from keras_resnet.data import CLASS_NAMES
-from keras_resnet.export import existing_versions
+from keras_resnet.export import version_folders
 
 NUM_CLASSES = len(CLASS_NAMES)
 
@@ -142,13 +142,13 @@ def resolve_saved_model(path):
     """
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
-    versions = existing_versions(path)
+    versions = version_folders(path)
     if not versions:
         raise ModelError(
             f"{path} holds no SavedModel: expected saved_model.pb, or version "
             "folders 1, 2, ... holding one (the TF Serving layout)."
         )
-    highest = os.path.join(path, str(versions[-1]))
+    highest = os.path.join(path, versions[-1])
     if not os.path.isfile(os.path.join(highest, "saved_model.pb")):
         # TF Serving would skip it; a silent fallback to an older version
         # would misreport which model was used.

@@ -26,11 +26,17 @@ class ExportError(RuntimeError):
     """An export failed; the message says why and how to retry."""
 
 
-def existing_versions(model_dir):
+def version_folders(model_dir):
+    """The names of `model_dir`'s version folders, lowest version first.
+
+    TF Serving reads a version folder's name as a number, so `007` is
+    version 7: the names are kept as they are, for paths.
+    """
     if not os.path.isdir(model_dir):
         return []
     # isdigit() alone takes "²", which int() refuses.
-    return sorted(int(n) for n in os.listdir(model_dir) if n.isascii() and n.isdigit())
+    names = [n for n in os.listdir(model_dir) if n.isascii() and n.isdigit()]
+    return sorted(names, key=lambda n: (int(n), n))
 
 
 def _readable_as_any_folder(path):
@@ -100,8 +106,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
             f.write("\n".join(class_names) + "\n")
         _readable_as_any_folder(staging)
         while True:
-            versions = existing_versions(model_dir)
-            target = os.path.join(model_dir, str((versions[-1] if versions else 0) + 1))
+            versions = version_folders(model_dir)
+            target = os.path.join(model_dir, str(int(versions[-1]) + 1 if versions else 1))
             try:
                 os.rename(staging, target)  # fails if target exists: never replaces
                 return target

@@ -146,8 +146,9 @@ def test_export_runs_in_plain_tensorflow(exported, tmp_path):
 
 
 def test_second_export_is_version_2_and_leaves_version_1(exported, real_data_dir):
-    from keras_resnet.export import existing_versions
+    from keras_resnet.classifier import resolve_saved_model
     from keras_resnet.export import export_saved_model
+    from keras_resnet.export import version_folders
 
     before = tree_digest(exported.version_dir)
     assert "saved_model.pb" in before and "variables/variables.index" in before
@@ -155,11 +156,16 @@ def test_second_export_is_version_2_and_leaves_version_1(exported, real_data_dir
     path = export_saved_model(other, str(exported.root / "saved_models"))
 
     assert path == str(exported.model_dir / "2")
-    assert existing_versions(str(exported.model_dir)) == [1, 2]
+    assert version_folders(str(exported.model_dir)) == ["1", "2"]
     assert sorted(os.listdir(exported.model_dir)) == ["1", "2"]  # no staging left
     os.mkdir(exported.model_dir / "\u00b2")  # a digit to str.isdigit(), not to int()
-    assert existing_versions(str(exported.model_dir)) == [1, 2]
+    assert version_folders(str(exported.model_dir)) == ["1", "2"]
     os.rmdir(exported.model_dir / "\u00b2")
+    # TF Serving reads "007" as version 7; it was looked for as ".../7".
+    os.rename(path, exported.model_dir / "007")
+    assert version_folders(str(exported.model_dir)) == ["1", "007"]
+    assert resolve_saved_model(str(exported.model_dir)) == str(exported.model_dir / "007")
+    os.rename(exported.model_dir / "007", path)
     umask = os.umask(0)
     os.umask(umask)
     # As any folder the user makes: TF Serving may run as another user.
