@@ -246,25 +246,23 @@ def plot_mistakes(images, labels, probabilities, indices, class_names, path,
 
 
 def read_history(path):
-    """Columns of a run's `history.csv` as float arrays, by name; columns
-    without a single number (like `val_loss` of a run without validation)
-    are left out."""
+    """Columns of a run's `history.csv` as float arrays, by name; empty
+    columns (like `val_loss` of a run without validation) are left out. A
+    column of NaNs (a run that diverged) is kept."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     columns = {}
     # The header's names: a row with more fields files the rest under None.
     for name in reader.fieldnames if rows else ():
+        # CSVLogger writes "NA" for a metric missing in some epoch.
+        texts = [None if row[name] in ("", "NA") else row[name] for row in rows]
+        if all(text is None for text in texts):
+            continue
         try:
-            # CSVLogger writes "NA" for a metric missing in some epoch.
-            values = np.array(
-                [np.nan if row[name] in ("", "NA", None) else float(row[name])
-                 for row in rows]
-            )
+            columns[name] = np.array([np.nan if t is None else float(t) for t in texts])
         except ValueError:
             continue  # not a numeric column
-        if np.isfinite(values).any():
-            columns[name] = values
     return columns
 
 
@@ -301,6 +299,10 @@ def plot_training_curves(history_path, output_dir):
     paths = {}
     for stem, (title, ylabel, columns, log_scale) in CURVES.items():
         present = [c for c in columns if c in history]
+        if present and not any(np.isfinite(history[c]).any() for c in present):
+            print(f"warning: no {stem} curve: the {', '.join(present)} of {history_path} "
+                  "hold no finite number (did the run diverge?)", file=sys.stderr)
+            continue
         if not present:
             continue
         figure = _new_figure((7, 4.5))
@@ -354,7 +356,7 @@ def build_parser():
     p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
     p.add_argument("--output-dir", help="report folder (default <run>/evaluation, else evaluation/<model>)")
     p.add_argument("--batch-size", type=cli.int_at_least(1), default=256)
-    p.add_argument("--mistakes", type=cli.int_at_least(0), default=25, help="images in the mistakes grid (default 25)")
+    p.add_argument("--mistakes", type=cli.int_at_least(0), default=25, help="images in the mistakes grid (default 25; 0: no grid)")
     return p
 
 
@@ -384,17 +386,57 @@ def default_output_dir(model_path, run_dir, model_arg=None):
         index += 1
 
 
+def _read_report(folder):
+    """The `evaluation.json` in `folder`: a dict; None without one; {} for a
+    file that is none of this command's."""
+    try:
+        with open(os.path.join(folder, "evaluation.json")) as f:
+            report = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def _reported_model(folder):
     """The absolute path of the `--model` whose report `folder` holds; None
     without a report; a text that names no path for a file that is none of
     this command's."""
-    try:
-        with open(os.path.join(folder, "evaluation.json")) as f:
-            return os.path.abspath(json.load(f)["model"])
-    except FileNotFoundError:
+    report = _read_report(folder)
+    if report is None:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another program's"
+    model = report.get("model")
+    return os.path.abspath(model) if isinstance(model, str) else "another program's"
+
+
+# The files a report writes into its folder.
+REPORT_FILES = ("evaluation.json", "confusion_matrix.png", "mistakes.png",
+                *(f"{stem}.png" for stem in CURVES))
+
+
+def _files_in_the_way(folder):
+    """The report files of `folder` that are there as something other than a
+    file (a folder), which the report could not write."""
+    paths = (os.path.join(folder, name) for name in REPORT_FILES)
+    return [p for p in paths if os.path.lexists(p) and not os.path.isfile(p)]
+
+
+def _remove_stale_plots(folder, previous, plots):
+    """Removes the plots that the report `folder` held before (`previous`,
+    its old `evaluation.json`) and this one did not write again, so that no
+    old curve or grid sits beside a new report. Only the report's own file
+    names in `folder` itself are touched."""
+    old = (previous or {}).get("plots")
+    written = {os.path.abspath(p) for p in plots.values()}
+    for path in (old.values() if isinstance(old, dict) else ()):
+        if not isinstance(path, str):
+            continue
+        path = os.path.abspath(path)
+        own = (os.path.dirname(path) == os.path.abspath(folder)
+               and os.path.basename(path) in REPORT_FILES)
+        if own and path not in written and os.path.isfile(path):
+            os.remove(path)
 
 
 def main(argv=None):
@@ -424,7 +466,13 @@ def main(argv=None):
     )
     if not can_create_folder(output_dir):
         return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
+    if in_the_way := _files_in_the_way(output_dir):
+        return fail(
+            f"{in_the_way[0]} is a folder, where the report writes a file: move it, "
+            "or choose another --output-dir."
+        )
     os.makedirs(output_dir, exist_ok=True)
+    previous = _read_report(output_dir)
     class_names = cifar.class_names
     metrics, probabilities = evaluate(
         model, cifar.x_test, cifar.y_test, class_names, TTA_TRANSFORMS[args.tta_views],
@@ -437,12 +485,13 @@ def main(argv=None):
             os.path.join(output_dir, "confusion_matrix.png"),
             title=f"Confusion matrix: {_display_name(args.model, model, kind)}{suffix}",
         ),
-        "mistakes": plot_mistakes(
+    }
+    if args.mistakes:
+        plots["mistakes"] = plot_mistakes(
             cifar.x_test, cifar.y_test, probabilities,
             most_confident_mistakes(probabilities, cifar.y_test, args.mistakes),
             class_names, os.path.join(output_dir, "mistakes.png"),
-        ),
-    }
+        )
     if run_dir:
         try:
             plots.update(plot_training_curves(os.path.join(run_dir, "history.csv"), output_dir))
@@ -456,6 +505,7 @@ def main(argv=None):
     result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir, plots=plots)
     with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
         json.dump(result, f, indent=2)
+    _remove_stale_plots(output_dir, previous, plots)
     del result["confusion_matrix"]  # in evaluation.json and the PNG
     print(json.dumps(result))
     return 0

@@ -166,6 +166,51 @@ def test_read_history_reads_the_header_columns_of_a_row_with_more_fields(tmp_pat
     np.testing.assert_allclose(columns["loss"], [2.3, 2.0])
 
 
+def test_a_diverged_history_gives_a_warning_not_an_empty_curve(tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,learning_rate,loss\n0,0.1,0.05,nan\n1,0.1,0.1,nan\n")
+    columns = ev.read_history(str(history))
+    assert np.isnan(columns["loss"]).all()  # kept: it was logged, as NaN
+    paths = ev.plot_training_curves(str(history), str(tmp_path / "curves"))
+    assert sorted(paths) == ["accuracy", "learning_rate"]
+    err = capsys.readouterr().err
+    assert "warning: no loss curve: the loss of" in err and "did the run diverge?" in err
+    assert not (tmp_path / "curves" / "loss.png").exists()
+
+
+def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
+        tmp_path, capsys, tiny_model, fake_cifar):
+    tiny_model.save(str(tmp_path / "m.keras"))
+    (tmp_path / "report" / "mistakes.png").mkdir(parents=True)
+    line = _error_line(capsys, ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
+                                "--output-dir", str(tmp_path / "report")])
+    assert f"{tmp_path / 'report' / 'mistakes.png'} is a folder" in line, line  # was IsADirectoryError
+    assert os.listdir(tmp_path / "report") == ["mistakes.png"]
+
+
+def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys, tiny_model):
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=50)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(HISTORY)
+    tiny_model.save(str(run / "model.keras"))
+    tiny_model.save(str(tmp_path / "loose.keras"))  # no run folder: no curves
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "notes.png").write_text("the user's own")
+
+    def evaluate(model, *flags):
+        argv = ["--model", str(model), "--data-dir", data, "--output-dir", str(report), *flags]
+        assert ev.main(argv) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["plots"]
+
+    assert sorted(evaluate(run / "model.keras")) == [
+        "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
+    # --mistakes 0 drew a grid saying "No misclassified images."
+    assert sorted(evaluate(tmp_path / "loose.keras", "--mistakes", "0")) == ["confusion_matrix"]
+    assert sorted(os.listdir(report)) == ["confusion_matrix.png", "evaluation.json", "notes.png"]
+
+
 def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
         tmp_path, capsys, monkeypatch, tiny_model, fake_cifar):
     monkeypatch.chdir(tmp_path)
