@@ -7,7 +7,8 @@ classes, then one JSON line with every result.
 
 Any PNG or JPEG becomes the 32x32 RGB the network takes, in this order:
 1. EXIF orientation is applied (photos taken sideways come out upright).
-2. 16-bit grayscale is scaled to 8 bits (`round(v / 257)`).
+2. 16-bit grayscale is scaled to 8 bits (`round(v / 257)`); its transparent
+   gray value, if any, is kept as transparency.
 3. Transparency (an alpha channel, or a transparent palette or color entry)
    is composited onto a white background; every mode then becomes RGB.
 4. The largest centered square is cut out (the shorter side is kept; the
@@ -90,7 +91,12 @@ def to_model_input(image):
     if image.mode in _SIXTEEN_BIT_MODES:
         # Pillow's own conversion clips 16-bit values at 255; scale instead.
         values = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(np.round(values / 257), 0, 255).astype(np.uint8))
+        gray = Image.fromarray(np.clip(np.round(values / 257), 0, 255).astype(np.uint8))
+        transparent = image.info.get("transparency")  # a 16-bit gray value
+        if transparent is not None:  # kept as an alpha channel, for step 3
+            alpha = Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8))
+            gray = Image.merge("LA", (gray, alpha))
+        image = gray
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -457,6 +457,15 @@ def test_image_conversion(served, tmp_path):
         assert array.dtype == np.uint8 and array.shape == (32, 32, 3), name
         np.testing.assert_array_equal(array, np.broadcast_to(expected, (32, 32, 3)), name)
 
+    # 16-bit gray whose tRNS names a transparent gray value: that value is
+    # white, as other transparency is (it came out near black, 1000 / 257).
+    values = np.full((32, 32), 60000, np.uint16)
+    values[:16] = 1000
+    Image.fromarray(values).save(tmp_path / "gray16_trns.png", transparency=1000)
+    expected = np.full((32, 32, 3), 233, np.uint8)  # round(60000 / 257)
+    expected[:16] = 255
+    np.testing.assert_array_equal(load_image(str(tmp_path / "gray16_trns.png")), expected)
+
     # EXIF orientation 6: stored sideways, shown rotated 90 degrees clockwise.
     exif = Image.Exif()
     exif[0x0112] = 6
