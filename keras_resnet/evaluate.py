@@ -428,14 +428,14 @@ def _remove_stale_plots(folder, previous, plots):
     old curve or grid sits beside a new report. Only the report's own file
     names in `folder` itself are touched."""
     old = (previous or {}).get("plots")
-    written = {os.path.abspath(p) for p in plots.values()}
-    for path in (old.values() if isinstance(old, dict) else ()):
-        if not isinstance(path, str):
-            continue
-        path = os.path.abspath(path)
-        own = (os.path.dirname(path) == os.path.abspath(folder)
-               and os.path.basename(path) in REPORT_FILES)
-        if own and path not in written and os.path.isfile(path):
+    old = old.values() if isinstance(old, dict) else ()
+    # By file name: the old report may have named its folder from another
+    # working directory.
+    listed = {os.path.basename(p) for p in old if isinstance(p, str)}
+    written = {os.path.basename(p) for p in plots.values()}
+    for name in (listed & set(REPORT_FILES)) - written:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
             os.remove(path)
 
 
