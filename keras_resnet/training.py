@@ -432,6 +432,8 @@ def _trim_history(csv_path, epochs):
         return
     with open(csv_path, errors="replace") as f:
         lines = f.read().splitlines()
+    if not lines:  # stopped before the first epoch's end: Keras writes the header
+        return
     kept = lines[:1]
     for number, line in enumerate(lines[1:], start=2):
         try:

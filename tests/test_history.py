@@ -43,3 +43,18 @@ def test_appending_keeps_the_existing_files_columns(tmp_path):
     header, first, resumed = read_rows(path)
     assert header == ["epoch", "loss", "val_loss"] and first == ["0", "2.5", "NA"]
     assert resumed[0] == "1" and float(resumed[1]) > 0 and resumed[2] == "NA"
+
+
+def test_a_run_stopped_before_its_first_epoch_ended_gets_a_header_when_resumed(tmp_path):
+    from keras_resnet.training import _trim_history
+
+    # Keras creates history.csv empty as training starts; a stop before the
+    # first epoch's end leaves it so. Resuming trims it: that wrote "\n",
+    # which Keras took for a header, and the rows came without one.
+    path = tmp_path / "history.csv"
+    path.write_text("")
+    _trim_history(str(path), 0)
+    model, x, y = tiny_model_and_batch()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
+    header, *rows = read_rows(path)
+    assert header == ["epoch", "loss"] and [row[0] for row in rows] == ["0"]
