@@ -73,12 +73,36 @@ def build_parser():
     return p
 
 
+def check_resumable(args, saved, path):
+    """Refuses `--resume` of a finished run, or with flags that change what
+    the run trains: the advice `train()` gives for those (`--overwrite`)
+    is one `--resume` takes no part in."""
+    from keras_resnet.config import ConfigError
+
+    again = (f"python train.py --config {shlex.quote(path)} "
+             f"--output-dir {shlex.quote(args.resume)} --overwrite")
+    if os.path.isfile(os.path.join(args.resume, "metrics.json")):
+        raise ConfigError(
+            f"--resume: {args.resume} holds a finished run; nothing to resume. "
+            f"To train it again from the start, with its settings: {again}"
+        )
+    identity = saved.identity()
+    changed = sorted(k for k, v in vars(args).items() if k in identity and v != identity[k])
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run has "
+                          f"{identity[k]})" for k in changed)
+        raise ConfigError(
+            f"--resume continues {args.resume} with its own settings, which {flags} would "
+            "change; drop the flag, or start a new run with another --output-dir."
+        )
+
+
 def config_from_args(args):
     from keras_resnet.config import ConfigError, TrainConfig, read_json_object
 
     values = {}
     if "resume" in args:
-        for flag in ("overwrite", "output_dir"):
+        for flag in ("overwrite", "output_dir", "config"):
             if getattr(args, flag, None):
                 raise ConfigError(
                     f"--resume continues the run in its own folder, with its own settings; "
@@ -89,6 +113,8 @@ def config_from_args(args):
             raise ConfigError(f"--resume: {args.resume} holds no config.json of a run.")
         values.update(read_json_object(path, "--resume: the run's settings", "fix or restore it."))
         values["output_dir"] = args.resume
+        saved = TrainConfig.from_dict(values, source=path)  # its own faults name the file
+        check_resumable(args, saved, path)
     if "config" in args:
         values.update(read_json_object(args.config, "--config", "pass a JSON object of settings."))
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}

@@ -413,6 +413,35 @@ def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
     assert (run / "config.json").read_text() == '{"epochs": '  # as it was
 
 
+def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path, capsys):
+    from keras_resnet.config import TrainConfig, write_json_atomic
+
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, output_dir=str(run)).to_dict()
+
+    def refusal(*argv):
+        code, _, err = run_train_main(["--resume", str(run), *argv], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        return err.strip()
+
+    # These said "pass --overwrite", which --resume then refused.
+    write_json_atomic(str(run / "config.json"), settings)
+    assert refusal("--epochs", "3", "--preset", "seed") == (
+        f"train.py: error: --resume continues {run} with its own settings, which --epochs 3 "
+        "(the run has 2) would change; drop the flag, or start a new run with another --output-dir.")
+    assert refusal("--config", str(run / "config.json")).endswith("drop --config.")
+    (run / "metrics.json").write_text("{}")
+    assert refusal() == (
+        f"train.py: error: --resume: {run} holds a finished run; nothing to resume. To train it "
+        f"again from the start, with its settings: python train.py --config {run / 'config.json'} "
+        f"--output-dir {run} --overwrite")
+    # A bad setting in the run's file was blamed on "flags".
+    write_json_atomic(str(run / "config.json"), dict(settings, epochs="1"))
+    assert refusal().endswith(f"{run / 'config.json'}: epochs must be int, got '1' (str).")
+    assert sorted(os.listdir(run)) == ["config.json", "metrics.json"]
+
+
 def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
         fake_cifar, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KERAS_RESNET_NUM_PROCESSES", "-3")  # was accepted, as one process
