@@ -27,6 +27,10 @@ class ConfigError(ValueError):
 # Larger numbers are no setting (JSON's integers have no bound, and
 # float() of one past about 1e308 raises OverflowError).
 MAX_NUMBER = 1e300
+# More epochs overflowed the schedule's int64 step count.
+MAX_EPOCHS = 1_000_000
+# Where runs go without --output-dir: <RUNS_ROOT>/<preset>.
+RUNS_ROOT = "runs"
 
 # What each field annotation accepts ("float" takes ints too).
 _KINDS = {
@@ -156,6 +160,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}.")
+        if self.epochs > MAX_EPOCHS:
+            fail(f"--epochs must be at most {MAX_EPOCHS:,}, got {self.epochs!r}.")
         if self.train_size is not None and (not isinstance(self.train_size, int) or self.train_size < 1):
             fail(f"--train-size must be a positive integer, got {self.train_size!r}.")
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
@@ -230,6 +236,16 @@ class TrainConfig:
             fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
+        run_folder = self.output_dir if self.output_dir is not None else RUNS_ROOT
+        if not can_create_folder(run_folder):
+            fail(f"--output-dir {run_folder!r} cannot be created or written to as a folder.")
+        if self.process_id not in (None, 0) and not self.several_processes:
+            # Another process than 0 skips the export, and on its own its
+            # share of every batch is empty.
+            fail(
+                f"--process-id {self.process_id} (or $KERAS_RESNET_PROCESS_ID) is for runs of "
+                "several JAX processes: pass --num-processes too, or drop it."
+            )
         if self.export and (problem := model_name_problem(self.model_name)):
             fail(problem)
         if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
@@ -336,8 +352,9 @@ def write_json_atomic(path, payload):
 
 
 def can_create_folder(path):
-    """Whether `path` is a writable folder or could be created as one."""
+    """Whether `path` is a writable folder or could be created as one (a
+    link to nowhere can be neither)."""
     path = os.path.abspath(path)
-    while not os.path.exists(path):
+    while not os.path.lexists(path):
         path = os.path.dirname(path)
     return os.path.isdir(path) and os.access(path, os.W_OK)

@@ -34,6 +34,7 @@ from callbacks import recover_backup
 from callbacks import roll_back_backup
 from keras_resnet import data as data_lib
 from keras_resnet.config import REFERENCE_BATCH_SIZE
+from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.config import read_json_object
@@ -310,7 +311,7 @@ RUN_ENTRIES = {"config.json", "layout.json", "history.csv", "metrics.json", "mod
 RUN_CONFIG_KEYS = {"preset", "epochs", "batch_size", "seed"}
 
 
-def default_output_dir(config, root="runs"):
+def default_output_dir(config, root=RUNS_ROOT):
     """`runs/<preset>`, or the first `runs/<preset>-N` that is free or holds
     an unfinished run of this very configuration (which is then resumed)."""
     index, layout = 1, run_layout(config)
@@ -381,6 +382,11 @@ def prepare_run_dir(config, overwrite=False):
             raise ConfigError(
                 f"--output-dir {path} is not empty and holds no keras-resnet run; "
                 "choose another folder."
+            )
+        if overwrite and os.path.islink(path):  # rmtree refuses links
+            raise ConfigError(
+                f"--output-dir {path} is a link to {os.path.realpath(path)}: to replace "
+                "that run, pass the folder itself to --output-dir."
             )
         if overwrite:
             foreign = sorted(name for name in os.listdir(path) if name not in RUN_ENTRIES

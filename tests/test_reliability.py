@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import os
 import signal
 import subprocess
@@ -466,6 +467,41 @@ def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_p
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="cannot be created or written to as a folder"):
         tune.check_project(str(tmp_path / "keras_resnet" / "resnet"), {"tuner": "random"})
+
+
+def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeypatch):
+    # Each was a traceback after the data loaded, or a silent wrong run.
+    from keras_resnet import training
+    from keras_resnet.config import ConfigError, TrainConfig
+
+    (tmp_path / "afile").write_text("")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("")  # where runs go without --output-dir
+    for settings, message in (
+        (dict(output_dir="afile/run"), "--output-dir 'afile/run' cannot be created"),  # NotADirectoryError
+        (dict(output_dir="dangling"), "--output-dir 'dangling' cannot be created"),  # FileNotFoundError
+        (dict(), "--output-dir 'runs' cannot be created"),  # NotADirectoryError
+        # Skipped the export silently; with device augmentation, a traceback.
+        (dict(output_dir="r", process_id=1), "--process-id 1 (or $KERAS_RESNET_PROCESS_ID) is "
+                                             "for runs of several JAX processes"),
+        (dict(output_dir="r", process_id=-3), "--process-id -3"),
+        (dict(output_dir="r", epochs=10**20), "--epochs must be at most 1,000,000"),  # TypeError
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            TrainConfig(**settings).validate()
+    TrainConfig(output_dir="r", process_id=0).validate()  # process 0 of one is fine
+
+    # --overwrite through a link to a run: shutil.rmtree raised OSError.
+    run = tmp_path / "run"
+    run.mkdir()
+    config = TrainConfig(epochs=1, output_dir=str(run))
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    os.symlink(run, tmp_path / "link")
+    config.output_dir = str(tmp_path / "link")
+    with pytest.raises(ConfigError, match=f"is a link to {re.escape(str(run))}: to replace that run"):
+        training.prepare_run_dir(config, overwrite=True)
+    assert os.listdir(run) == ["config.json"]
 
 
 def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):
