@@ -407,7 +407,7 @@ def _reported_model(folder):
     if report is None:
         return None
     model = report.get("model")
-    return os.path.abspath(model) if isinstance(model, str) else "another program's"
+    return os.path.abspath(model) if isinstance(model, str) else "another program"
 
 
 # The files a report writes into its folder.
@@ -466,6 +466,12 @@ def main(argv=None):
     )
     if not can_create_folder(output_dir):
         return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
+    reported = _reported_model(output_dir)
+    if args.output_dir and reported not in (None, os.path.abspath(args.model)):
+        return fail(
+            f"--output-dir {output_dir} holds the evaluation.json of {reported}; choose "
+            "another folder (or leave --output-dir out), or delete that report first."
+        )
     if in_the_way := _files_in_the_way(output_dir):
         return fail(
             f"{in_the_way[0]} is a folder, where the report writes a file: move it, "

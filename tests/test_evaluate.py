@@ -193,22 +193,38 @@ def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys,
     run = tmp_path / "run"
     run.mkdir()
     (run / "history.csv").write_text(HISTORY)
-    tiny_model.save(str(run / "model.keras"))
-    tiny_model.save(str(tmp_path / "loose.keras"))  # no run folder: no curves
+    model = str(tmp_path / "m.keras")
+    tiny_model.save(model)
     report = tmp_path / "report"
     report.mkdir()
     (report / "notes.png").write_text("the user's own")
 
-    def evaluate(model, *flags):
-        argv = ["--model", str(model), "--data-dir", data, "--output-dir", str(report), *flags]
+    def evaluate(*flags):
+        argv = ["--model", model, "--data-dir", data, "--output-dir", str(report), *flags]
         assert ev.main(argv) == 0
         return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["plots"]
 
-    assert sorted(evaluate(run / "model.keras")) == [
+    assert sorted(evaluate("--run-dir", str(run))) == [
         "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
-    # --mistakes 0 drew a grid saying "No misclassified images."
-    assert sorted(evaluate(tmp_path / "loose.keras", "--mistakes", "0")) == ["confusion_matrix"]
+    # Without a run: no curves. --mistakes 0 drew a grid saying "No
+    # misclassified images."; and the old curves stayed beside the report.
+    assert sorted(evaluate("--mistakes", "0")) == ["confusion_matrix"]
     assert sorted(os.listdir(report)) == ["confusion_matrix.png", "evaluation.json", "notes.png"]
+
+
+def test_a_report_of_another_model_is_not_replaced(tmp_path, capsys, tiny_model, fake_cifar):
+    for name in ("a", "b"):
+        tiny_model.save(str(tmp_path / f"{name}.keras"))
+    report = tmp_path / "report"
+    argv = ["--data-dir", fake_cifar, "--output-dir", str(report), "--mistakes", "0"]
+    assert ev.main(["--model", str(tmp_path / "a.keras"), *argv]) == 0
+    capsys.readouterr()
+    before = (report / "evaluation.json").read_text()
+    line = _error_line(capsys, ["--model", str(tmp_path / "b.keras"), *argv])  # replaced it
+    assert line.endswith(f"--output-dir {report} holds the evaluation.json of "
+                         f"{tmp_path / 'a.keras'}; choose another folder (or leave --output-dir "
+                         "out), or delete that report first."), line
+    assert (report / "evaluation.json").read_text() == before
 
 
 def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
