@@ -320,13 +320,31 @@ def prepare_environment(config):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", onednn)
 
 
+def folder_name_problem(name, flag, example, parent_flag):
+    """Why `name`, the value of `flag`, cannot name one folder inside the
+    folder `parent_flag` names, or None. `""`, `"."` and `".."` name the
+    parent itself or the folder above it, and a name with a path separator
+    (an absolute path too) a folder elsewhere: deleting or replacing "the
+    folder" would then take the parent with everything else in it.
+
+    Args:
+        name: str. The value given.
+        flag: str. The flag it was given as, e.g. `"--model-name"`.
+        example: str. A good value (and what it is), for the message.
+        parent_flag: str. The flag that chooses where the folder goes.
+    """
+    separators = {"/", os.sep, os.altsep} - {None}
+    if name in ("", ".", "..") or any(s in name for s in separators):
+        return (f"{flag} {name!r} must be one folder name, such as {example}; choose where "
+                f"it goes with {parent_flag}.")
+    return None
+
+
 def model_name_problem(name):
     """Why `name` cannot name an exported model (one folder under the
     export root, the name TF Serving serves it under), or None."""
-    if name in ("", ".", "..") or "/" in name or os.sep in name:
-        return (f"--model-name {name!r} must be one folder name, such as keras_resnet (TF "
-                "Serving's model name); choose where it goes with --export-dir.")
-    return None
+    return folder_name_problem(name, "--model-name", "keras_resnet (TF Serving's model name)",
+                               "--export-dir")
 
 
 def read_json_object(path, what, fix):

@@ -34,6 +34,7 @@ from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import can_create_folder  # noqa: E402
+from keras_resnet.config import folder_name_problem  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import read_json_object  # noqa: E402
 from keras_resnet.config import write_json_atomic  # noqa: E402
@@ -302,6 +303,15 @@ def _hypermodel_class():
     return ResNetHyperModel
 
 
+def project_name_problem(project_name):
+    """Why `project_name` cannot name a project folder in `--directory`, or
+    None. It must be one folder name: `--overwrite` deletes the project
+    folder, so `"."` or `""` would delete `--directory` with the other
+    projects in it (and `""` put KerasTuner's files in `untitled_project`)."""
+    return folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
+                               "--directory")
+
+
 def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10,
                directory="runs/tuning", project_name="resnet", overwrite=False):
     """Creates (or reloads, to continue a search) a KerasTuner tuner.
@@ -317,13 +327,19 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         max_trials: int. Defaults to `20`.
         epochs_per_trial: int. Defaults to `10`.
         directory: str. Defaults to `"runs/tuning"`.
-        project_name: str. Defaults to `"resnet"`.
+        project_name: str. The project folder in `directory`: one folder
+            name (see `project_name_problem`). Defaults to `"resnet"`.
         overwrite: bool. Start over instead of continuing. Defaults to `False`.
-    """
-    import keras_tuner
 
+    Raises:
+        ConfigError: `project_name` is not one folder name.
+    """
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
+    if problem := project_name_problem(project_name):  # KerasTuner's overwrite deletes it
+        raise ConfigError(problem)
+    import keras_tuner
+
     common = dict(
         hypermodel=hypermodel,
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
@@ -491,6 +507,8 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             f"validation split of the training set. Received: {config.validation_size!r}"
         )
     config.validate()
+    if problem := project_name_problem(project_name):
+        raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)
     settings = dict(

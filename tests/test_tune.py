@@ -277,6 +277,48 @@ def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def folder_tree(root):
+    """Every file under `root` (relative path -> bytes) and every folder."""
+    tree = {}
+    for folder, _, files in os.walk(root):
+        tree[os.path.relpath(folder, root) + os.sep] = None
+        for name in files:
+            path = os.path.join(folder, name)
+            tree[os.path.relpath(path, root)] = open(path, "rb").read()
+    return tree
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "continue"])
+@pytest.mark.parametrize("name", ["", ".", "..", "keep/..", "ABSOLUTE"])
+def test_a_project_name_that_is_not_one_folder_is_refused_and_deletes_nothing(
+    name, overwrite, cifar, tmp_path, capsys
+):
+    # "." made --directory itself the project: --overwrite deleted it with
+    # every project in it; "" scattered search.json there and KerasTuner's
+    # files in untitled_project/.
+    directory = tmp_path / "tuning"
+    name = str(directory) if name == "ABSOLUTE" else name
+    sibling = directory / "keep"
+    (sibling / "trial_0").mkdir(parents=True)
+    (sibling / tune.SEARCH_FILE).write_text('{"tuner": "random"}')
+    (sibling / "trial_0" / "trial.json").write_text("{}")
+    (directory / tune.SEARCH_FILE).write_text('{"tuner": "random"}')  # an older `--project-name .`
+    before = folder_tree(tmp_path)
+    argv = [*TINY, "--tuner", "random", "--max-trials", "1", "--data-dir", cifar,
+            "--directory", str(directory), "--project-name", name]
+    code, out, err = call_main(tune.main, argv + ["--overwrite"] * overwrite, capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"python -m keras_resnet.tune: error: --project-name {name!r} must be one folder "
+        "name, such as resnet (the search's folder); choose where it goes with --directory."
+    ]
+    assert folder_tree(tmp_path) == before  # the sibling project is whole
+    with pytest.raises(ConfigError, match="must be one folder name"):
+        tune.make_tuner(None, "random", directory=str(directory), project_name=name,
+                        overwrite=overwrite)
+    assert folder_tree(tmp_path) == before
+
+
 def test_each_trial_of_a_whitening_preset_fits_its_stem(cifar, tmp_path, monkeypatch):
     from keras_resnet.layers import PatchWhitening
     from keras_resnet.model import build_model
