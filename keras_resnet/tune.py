@@ -67,6 +67,8 @@ SUMMARY_COLUMNS = (
     "trial", "status", "val_accuracy", "params", "epochs", "widths", "blocks",
     "dropout", "learning_rate", "weight_decay",
 )
+# Seeds numpy (and scikit-learn) take: 0 to 2**32 - 1.
+NUMPY_SEEDS = 2**32
 
 
 def default_widths(preset):
@@ -312,6 +314,22 @@ def project_name_problem(project_name):
                                "--directory")
 
 
+def _tuner_seed(seed, tuner):
+    """KerasTuner's seed for a search of `seed` (0 to 2**32 - 1).
+
+    It is `seed + 1`, as KerasTuner takes 0 for "no seed". The Bayesian
+    oracle seeds numpy and scikit-learn with it too, which take seeds below
+    2**32: there the last seed, 2**32 - 1, wraps around to 1 (the
+    hyperparameters seed 0 draws; its split and weights are its own). Every
+    other seed and tuner gets the seed it always had, so its search is the
+    same as before.
+    """
+    seed += 1
+    if tuner == "bayesian" and seed >= NUMPY_SEEDS:
+        seed -= NUMPY_SEEDS - 1
+    return seed
+
+
 def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10,
                directory="runs/tuning", project_name="resnet", overwrite=False):
     """Creates (or reloads, to continue a search) a KerasTuner tuner.
@@ -343,8 +361,7 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
     common = dict(
         hypermodel=hypermodel,
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
-        # KerasTuner takes seed 0 for "no seed".
-        seed=hypermodel.config.seed + 1,
+        seed=_tuner_seed(hypermodel.config.seed, tuner),
         # Over-cap trials fail (cheaply); none of them may end the search.
         max_consecutive_failed_trials=max_trials + 1,
         directory=directory,

@@ -319,6 +319,25 @@ def test_a_project_name_that_is_not_one_folder_is_refused_and_deletes_nothing(
     assert folder_tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("tuner, seed, expected", [
+    ("random", 0, 1),
+    ("random", 2**32 - 1, 2**32),
+    ("hyperband", 2**32 - 1, 2**32),
+    ("bayesian", 0, 1),
+    ("bayesian", 2**32 - 2, 2**32 - 1),
+    ("bayesian", 2**32 - 1, 1),  # numpy's ValueError after search.json was written
+])
+def test_every_seed_makes_a_tuner_and_working_seeds_keep_their_search(
+    tuner, seed, expected, tmp_path
+):
+    config = TrainConfig(preset="seed", seed=seed)
+    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    tuner_ = tune.make_tuner(hypermodel, tuner, max_trials=1, epochs_per_trial=1,
+                             directory=str(tmp_path))
+    assert tuner_.oracle.seed == expected
+    assert tuner_.oracle.create_trial("tuner0").status == "RUNNING"  # it draws
+
+
 def test_each_trial_of_a_whitening_preset_fits_its_stem(cifar, tmp_path, monkeypatch):
     from keras_resnet.layers import PatchWhitening
     from keras_resnet.model import build_model
