@@ -222,6 +222,8 @@ def check_ema_horizon(config, total_steps):
     if not config.ema or config.ema**total_steps <= EMA_MAX_FIRST_STEP_WEIGHT:
         return
     highest = math.floor(EMA_MAX_FIRST_STEP_WEIGHT ** (1 / total_steps) * 1000) / 1000
+    if highest**total_steps > EMA_MAX_FIRST_STEP_WEIGHT:  # rounding: 0.1**2 > 0.01
+        highest = round(highest - 0.001, 3)
     raise ConfigError(
         f"--ema {config.ema} averages over about {round(1 / (1 - config.ema))} "
         f"steps, too many for this run's {total_steps}: the final weights would "

@@ -1,6 +1,7 @@
 import itertools
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -298,6 +299,12 @@ def test_ema_too_slow_for_the_run_is_refused():
     with pytest.raises(ConfigError, match=r"--ema 0.999 averages over about 1000 steps, too many "
                                           r"for this run's 880: .* 41% .* Use --ema 0.994 or lower"):
         check_ema_horizon(TrainConfig(ema=0.999), total_steps=880)
+    # The value it suggests passes (0.1 was suggested for 2 steps, and refused).
+    for steps in (1, 2, 3, 4, 10, 50, 880, 5000):
+        with pytest.raises(ConfigError) as refused:
+            check_ema_horizon(TrainConfig(ema=0.9999), total_steps=steps)
+        suggested = float(re.search(r"Use --ema ([0-9.]+) or lower", str(refused.value))[1])
+        check_ema_horizon(TrainConfig(ema=suggested), total_steps=steps)
 
 
 def test_device_input_validates_in_whole_training_batches(real_cifar):
