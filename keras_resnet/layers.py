@@ -9,6 +9,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_resnet.checks import check_bool
+from keras_resnet.checks import check_choice
+from keras_resnet.checks import check_int
+from keras_resnet.checks import check_number
+
 try:  # Keras >= 3.12 names it DataLayer; older releases TFDataLayer.
     from keras.src.layers.preprocessing.data_layer import DataLayer
 except ImportError:  # pragma: no cover - depends on the installed Keras
@@ -131,33 +136,12 @@ class ResidualBlock(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(
-                "`filters` must be a positive integer. "
-                f"Received: filters={filters!r}"
-            )
-        if strides not in (1, 2):
-            raise ValueError(
-                f"`strides` must be 1 or 2. Received: strides={strides!r}"
-            )
-        if not 0.0 <= bn_momentum < 1.0:
-            raise ValueError(
-                "`bn_momentum` must be in [0, 1). "
-                f"Received: bn_momentum={bn_momentum!r}"
-            )
-        if downsample not in DOWNSAMPLE_MODES:
-            raise ValueError(
-                f"`downsample` must be one of {DOWNSAMPLE_MODES}. "
-                f"Received: downsample={downsample!r}"
-            )
-        for name, value in (
-            ("pooled_shortcut", pooled_shortcut),
-            ("zero_init_residual", zero_init_residual),
-        ):
-            if not isinstance(value, bool):
-                raise ValueError(
-                    f"`{name}` must be True or False. Received: {name}={value!r}"
-                )
+        check_int("filters", filters)
+        check_choice("strides", strides, (1, 2))
+        check_number("bn_momentum", bn_momentum, 0, 1)
+        check_choice("downsample", downsample, DOWNSAMPLE_MODES)
+        check_bool("pooled_shortcut", pooled_shortcut)
+        check_bool("zero_init_residual", zero_init_residual)
         # === Config ===
         self.filters = filters
         self.strides = strides
@@ -297,13 +281,8 @@ class PatchWhitening(layers.Layer):
 
     def __init__(self, kernel_size=3, epsilon=5e-4, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(
-                "`kernel_size` must be a positive integer. "
-                f"Received: kernel_size={kernel_size!r}"
-            )
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon!r}")
+        check_int("kernel_size", kernel_size)
+        check_number("epsilon", epsilon, 0)
         # === Config ===
         self.kernel_size = kernel_size
         self.epsilon = epsilon
@@ -334,12 +313,19 @@ class PatchWhitening(layers.Layer):
         """Fits the whitening to `images`, (N, H, W, C) floats as this layer
         receives them (after normalization). Uses at most `max_patches`
         patches, taken from the first images."""
+        check_int("max_patches", max_patches)
         images = np.asarray(images, dtype="float32")
         k = self.kernel_size
         if images.ndim != 4 or not len(images) or min(images.shape[1:3]) < k:
             raise ValueError(
                 "`adapt` expects a non-empty batch of images of shape "
                 f"(N, H, W, C), at least {k}x{k}. Received: shape={images.shape}"
+            )
+        if not np.isfinite(images).all():  # else numpy: "Eigenvalues did not converge"
+            raise ValueError(
+                "`adapt` expects finite images: these hold NaN or infinite values. "
+                f"Received: {np.count_nonzero(~np.isfinite(images))} of "
+                f"{images.size} values NaN or infinite, shape={images.shape}"
             )
         if not self.built:
             self.build(images.shape)
@@ -421,16 +407,8 @@ class RandomPadCrop(_RandomImageLayer):
 
     def __init__(self, padding=4, mode="reflect", seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        if not isinstance(padding, int) or padding < 0:
-            raise ValueError(
-                "`padding` must be a non-negative integer. "
-                f"Received: padding={padding!r}"
-            )
-        if mode not in ("reflect", "constant"):
-            raise ValueError(
-                '`mode` must be "reflect" or "constant". '
-                f"Received: mode={mode!r}"
-            )
+        check_int("padding", padding, minimum=0)
+        check_choice("mode", mode, ("reflect", "constant"))
         self.padding = padding
         self.mode = mode
 
@@ -485,10 +463,7 @@ class RandomCutout(_RandomImageLayer):
 
     def __init__(self, size=8, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        if not isinstance(size, int) or size < 0:
-            raise ValueError(
-                f"`size` must be a non-negative integer. Received: size={size!r}"
-            )
+        check_int("size", size, minimum=0)
         self.size = size
 
     def augment(self, images):

@@ -11,6 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 from keras import layers
 
+from keras_resnet.checks import check_bool
+from keras_resnet.checks import check_int
+from keras_resnet.checks import check_number
+from keras_resnet.checks import check_positive_ints
 from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.layers import PatchWhitening
 from keras_resnet.layers import ResidualBlock
@@ -21,14 +25,6 @@ from keras_resnet.presets import IMAGE_SHAPE
 from keras_resnet.presets import NUM_CLASSES
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import preset_layout
-
-
-def _check_positive_ints(name, values):
-    if not values or not all(isinstance(v, int) and v > 0 for v in values):
-        raise ValueError(
-            f"`{name}` must be a non-empty list of positive integers. "
-            f"Received: {name}={values!r}"
-        )
 
 
 def build_model(
@@ -79,22 +75,26 @@ def build_model(
     ```
     """
     config = preset_layout(preset, **overrides)
+    check_bool("allow_over_cap", allow_over_cap)
+    for key in ("stage_filters", "stage_blocks", "stage_strides"):
+        check_positive_ints(key, config[key])
     stage_filters = list(config["stage_filters"])
     stage_blocks = list(config["stage_blocks"])
     stage_strides = list(config["stage_strides"])
-    _check_positive_ints("stage_filters", stage_filters)
-    _check_positive_ints("stage_blocks", stage_blocks)
-    _check_positive_ints("stage_strides", stage_strides)
     if not len(stage_filters) == len(stage_blocks) == len(stage_strides):
         raise ValueError(
             "`stage_filters`, `stage_blocks` and `stage_strides` must have "
             f"the same length. Received: stage_filters={stage_filters}, "
             f"stage_blocks={stage_blocks}, stage_strides={stage_strides}"
         )
-    if not 0.0 <= config["dropout"] < 1.0:
-        raise ValueError(
-            f"`dropout` must be in [0, 1). Received: dropout={config['dropout']!r}"
-        )
+    check_int("stem_kernel_size", config["stem_kernel_size"])
+    check_int("stem_strides", config["stem_strides"])
+    check_int("num_classes", config["num_classes"], minimum=2)  # a softmax of 1 is always 1
+    check_number("dropout", config["dropout"], 0, 1)
+    check_number("bn_momentum", config["bn_momentum"], 0, 1)  # the stem's BN takes it unchecked
+    check_bool("stem_whitening", config["stem_whitening"])
+    if config["stem_filters"] is not None:  # None: the whitening stem's
+        check_int("stem_filters", config["stem_filters"])
     if config["stem_whitening"] != (config["stem_filters"] is None):
         raise ValueError(
             "A whitening stem has a fixed width (6 * stem_kernel_size**2) and "
@@ -207,10 +207,17 @@ def adapt_whitening(model, images, batch_size=500):
     Args:
         model: a model from `build_model`.
         images: (N, 32, 32, 3) pixels in 0-255; a few thousand are enough.
+        batch_size: int. Images per `predict` batch. Defaults to `500`.
 
     Raises:
-        ValueError: `images` is not a non-empty batch of 32x32 RGB images.
+        ValueError: `model` is not a Keras model, `images` is not a non-empty
+            batch of 32x32 RGB images or holds NaN or infinite values.
     """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`model` must be a keras.Model, such as build_model's. Received: model={model!r}"
+        )
+    check_int("batch_size", batch_size)
     shape = getattr(images, "shape", None)
     if shape is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE or not shape[0]:
         raise ValueError(
@@ -244,11 +251,15 @@ def load_model(path):
     layers are registered on import. Returns the inference network.
 
     Raises:
-        ValueError: the file is missing, not a Keras archive, or not a
-            32x32x3 -> 10-class classifier of probabilities.
+        ValueError: `path` is not a path, or the file is missing, not a Keras
+            archive, or not a 32x32x3 -> 10-class classifier of probabilities.
     """
     import os
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"`path` must be the path of a .keras file, a str or os.PathLike. Received: path={path!r}"
+        )
     path = os.fspath(path)
     if not os.path.isfile(path) or not path.endswith(".keras"):
         raise ValueError(

@@ -103,7 +103,7 @@ def preset_layout(preset, **overrides):
     Raises:
         ValueError: for an unknown preset or argument.
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:  # a list is unhashable
         raise ValueError(f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}.")
     layout = {**LAYOUT_DEFAULTS, **PRESETS[preset]}
     unknown = set(overrides) - set(layout)

@@ -1,12 +1,13 @@
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from keras_resnet import (
-    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, ResidualBlock, adapt_whitening, build_model,
-    count_params,
+    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, RandomCutout, RandomPadCrop, ResidualBlock,
+    adapt_whitening, build_model, count_params, load_model,
 )
 
 
@@ -209,6 +210,7 @@ def test_over_cap_raises_and_names_count_and_cap():
 @pytest.mark.parametrize("preset, overrides", [
     ("seed", {}), ("fast", {}), ("fast-cpu", {}), ("best", {}),
     ("seed", {"stage_filters": [8, 8, 16, 16]}), ("best", {"stage_blocks": [1, 2, 1]}),
+    ("fast-cpu", {"dropout": 0, "bn_momentum": 0, "num_classes": 2}),  # the edges the checks allow
 ])
 def test_count_params_equals_the_built_network(preset, overrides):
     assert count_params(preset, **overrides) == build_model(preset, **overrides).count_params()
@@ -228,13 +230,57 @@ def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
     assert list(global_state.get_global_attribute("uninitialized_variables") or []) == pending_before
 
 
-def test_bad_preset_and_arguments():
-    with pytest.raises(ValueError, match="Unknown preset 'nope'"):
-        build_model("nope")
-    with pytest.raises(ValueError, match="Unknown model argument"):
-        build_model("seed", widths=(1, 2))
-    with pytest.raises(ValueError, match="same length"):
-        build_model("seed", stage_filters=(64, 128))
+@pytest.mark.parametrize("preset, kwargs, message", [
+    ("nope", {}, "Unknown preset 'nope'"),
+    (["seed"], {}, "Unknown preset ['seed']"),
+    ("seed", {"widths": (1, 2)}, "Unknown model argument"),
+    ("seed", {"stage_filters": (64, 128)}, "same length"),
+    # Each of these was a TypeError from inside Keras or the checks ...
+    ("seed", {"stage_filters": 64}, "Received: stage_filters=64"),
+    ("seed", {"stage_filters": None}, "Received: stage_filters=None"),
+    ("seed", {"dropout": None}, "Received: dropout=None"),
+    ("seed", {"dropout": "0.1"}, "Received: dropout='0.1'"),
+    ("seed", {"bn_momentum": None}, "Received: bn_momentum=None"),
+    ("seed", {"bn_momentum": "0.9"}, "Received: bn_momentum='0.9'"),
+    ("seed", {"stem_filters": "64"}, "Received: stem_filters='64'"),
+    # ... or Keras' message, about its own argument ...
+    ("seed", {"num_classes": "10"}, "Received: num_classes='10'"),
+    ("seed", {"stem_kernel_size": "7"}, "Received: stem_kernel_size='7'"),
+    # ... or was taken: a truthy string allowed going over the cap, bools
+    # were widths of 1, and a softmax of one class is always 1.
+    ("seed", {"stage_blocks": (1, 1, 1, 2), "allow_over_cap": "no"}, "Received: allow_over_cap='no'"),
+    ("seed", {"stage_filters": [True] * 4}, "Received: stage_filters=[True, True, True, True]"),
+    ("seed", {"num_classes": 1}, "Received: num_classes=1"),
+    ("seed", {"stem_whitening": 1, "stem_filters": None, "stem_strides": 1}, "Received: stem_whitening=1"),
+])
+def test_bad_preset_and_arguments(preset, kwargs, message):
+    for build in (build_model, count_params):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            build(preset, **kwargs)
+
+
+NAN_IMAGES = np.full((2, 32, 32, 3), np.nan, "float32")
+BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy's LinAlgError, nothing
+    "path=None": lambda: load_model(None),
+    "model=None": lambda: adapt_whitening(None, NAN_IMAGES),
+    "6144 of 6144 values NaN or infinite": lambda: adapt_whitening(build_model("fast-cpu"), NAN_IMAGES),
+    "96 of 96 values NaN or infinite": lambda: PatchWhitening(2).adapt(np.full((2, 4, 4, 3), np.inf)),
+    "max_patches=None": lambda: PatchWhitening(2).adapt(np.zeros((2, 4, 4, 3)), max_patches=None),
+    "bn_momentum=None": lambda: ResidualBlock(8, bn_momentum=None),
+    "bn_momentum='0.9'": lambda: ResidualBlock(8, bn_momentum="0.9"),
+    "filters=True": lambda: ResidualBlock(True),
+    "strides=True": lambda: ResidualBlock(8, strides=True),
+    "epsilon=None": lambda: PatchWhitening(2, epsilon=None),
+    "kernel_size=True": lambda: PatchWhitening(True),
+    "padding=True": lambda: RandomPadCrop(True),
+    "size=True": lambda: RandomCutout(True),
+}
+
+
+@pytest.mark.parametrize("received", sorted(BAD_CALLS))
+def test_bad_function_and_layer_arguments_are_a_value_error_quoting_them(received):
+    with pytest.raises(ValueError, match=re.escape(f"Received: {received}")):
+        BAD_CALLS[received]()
 
 
 def correlated_images(count, size=12, seed=0):

@@ -1,0 +1,53 @@
+"""Argument checks of the public API (`build_model`, the layers, ...).
+
+Each raises a `ValueError` that names the argument and quotes the value
+received, keras-hub's style, before the value can fail deep inside Keras or
+numpy with a `TypeError`. Booleans are not taken for numbers, and numbers
+are not taken for booleans.
+"""
+
+import numbers
+
+
+def _refuse(name, value, expected):
+    raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+
+
+def _is_int(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_int(name, value, minimum=1):
+    """An integer of at least `minimum`."""
+    if not _is_int(value, minimum):
+        expected = {0: "a non-negative integer", 1: "a positive integer"}
+        _refuse(name, value, expected.get(minimum, f"an integer >= {minimum}"))
+
+
+def check_positive_ints(name, values):
+    """A non-empty list (or tuple) of positive integers."""
+    if not isinstance(values, (list, tuple)) or not values or not all(
+        _is_int(v, 1) for v in values
+    ):
+        _refuse(name, values, "a non-empty list of positive integers")
+
+
+def check_number(name, value, low, high=None):
+    """A real number in `[low, high)`, or `> low` when `high` is `None`."""
+    in_range = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        value > low if high is None else low <= value < high
+    )
+    if not in_range:
+        _refuse(name, value, f"a number > {low}" if high is None else f"a number in [{low}, {high})")
+
+
+def check_bool(name, value):
+    """`True` or `False`, not merely truthy: `"no"` would read as `True`."""
+    if not isinstance(value, bool):
+        _refuse(name, value, "True or False")
+
+
+def check_choice(name, value, choices):
+    """One of `choices`, of the same type (`True` is not taken for `1`)."""
+    if not any(type(value) is type(c) and value == c for c in choices):
+        _refuse(name, value, f"one of {choices}")
