@@ -9,6 +9,7 @@ import json
 import math
 import os
 
+from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
 
 REFERENCE_BATCH_SIZE = 128
@@ -271,9 +272,14 @@ class TrainConfig:
             from keras_resnet.model import count_params
 
             try:
-                count_params(self.preset, **overrides)
+                params = count_params(self.preset, allow_over_cap=True, **overrides)
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+            if params > PARAM_CAP:  # build_model's advice is a Python argument
+                raise ConfigError(
+                    f"--stage-filters/--stage-blocks give {params:,} parameters, over the "
+                    f"cap of {PARAM_CAP:,}: use narrower or fewer stages, or fewer blocks."
+                )
 
     def model_overrides(self):
         overrides = {}

@@ -63,16 +63,23 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         The path of the new version folder.
 
     Raises:
-        ValueError: `model_name` is not one folder name.
+        ValueError: `model_name` is not one folder name, or the model folder
+            cannot be made (a file is in the way).
     """
+    from keras_resnet.config import can_create_folder
     from keras_resnet.config import model_name_problem
 
     if problem := model_name_problem(model_name):
         raise ValueError(problem)
+    model_dir = os.path.join(export_dir, model_name)
+    if not can_create_folder(model_dir):  # was a bare "[Errno 17] File exists"
+        raise ValueError(
+            f"{model_dir} cannot be created or written to as a folder: choose another "
+            "--export-dir or --model-name."
+        )
     import keras
     import tensorflow as tf
 
-    model_dir = os.path.join(export_dir, model_name)
     os.makedirs(model_dir, exist_ok=True)
     names = tf.constant(list(class_names))
 

@@ -209,3 +209,19 @@ def test_a_model_name_that_is_not_one_folder_is_refused(tmp_path, capsys, name):
     assert sorted(os.listdir(tmp_path)) == ["m.keras"]
     with pytest.raises(ConfigError, match="must be one folder name"):
         TrainConfig(model_name=name).validate()
+
+
+def test_an_export_whose_model_folder_is_a_file_is_one_clear_line(tmp_path, capsys):
+    from keras_resnet import build_model
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    checkpoint = str(tmp_path / "m.keras")
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(checkpoint)
+    (tmp_path / "keras_resnet").write_text("not a folder")
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(tmp_path)], capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [  # was "[Errno 17] File exists: ..."
+        f"python -m keras_resnet.export: error: {tmp_path / 'keras_resnet'} cannot be created or "
+        "written to as a folder: choose another --export-dir or --model-name."]
+    assert (tmp_path / "keras_resnet").read_text() == "not a folder"

@@ -199,7 +199,9 @@ def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--train-size", "2000"], "--train-size 2000 is larger than the 100 training images"),
     (["--batch-size", "256"], "--batch-size 256 is larger than the 100 training images"),
-    (["--stage-filters", "64,128,256,1024"], "over the cap of 5,000,000"),
+    # It said "pass allow_over_cap=True", which no flag is.
+    (["--stage-filters", "64,128,256,1024"], "--stage-filters/--stage-blocks give 13,316,554 "
+     "parameters, over the cap of 5,000,000: use narrower or fewer stages, or fewer blocks."),
     (["--stage-filters", "64,128"], "differ in length"),
     (["--epochs", "2", "--batch-size", "25", "--ema", "0.99"],
      "--ema 0.99 averages over about 100 steps, too many for this run's 8"),
