@@ -73,34 +73,43 @@ def build_parser():
     return p
 
 
-def check_resumable(args, saved, path):
-    """Refuses `--resume` of a finished run, or with flags that change what
-    the run trains: the advice `train()` gives for those (`--overwrite`)
-    is one `--resume` takes no part in."""
-    from keras_resnet.config import ConfigError
+def _as_flag_value(value):
+    if value is None:
+        return "the preset's"
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
-    again = (f"python train.py --config {shlex.quote(path)} "
-             f"--output-dir {shlex.quote(args.resume)} --overwrite")
-    if os.path.isfile(os.path.join(args.resume, "metrics.json")):
+
+def check_resumable(run, path, saved, config):
+    """Refuses `--resume` of a finished run, or with flags that change what
+    the run trains (`saved`, its config.json, against `config`, with the
+    flags): the advice `train()` gives for those is `--overwrite`, which
+    `--resume` takes no part in."""
+    from keras_resnet.config import ConfigError, TrainConfig
+
+    new_run = f"python train.py --config {shlex.quote(path)} --output-dir NEW_FOLDER"
+    if os.path.isfile(os.path.join(run, "metrics.json")):
         raise ConfigError(
-            f"--resume: {args.resume} holds a finished run; nothing to resume. "
-            f"To train it again from the start, with its settings: {again}"
+            f"--resume: {run} holds a finished run; nothing to resume. To train it again "
+            f"with its settings: {new_run} (or --output-dir {shlex.quote(run)} --overwrite, "
+            "which deletes the finished run)."
         )
-    identity = saved.identity()
-    changed = sorted(k for k, v in vars(args).items() if k in identity and v != identity[k])
+    identity = config.identity()
+    before = {**TrainConfig().identity(), **{k: v for k, v in saved.items() if k in identity}}
+    changed = sorted(k for k in identity if identity[k] != before[k])
     if changed:
-        flags = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run has "
-                          f"{identity[k]})" for k in changed)
+        flags = [f"--{k.replace('_', '-')} {_as_flag_value(identity[k])}" for k in changed]
+        had = ", ".join(f"{_as_flag_value(before[k])}" for k in changed)
         raise ConfigError(
-            f"--resume continues {args.resume} with its own settings, which {flags} would "
-            "change; drop the flag, or start a new run with another --output-dir."
+            f"--resume continues {run} with its own settings, which {', '.join(flags)} would "
+            f"change (the run has {had}); drop the flag, or start a new run with it: "
+            f"{new_run} {' '.join(flags)}"
         )
 
 
 def config_from_args(args):
     from keras_resnet.config import ConfigError, TrainConfig, read_json_object
 
-    values = {}
+    values, saved = {}, None
     if "resume" in args:
         for flag in ("overwrite", "output_dir", "config"):
             if getattr(args, flag, None):
@@ -111,10 +120,9 @@ def config_from_args(args):
         path = os.path.join(args.resume, "config.json")
         if not os.path.isfile(path):
             raise ConfigError(f"--resume: {args.resume} holds no config.json of a run.")
-        values.update(read_json_object(path, "--resume: the run's settings", "fix or restore it."))
+        saved = read_json_object(path, "--resume: the run's settings", "fix or restore it.")
+        values.update(saved)
         values["output_dir"] = args.resume
-        saved = TrainConfig.from_dict(values, source=path)  # its own faults name the file
-        check_resumable(args, saved, path)
     if "config" in args:
         values.update(read_json_object(args.config, "--config", "pass a JSON object of settings."))
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
@@ -130,14 +138,22 @@ def config_from_args(args):
         ("num_processes", "KERAS_RESNET_NUM_PROCESSES", int),
         ("process_id", "KERAS_RESNET_PROCESS_ID", int),
     ):
-        if values.get(key) is None and os.environ.get(variable):
+        # The environment fills what no flag gives, over a resumed run's
+        # saved placement too: each process of a run has its own id.
+        unset = values.get(key) is None or (saved is not None and key not in flags)
+        if unset and os.environ.get(variable):
             try:
                 values[key] = kind(os.environ[variable])
             except ValueError:
                 raise ConfigError(
                     f"${variable} must be {kind.__name__}, got {os.environ[variable]!r}."
                 ) from None
-    return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+    if saved is None:
+        return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+    # A bad value is the run's file's (the flags' types are checked as parsed).
+    config = TrainConfig.from_dict(values, source=path)
+    check_resumable(args.resume, path, saved, config)
+    return config
 
 
 def main(argv=None):

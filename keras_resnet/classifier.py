@@ -73,7 +73,14 @@ class SavedModelClassifier:
             )
         self._serve = serve
         self._tf = tf
-        if problem := probabilities_problem(self(np.zeros((1, 32, 32, 3), "float32"))[0]):
+        try:
+            row = self(np.zeros((1, 32, 32, 3), "float32"))[0]
+        except Exception as e:  # a signature of fixed batch size, say
+            raise ModelError(
+                f"{path}: its serving_default fails on one 32x32 image: "
+                f"{type(e).__name__}: {_first_line(e)}"
+            ) from None
+        if problem := probabilities_problem(row):
             raise ModelError(
                 f"{path} {problem}: export a model that ends with a softmax, "
                 "as build_model's does."

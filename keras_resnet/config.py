@@ -237,15 +237,14 @@ class TrainConfig:
             fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
-        run_folder = self.output_dir if self.output_dir is not None else RUNS_ROOT
-        if not can_create_folder(run_folder):
-            fail(f"--output-dir {run_folder!r} cannot be created or written to as a folder.")
+        if self.output_dir is not None and not can_create_folder(self.output_dir):
+            fail(f"--output-dir {self.output_dir!r} cannot be created or written to as a folder.")
         if self.process_id not in (None, 0) and not self.several_processes:
             # Another process than 0 skips the export, and on its own its
             # share of every batch is empty.
             fail(
                 f"--process-id {self.process_id} (or $KERAS_RESNET_PROCESS_ID) is for runs of "
-                "several JAX processes: pass --num-processes too, or drop it."
+                "several JAX processes: pass --num-processes N > 1 with it, or drop it."
             )
         if self.export and (problem := model_name_problem(self.model_name)):
             fail(problem)

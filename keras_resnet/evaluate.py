@@ -27,6 +27,7 @@ from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import can_create_folder
+from keras_resnet.config import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 
 
@@ -433,7 +434,7 @@ def _remove_stale_plots(folder, previous, plots):
     # working directory.
     listed = {os.path.basename(p) for p in old if isinstance(p, str)}
     written = {os.path.basename(p) for p in plots.values()}
-    for name in (listed & set(REPORT_FILES)) - written:
+    for name in (listed & set(REPORT_FILES)) - written - {"evaluation.json"}:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             os.remove(path)
@@ -474,8 +475,8 @@ def main(argv=None):
         )
     if in_the_way := _files_in_the_way(output_dir):
         return fail(
-            f"{in_the_way[0]} is a folder, where the report writes a file: move it, "
-            "or choose another --output-dir."
+            f"{in_the_way[0]} is not a file (a folder, or a link to nowhere), where the "
+            "report writes one: move it, or choose another --output-dir."
         )
     os.makedirs(output_dir, exist_ok=True)
     previous = _read_report(output_dir)
@@ -509,8 +510,8 @@ def main(argv=None):
         result["params"] = int(model.count_params())
     result.update(metrics)
     result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir, plots=plots)
-    with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    # Atomic: a report cut short would read as another program's.
+    write_json_atomic(os.path.join(output_dir, "evaluation.json"), result)
     _remove_stale_plots(output_dir, previous, plots)
     del result["confusion_matrix"]  # in evaluation.json and the PNG
     print(json.dumps(result))

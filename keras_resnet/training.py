@@ -37,6 +37,7 @@ from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import can_create_folder
 from keras_resnet.config import read_json_object
 from keras_resnet.config import write_json_atomic
 from keras_resnet.layers import build_augmenter
@@ -568,6 +569,11 @@ def train(config, overwrite=False):
     # First: JAX multi-host must start before any JAX computation.
     scope, device_count = distribution_scope(config)
     config.check_model()
+    if config.output_dir is None and not can_create_folder(RUNS_ROOT):
+        raise ConfigError(
+            f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
+            "to as a folder: move what is there, or pass --output-dir."
+        )
     cifar, train_data, validation = prepare_data(config)
     if config.output_dir is None:
         config.output_dir = default_output_dir(config)

@@ -184,7 +184,7 @@ def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
     (tmp_path / "report" / "mistakes.png").mkdir(parents=True)
     line = _error_line(capsys, ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
                                 "--output-dir", str(tmp_path / "report")])
-    assert f"{tmp_path / 'report' / 'mistakes.png'} is a folder" in line, line  # was IsADirectoryError
+    assert f"{tmp_path / 'report' / 'mistakes.png'} is not a file" in line, line  # was IsADirectoryError
     assert os.listdir(tmp_path / "report") == ["mistakes.png"]
 
 

@@ -422,6 +422,7 @@ def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path
     run = tmp_path / "run"
     run.mkdir()
     settings = TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, output_dir=str(run)).to_dict()
+    new_run = f"python train.py --config {run / 'config.json'} --output-dir NEW_FOLDER"
 
     def refusal(*argv):
         code, _, err = run_train_main(["--resume", str(run), *argv], capsys)
@@ -430,19 +431,43 @@ def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path
 
     # These said "pass --overwrite", which --resume then refused.
     write_json_atomic(str(run / "config.json"), settings)
-    assert refusal("--epochs", "3", "--preset", "seed") == (
-        f"train.py: error: --resume continues {run} with its own settings, which --epochs 3 "
-        "(the run has 2) would change; drop the flag, or start a new run with another --output-dir.")
+    assert refusal("--epochs", "3", "--stage-filters", "8,8,8,8", "--preset", "seed") == (
+        f"train.py: error: --resume continues {run} with its own settings, which --epochs 3, "
+        "--stage-filters 8,8,8,8 would change (the run has 2, the preset's); drop the flag, or "
+        f"start a new run with it: {new_run} --epochs 3 --stage-filters 8,8,8,8")
     assert refusal("--config", str(run / "config.json")).endswith("drop --config.")
     (run / "metrics.json").write_text("{}")
     assert refusal() == (
         f"train.py: error: --resume: {run} holds a finished run; nothing to resume. To train it "
-        f"again from the start, with its settings: python train.py --config {run / 'config.json'} "
-        f"--output-dir {run} --overwrite")
+        f"again with its settings: {new_run} (or --output-dir {run} --overwrite, which deletes "
+        "the finished run).")
     # A bad setting in the run's file was blamed on "flags".
     write_json_atomic(str(run / "config.json"), dict(settings, epochs="1"))
     assert refusal().endswith(f"{run / 'config.json'}: epochs must be int, got '1' (str).")
     assert sorted(os.listdir(run)) == ["config.json", "metrics.json"]
+
+
+def test_resume_takes_new_placement_from_flags_and_the_environment(fake_cifar, tmp_path, monkeypatch):
+    import train
+    from keras_resnet.config import TrainConfig, write_json_atomic
+
+    run = tmp_path / "run"
+    run.mkdir()
+    moved = str(tmp_path / "moved-away")  # the data folder the run was started with
+    write_json_atomic(str(run / "config.json"), TrainConfig(
+        epochs=2, data_dir=moved, output_dir=str(run), process_id=1).to_dict())
+
+    def resume(*argv):
+        return train.config_from_args(train.build_parser().parse_args(["--resume", str(run), *argv]))
+
+    # Each process's own id comes from its environment, not from the
+    # config.json that the last process to write it left.
+    monkeypatch.setenv("KERAS_RESNET_PROCESS_ID", "0")
+    # The saved, moved data folder was refused before the flag was read.
+    config = resume("--data-dir", fake_cifar, "--epochs", "2")
+    assert (config.data_dir, config.process_id) == (fake_cifar, 0)
+    monkeypatch.setenv("CIFAR10_DIR", fake_cifar)
+    assert resume().data_dir == fake_cifar
 
 
 def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
@@ -483,7 +508,6 @@ def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeyp
     for settings, message in (
         (dict(output_dir="afile/run"), "--output-dir 'afile/run' cannot be created"),  # NotADirectoryError
         (dict(output_dir="dangling"), "--output-dir 'dangling' cannot be created"),  # FileNotFoundError
-        (dict(), "--output-dir 'runs' cannot be created"),  # NotADirectoryError
         # Skipped the export silently; with device augmentation, a traceback.
         (dict(output_dir="r", process_id=1), "--process-id 1 (or $KERAS_RESNET_PROCESS_ID) is "
                                              "for runs of several JAX processes"),
@@ -493,6 +517,9 @@ def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeyp
         with pytest.raises(ConfigError, match=re.escape(message)):
             TrainConfig(**settings).validate()
     TrainConfig(output_dir="r", process_id=0).validate()  # process 0 of one is fine
+    TrainConfig().validate()  # tune and bench, which write no run, are not refused for runs/
+    with pytest.raises(ConfigError, match="'runs', where runs go without --output-dir, cannot be "):
+        training.train(TrainConfig(data_dir=str(tmp_path)))  # was a NotADirectoryError after the data
 
     # --overwrite through a link to a run: shutil.rmtree raised OSError.
     run = tmp_path / "run"
