@@ -93,8 +93,7 @@ def check_resumable(run, path, saved, config):
             f"with its settings: {new_run} (or --output-dir {shlex.quote(run)} --overwrite, "
             "which deletes the finished run)."
         )
-    identity = config.identity()
-    before = {**TrainConfig().identity(), **{k: v for k, v in saved.items() if k in identity}}
+    identity, before = config.identity(), TrainConfig.saved_identity(saved)
     changed = sorted(k for k in identity if identity[k] != before[k])
     if changed:
         flags = [f"--{k.replace('_', '-')} {_as_flag_value(identity[k])}" for k in changed]

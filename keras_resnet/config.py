@@ -306,6 +306,13 @@ class TrainConfig:
         """The settings that define what is trained (for resume checks)."""
         return {k: v for k, v in self.to_dict().items() if k not in self.PLACEMENT_KEYS}
 
+    @classmethod
+    def saved_identity(cls, saved):
+        """`identity()` of a run from its saved `config.json` (a dict): a
+        setting added after the run was made has its default there."""
+        return {**cls().identity(),
+                **{k: v for k, v in saved.items() if k not in cls.PLACEMENT_KEYS}}
+
 
 def prepare_environment(config):
     """Environment settings that must be made before TensorFlow loads.

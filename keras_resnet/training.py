@@ -351,9 +351,7 @@ def run_state(path):
         if not RUN_CONFIG_KEYS <= set(saved):  # another program's config.json
             saved = None
     if saved is not None:
-        saved = {k: v for k, v in saved.items() if k not in TrainConfig.PLACEMENT_KEYS}
-        # A setting added after the run was made has its default there.
-        saved = {**TrainConfig().identity(), **saved}
+        saved = TrainConfig.saved_identity(saved)
     if os.path.isfile(layout_path):
         # An argument added after the run was made builds what the code of
         # that time did: its default.
