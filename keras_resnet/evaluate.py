@@ -382,7 +382,8 @@ def default_output_dir(model_path, run_dir, model_arg=None):
     index = 1
     while True:
         folder = base if index == 1 else f"{base}-{index}"
-        if _reported_model(folder) in (None, os.path.abspath(model_arg or model_path)):
+        reported = _reported_model(_read_report(folder))
+        if reported in (None, os.path.abspath(model_arg or model_path)):
             return folder
         index += 1
 
@@ -400,11 +401,10 @@ def _read_report(folder):
     return report if isinstance(report, dict) else {}
 
 
-def _reported_model(folder):
-    """The absolute path of the `--model` whose report `folder` holds; None
-    without a report; a text that names no path for a file that is none of
-    this command's."""
-    report = _read_report(folder)
+def _reported_model(report):
+    """The absolute path of the `--model` whose report this is (`report`,
+    from `_read_report`); None without a report; a text that names no path
+    for a file that is none of this command's."""
     if report is None:
         return None
     model = report.get("model")
@@ -412,8 +412,8 @@ def _reported_model(folder):
 
 
 # The files a report writes into its folder.
-REPORT_FILES = ("evaluation.json", "confusion_matrix.png", "mistakes.png",
-                *(f"{stem}.png" for stem in CURVES))
+PLOT_FILES = ("confusion_matrix.png", "mistakes.png", *(f"{stem}.png" for stem in CURVES))
+REPORT_FILES = ("evaluation.json", *PLOT_FILES)
 
 
 def _files_in_the_way(folder):
@@ -434,7 +434,7 @@ def _remove_stale_plots(folder, previous, plots):
     # working directory.
     listed = {os.path.basename(p) for p in old if isinstance(p, str)}
     written = {os.path.basename(p) for p in plots.values()}
-    for name in (listed & set(REPORT_FILES)) - written - {"evaluation.json"}:
+    for name in (listed & set(PLOT_FILES)) - written:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             os.remove(path)
@@ -467,7 +467,8 @@ def main(argv=None):
     )
     if not can_create_folder(output_dir):
         return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
-    reported = _reported_model(output_dir)
+    previous = _read_report(output_dir)
+    reported = _reported_model(previous)
     if args.output_dir and reported not in (None, os.path.abspath(args.model)):
         return fail(
             f"--output-dir {output_dir} holds the evaluation.json of {reported}; choose "
@@ -479,7 +480,6 @@ def main(argv=None):
             "report writes one: move it, or choose another --output-dir."
         )
     os.makedirs(output_dir, exist_ok=True)
-    previous = _read_report(output_dir)
     class_names = cifar.class_names
     metrics, probabilities = evaluate(
         model, cifar.x_test, cifar.y_test, class_names, TTA_TRANSFORMS[args.tta_views],
