@@ -131,6 +131,7 @@ def config_from_args(args):
 
         preset = values.get("preset", "seed")  # from_dict names a preset that is no string
         values = {**(RECIPES.get(preset, {}) if isinstance(preset, str) else {}), **values}
+    from_environment = {}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),
         ("coordinator_address", "KERAS_RESNET_COORDINATOR", str),
@@ -147,12 +148,27 @@ def config_from_args(args):
                 raise ConfigError(
                     f"${variable} must be {kind.__name__}, got {os.environ[variable]!r}."
                 ) from None
-    if saved is None:
-        return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
-    # A bad value is the run's file's (the flags' types are checked as parsed).
-    config = TrainConfig.from_dict(values, source=path)
+            from_environment[key] = variable
+    try:
+        if saved is None:
+            return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+        # A bad value is the run's file's (the flags' types are checked as parsed).
+        config = TrainConfig.from_dict(values, source=path)
+    except ConfigError as e:
+        raise ConfigError(blame_environment(str(e), from_environment)) from None
     check_resumable(args.resume, path, saved, config)
     return config
+
+
+def blame_environment(message, from_environment):
+    """`message` about a setting taken from an environment variable
+    (`from_environment`: setting -> variable) names the variable, which the
+    user may not know is set, not the flag they did not pass."""
+    for key, variable in from_environment.items():
+        flag = f"--{key.replace('_', '-')}"
+        if message.startswith((f"{flag}:", f"{flag} must")):
+            return f"${variable} (read for {flag}){message[len(flag):]}"
+    return message
 
 
 def main(argv=None):

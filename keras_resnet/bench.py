@@ -325,6 +325,7 @@ def run_benchmarks(config, steps=10, repeats=3):
         tf_enable_onednn_opts=(os.environ.get("TF_ENABLE_ONEDNN_OPTS")
                                if backend == "tensorflow" else None),
         preset=config.preset,
+        model_overrides=config.model_overrides(),  # --stage-filters / --stage-blocks
         params=int(model.count_params()),
         batch_size=config.batch_size,
         precision=config.precision,
@@ -355,6 +356,8 @@ def build_parser():
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
     p.add_argument("--stage-filters", type=cli.int_list,
                    help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
+    p.add_argument("--stage-blocks", type=cli.int_list,
+                   help="blocks per stage instead of the preset's, e.g. 1,1,1,1")
     p.add_argument("--batch-size", type=cli.positive_int, default=128)
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
     p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
@@ -380,6 +383,7 @@ def main(argv=None):
         config = TrainConfig(
             preset=args.preset,
             stage_filters=args.stage_filters,
+            stage_blocks=args.stage_blocks,
             batch_size=args.batch_size,
             precision=args.precision,
             jit_compile=args.jit_compile,

@@ -290,10 +290,7 @@ class TrainConfig:
             filters = overrides.get("stage_filters", preset["stage_filters"])
             blocks = overrides.get("stage_blocks", preset["stage_blocks"])
             if len(filters) != len(blocks):
-                raise ConfigError(
-                    f"stage_filters {list(filters)} and stage_blocks {list(blocks)} "
-                    "differ in length."
-                )
+                raise ConfigError(stage_count_mismatch(filters, blocks, set(overrides)))
             if len(filters) != len(preset["stage_strides"]):
                 # Keep the preset's first stride; later stages halve.
                 overrides["stage_strides"] = [preset["stage_strides"][0]] + [2] * (len(filters) - 1)
@@ -312,6 +309,25 @@ class TrainConfig:
         setting added after the run was made has its default there."""
         return {**cls().identity(),
                 **{k: v for k, v in saved.items() if k not in cls.PLACEMENT_KEYS}}
+
+
+def stage_count_mismatch(filters, blocks, given):
+    """The error for widths and block counts of different lengths; `given`
+    holds the ones that flags set (the others are the preset's)."""
+    def flag(key, values):
+        text = f"--{key.replace('_', '-')} {','.join(map(str, values))}"
+        return text if key in given else f"{text} (the preset's)"
+
+    if "stage_blocks" not in given:
+        fix = f"pass --stage-blocks with {len(filters)} values too, e.g. --stage-blocks {','.join(['1'] * len(filters))}"
+    elif "stage_filters" not in given:
+        fix = f"pass --stage-filters with {len(blocks)} widths too"
+    else:
+        fix = "give both as many values"
+    return (
+        f"{flag('stage_filters', filters)} names {len(filters)} stages, but "
+        f"{flag('stage_blocks', blocks)} names {len(blocks)}: {fix}."
+    )
 
 
 def prepare_environment(config):

@@ -51,6 +51,7 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
     _check_figures(result, repeats=1)
     assert result["backend"] == "jax" and result["jit_compile"] is True
     assert result["tf_enable_onednn_opts"] is None  # a TensorFlow setting
+    assert result["model_overrides"]["stage_filters"] == [8, 8, 16, 16]
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,10 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
         (["--precision", "float8"], "--precision"),
         (["--data-dir", "/no/such/folder"], "--data-dir"),
         (["--batch-size", "60000"], "--batch-size 60000 is larger than the 50000 training images"),
+        # It advised --stage-blocks, which bench did not have.
+        (["--stage-filters", "8,8,16"], "names 4: pass --stage-blocks with 3 values too"),
+        (["--stage-blocks", "1,1"], "--stage-filters 64,128,256,512 (the preset's) names 4 stages, "
+                                    "but --stage-blocks 1,1 names 2"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):

@@ -202,7 +202,10 @@ def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
     # It said "pass allow_over_cap=True", which no flag is.
     (["--stage-filters", "64,128,256,1024"], "--stage-filters/--stage-blocks give 13,316,554 "
      "parameters, over the cap of 5,000,000: use narrower or fewer stages, or fewer blocks."),
-    (["--stage-filters", "64,128"], "differ in length"),
+    (["--stage-filters", "64,128"], "--stage-filters 64,128 names 2 stages, but --stage-blocks "
+     "1,1,1,1 (the preset's) names 4: pass --stage-blocks with 2 values too, e.g. --stage-blocks 1,1."),
+    (["--stage-filters", "64,128", "--stage-blocks", "1,1,1"], "--stage-filters 64,128 names 2 "
+     "stages, but --stage-blocks 1,1,1 names 3: give both as many values."),
     (["--epochs", "2", "--batch-size", "25", "--ema", "0.99"],
      "--ema 0.99 averages over about 100 steps, too many for this run's 8"),
     (["--lookahead", "1.5"], "--lookahead must be in [0, 1) (0 = off), got 1.5."),
@@ -475,8 +478,22 @@ def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
     monkeypatch.setenv("KERAS_RESNET_NUM_PROCESSES", "-3")  # was accepted, as one process
     code, _, err = run_train_main(["--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")],
                                   capsys)
-    assert code == 2 and err.splitlines() == [
-        "train.py: error: --num-processes must be a positive integer, got -3."]
+    assert code == 2 and err.splitlines() == [  # it named the flag, which was not given
+        "train.py: error: $KERAS_RESNET_NUM_PROCESSES (read for --num-processes) must be a "
+        "positive integer, got -3."]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_data_folder_from_the_environment_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "moved"))
+    code, _, err = run_train_main(["--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and err.splitlines() == [  # it blamed --data-dir, which was not given
+        f"train.py: error: $CIFAR10_DIR (read for --data-dir): no such folder "
+        f"'{tmp_path / 'moved'}'; give a python-version CIFAR-10 folder (data_batch_1..5, "
+        "test_batch, batches.meta)."]
+    code, _, err = run_train_main(["--output-dir", str(tmp_path / "run"), "--data-dir",
+                                   str(tmp_path / "gone")], capsys)
+    assert code == 2 and err.startswith("train.py: error: --data-dir: no such folder")
     assert not (tmp_path / "run").exists()
 
 
