@@ -225,9 +225,10 @@ def check_ema_horizon(config, total_steps):
     highest = math.floor(EMA_MAX_FIRST_STEP_WEIGHT ** (1 / total_steps) * 1000) / 1000
     if highest**total_steps > EMA_MAX_FIRST_STEP_WEIGHT:  # rounding: 0.1**2 > 0.01
         highest = round(highest - 0.001, 3)
+    horizon = round(1 / (1 - config.ema))
     raise ConfigError(
-        f"--ema {config.ema} averages over about {round(1 / (1 - config.ema))} "
-        f"steps, too many for this run's {total_steps}: the final weights would "
+        f"--ema {config.ema} averages over about {horizon} step{'s' * (horizon != 1)}, "
+        f"too many for this run's {total_steps}: the final weights would "
         f"still be {config.ema**total_steps:.0%} those of the first step. Use "
         f"--ema {highest} or lower, or train for more steps."
     )

@@ -299,6 +299,8 @@ def test_ema_too_slow_for_the_run_is_refused():
     with pytest.raises(ConfigError, match=r"--ema 0.999 averages over about 1000 steps, too many "
                                           r"for this run's 880: .* 41% .* Use --ema 0.994 or lower"):
         check_ema_horizon(TrainConfig(ema=0.999), total_steps=880)
+    with pytest.raises(ConfigError, match=r"^--ema 0.1 averages over about 1 step, too many "):
+        check_ema_horizon(TrainConfig(ema=0.1), total_steps=1)  # said "about 1 steps"
     # The value it suggests passes (0.1 was suggested for 2 steps, and refused).
     for steps in (1, 2, 3, 4, 10, 50, 880, 5000):
         with pytest.raises(ConfigError) as refused:
