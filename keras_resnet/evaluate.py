@@ -505,7 +505,8 @@ def main(argv=None):
         except ValueError as e:
             print(f"warning: no training curves: {e}", file=sys.stderr)
 
-    result = {"model": args.model, "format": kind}
+    # Absolute: a later run from another folder must know its own report.
+    result = {"model": os.path.abspath(args.model), "format": kind}
     if kind == "keras":
         result["params"] = int(model.count_params())
     result.update(metrics)

@@ -240,7 +240,12 @@ def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
     assert reports == [os.path.join("evaluation", "model"), os.path.join("evaluation", "model-2"),
                        os.path.join("evaluation", "model")]  # a's own report, renewed
     with open(os.path.join("evaluation", "model-2", "evaluation.json")) as f:
-        assert json.load(f)["model"] == "b/model.keras"
+        assert json.load(f)["model"] == str(tmp_path / "b" / "model.keras")
+    # From another folder, a's report is still a's (it held the path as
+    # typed, "a/model.keras", and was refused as another model's from a/).
+    monkeypatch.chdir(tmp_path / "a")
+    assert ev.main(["--model", "model.keras", "--data-dir", fake_cifar,
+                    "--output-dir", os.path.join("..", "evaluation", "model")]) == 0
 
 
 def test_find_run_dir(tmp_path):
