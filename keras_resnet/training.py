@@ -638,7 +638,9 @@ def train(config, overwrite=False):
         tta_views=config.tta_views,
         params=model.count_params(),
         epochs=epochs_done,
+        # The time in this `fit`: after a resume, the epochs since it alone.
         train_seconds=round(train_seconds, 2),
+        resumed_after_epoch=resumed_from or None,
         train_images=len(train_data[0]),
         images_per_sec=round(float(np.median(history.history.get("images_per_sec", [0]))), 1),
         backend=keras.backend.backend(),

@@ -2,8 +2,8 @@
 
 import csv
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,9 +76,12 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"Resuming {run_dir} after epoch" in out.stdout
+    resumed_after = int(re.search(rf"Resuming {re.escape(str(run_dir))} after epoch (\d+)\.",
+                                  out.stdout)[1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 3
+    # Its train_seconds are the resumed epochs' alone, and say so.
+    assert metrics["resumed_after_epoch"] == resumed_after >= 1
     assert history_epochs(run_dir) == [0, 1, 2]
     assert (run_dir / "history.csv").read_text().splitlines()[1] == first_row
     # The resumed weights are trained ones, not a fresh start with the seed.

@@ -28,6 +28,7 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
         assert key in metrics
     assert metrics == summary
     assert metrics["params"] == 4_916_682 and metrics["epochs"] == 1
+    assert metrics["resumed_after_epoch"] is None and metrics["train_seconds"] > 0
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["export_path"] == str(export_dir / "keras_resnet" / "1")
     assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
