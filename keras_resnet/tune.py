@@ -535,20 +535,26 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     # Settings checked: now load Keras, and the data before the project
     # records these settings (a split the data cannot give would otherwise
     # leave a project that refuses the corrected command).
-    from keras_tuner.errors import FailedTrialError
-
     from keras_resnet.training import prepare_data
 
     data = {}
     if not _is_chief():  # the chief hands out trials and trains nothing
         _, data["train"], data["validation"] = prepare_data(config)
-    check_project(project_dir, settings, overwrite)
     hypermodel = _hypermodel_class()(config, **space)
+    # KerasTuner builds the smallest network first: refuse it before the
+    # project records a space that no trial can train.
+    smallest = dataclasses.replace(config, stage_filters=[w[0] for w in space["widths"]],
+                                   stage_blocks=[b[0] for b in space["blocks"]])
+    if (params := hypermodel.count_params(smallest)) > PARAM_CAP:
+        raise ConfigError(
+            f"Every configuration of this space is over the cap: the smallest (widths "
+            f"{smallest.stage_filters}, blocks {smallest.stage_blocks}) has {params:,} "
+            f"parameters, over {PARAM_CAP:,}. Give narrower --widths or fewer --blocks."
+        )
+    check_project(project_dir, settings, overwrite)
     try:
         tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
                             directory, project_name, overwrite=False)  # done by check_project
-    except FailedTrialError as e:  # building the smallest network of the space
-        raise ConfigError(f"Every configuration of this space is over the cap. {e}") from None
     except json.JSONDecodeError as e:  # a file of KerasTuner's, cut short
         raise ConfigError(
             f"{project_dir}: KerasTuner's saved search cannot be read (JSONDecodeError: {e}); "

@@ -251,6 +251,19 @@ def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, 
     assert not os.listdir(tmp_path)
 
 
+def test_a_space_wholly_over_the_cap_leaves_no_project_behind(cifar, tmp_path, capsys):
+    # It recorded the space before KerasTuner's first build failed, so the
+    # corrected command was refused as "a search with other settings".
+    argv = [*TINY, "--data-dir", cifar, "--directory", str(tmp_path), "--project-name", "p"]
+    argv[argv.index("--widths") + 1] = "8/8/16/2048,4096"
+    code, _, err = call_main(tune.main, argv, capsys)
+    assert not os.listdir(tmp_path)
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        "Every configuration of this space is over the cap: the smallest (widths "
+        "[8, 8, 16, 2048], blocks [1, 1, 1, 1]) has 38,142,026 parameters, over 5,000,000. "
+        "Give narrower --widths or fewer --blocks."), err
+
+
 def test_the_cli_module_loads_without_keras():
     out = run_python(["-c", "import sys, keras_resnet.tune; print('keras' in sys.modules)"])
     assert out.stdout.strip() == "False", out.stderr
