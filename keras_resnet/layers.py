@@ -533,6 +533,7 @@ def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=Tru
     runs on whole batches in a `tf.data` map (host) or as the first layer of
     the training model (device), and is never part of an exported model.
     """
+    check_bool("flip", flip)
     steps = [RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop")]
     if flip:
         steps.append(

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_resnet import data
 from keras_resnet.layers import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
@@ -91,6 +92,8 @@ def test_pipeline_reshuffles_and_augments_each_epoch():
 def test_augmenter_without_flip_leaves_mirroring_to_the_pipeline():
     assert [l.name for l in build_augmenter(2, seed=0).layers] == ["pad_crop", "flip"]
     assert [l.name for l in build_augmenter(2, seed=0, flip=False).layers] == ["pad_crop"]
+    with pytest.raises(ValueError, match=r"`flip` must be True or False. Received: flip='no'"):
+        build_augmenter(2, flip="no")  # was truthy: it flipped
     no_shift = build_augmenter(0, seed=0, flip=False)
     x = images(8)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(no_shift(x, training=True)), x)
