@@ -319,7 +319,8 @@ def stage_count_mismatch(filters, blocks, given):
         return text if key in given else f"{text} (the preset's)"
 
     if "stage_blocks" not in given:
-        fix = f"pass --stage-blocks with {len(filters)} values too, e.g. --stage-blocks {','.join(['1'] * len(filters))}"
+        ones = ",".join(["1"] * len(filters))
+        fix = f"pass --stage-blocks with {len(filters)} values too, e.g. --stage-blocks {ones}"
     elif "stage_filters" not in given:
         fix = f"pass --stage-filters with {len(blocks)} widths too"
     else:
