@@ -106,7 +106,7 @@ def check_resumable(run, path, saved, config):
 
 
 def config_from_args(args):
-    from keras_resnet.config import ConfigError, TrainConfig, read_json_object
+    from keras_resnet.config import ConfigError, TrainConfig, blame_environment, read_json_object
 
     values, saved = {}, None
     if "resume" in args:
@@ -158,17 +158,6 @@ def config_from_args(args):
         raise ConfigError(blame_environment(str(e), from_environment)) from None
     check_resumable(args.resume, path, saved, config)
     return config
-
-
-def blame_environment(message, from_environment):
-    """`message` about a setting taken from an environment variable
-    (`from_environment`: setting -> variable) names the variable, which the
-    user may not know is set, not the flag they did not pass."""
-    for key, variable in from_environment.items():
-        flag = f"--{key.replace('_', '-')}"
-        if message.startswith((f"{flag}:", f"{flag} must")):
-            return f"${variable} (read for {flag}){message[len(flag):]}"
-    return message
 
 
 def main(argv=None):

@@ -311,6 +311,17 @@ class TrainConfig:
                 **{k: v for k, v in saved.items() if k not in cls.PLACEMENT_KEYS}}
 
 
+def blame_environment(message, from_environment):
+    """`message` about a setting taken from an environment variable
+    (`from_environment`: setting -> variable) names the variable, which the
+    user may not know is set, not the flag they did not pass."""
+    for key, variable in from_environment.items():
+        flag = f"--{key.replace('_', '-')}"
+        if message.startswith((f"{flag}:", f"{flag} must")):
+            return f"${variable} (read for {flag}){message[len(flag):]}"
+    return message
+
+
 def stage_count_mismatch(filters, blocks, given):
     """The error for widths and block counts of different lengths; `given`
     holds the ones that flags set (the others are the preset's)."""

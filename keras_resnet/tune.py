@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_resnet import cli  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
+from keras_resnet.config import blame_environment  # noqa: E402
 from keras_resnet.config import can_create_folder  # noqa: E402
 from keras_resnet.config import folder_name_problem  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
@@ -628,7 +629,7 @@ def build_parser():
     p.add_argument("--validation-size", type=cli.positive_int, help="validation images cut from them (default 10%%)")
     p.add_argument("--batch-size", type=cli.positive_int, default=128, help="default 128")
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the split and the weights (default 0)")
-    p.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV), help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
+    p.add_argument("--data-dir", help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
     p.add_argument("--directory", default="runs/tuning", help="root of the project folders (default runs/tuning)")
     p.add_argument("--project-name", default="resnet", help="project folder in --directory (default resnet)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of continuing the project")
@@ -672,6 +673,9 @@ def main(argv=None):
     if args.blocks:
         space["blocks"] = args.blocks[0] if len(args.blocks) == 1 else args.blocks
     train_images = args.train_size or 50_000
+    data_dir, from_environment = args.data_dir, {}
+    if data_dir is None and os.environ.get(DATA_DIR_ENV):
+        data_dir, from_environment = os.environ[DATA_DIR_ENV], {"data_dir": DATA_DIR_ENV}
     try:
         config = TrainConfig(
             preset=args.preset,
@@ -679,7 +683,7 @@ def main(argv=None):
             train_size=args.train_size,
             validation_size=args.validation_size or max(1, train_images // 10),
             seed=args.seed,
-            data_dir=args.data_dir,
+            data_dir=data_dir,
         )
         prepare_environment(config)
         results = search(
@@ -689,7 +693,7 @@ def main(argv=None):
             verbose=args.verbose, **space,
         )
     except (ConfigError, DataError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(2, f"{parser.prog}: error: {blame_environment(str(e), from_environment)}\n")
     except KeyboardInterrupt:
         print(
             "\nInterrupted. Finished trials are kept in "

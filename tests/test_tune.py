@@ -264,6 +264,15 @@ def test_a_space_wholly_over_the_cap_leaves_no_project_behind(cifar, tmp_path, c
         "Give narrower --widths or fewer --blocks."), err
 
 
+def test_a_missing_data_folder_from_the_environment_names_the_variable(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "moved"))  # it named --data-dir
+    code, _, err = call_main(tune.main, [*TINY, "--directory", str(tmp_path)], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        "python -m keras_resnet.tune: error: $CIFAR10_DIR (read for --data-dir): no such folder")
+    assert not (tmp_path / "resnet").exists()
+
+
 def test_the_cli_module_loads_without_keras():
     out = run_python(["-c", "import sys, keras_resnet.tune; print('keras' in sys.modules)"])
     assert out.stdout.strip() == "False", out.stderr
