@@ -538,12 +538,9 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     # leave a project that refuses the corrected command).
     from keras_resnet.training import prepare_data
 
-    data = {}
-    if not _is_chief():  # the chief hands out trials and trains nothing
-        _, data["train"], data["validation"] = prepare_data(config)
     hypermodel = _hypermodel_class()(config, **space)
     # KerasTuner builds the smallest network first: refuse it before the
-    # project records a space that no trial can train.
+    # data loads and the project records a space that no trial can train.
     smallest = dataclasses.replace(config, stage_filters=[w[0] for w in space["widths"]],
                                    stage_blocks=[b[0] for b in space["blocks"]])
     if (params := hypermodel.count_params(smallest)) > PARAM_CAP:
@@ -552,6 +549,9 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             f"{smallest.stage_filters}, blocks {smallest.stage_blocks}) has {params:,} "
             f"parameters, over {PARAM_CAP:,}. Give narrower --widths or fewer --blocks."
         )
+    data = {}
+    if not _is_chief():  # the chief hands out trials and trains nothing
+        _, data["train"], data["validation"] = prepare_data(config)
     check_project(project_dir, settings, overwrite)
     try:
         tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
