@@ -69,7 +69,7 @@ def test_pooled_shortcut_sees_every_input_position(pooled):
         np.testing.assert_array_equal(out, out_nudged)
     assert (block.shortcut_pool is not None) == pooled
     assert block.projection.strides == ((1, 1) if pooled else (2, 2))
-    assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 2_455_690
+    assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 1_768_778
 
 
 @pytest.mark.parametrize("downsample", ["stride", "max_pool"])
@@ -108,7 +108,7 @@ def test_zero_init_residual_starts_the_block_as_its_shortcut(zero_init):
         np.testing.assert_allclose(out, np.maximum(x, 0.0), atol=1e-6)
     else:
         assert not np.allclose(out, np.maximum(x, 0.0), atol=1e-2)
-    assert build_model("fast-cpu", zero_init_residual=zero_init).count_params() == 2_455_690
+    assert build_model("fast-cpu", zero_init_residual=zero_init).count_params() == 1_768_778
 
 
 def test_block_keras_round_trip(tmp_path):
