@@ -424,13 +424,13 @@ class RandomPadCrop(_RandomImageLayer):
         offsets = self.backend.cast(ops.floor(offsets), "int32")
         # One gather of whole pixels: crop pixel (i, r, c) is pixel
         # (i, r + top_i, c + left_i) of the padded batch, found by its index
-        # in the batch's flattened pixels. Seven times faster in a tf.data
-        # map on the CPU than two `take_along_axis`, which gather every
-        # channel of every row and column separately.
+        # in the batch's flattened pixels. About eight times faster in a
+        # tf.data map on the CPU than two `take_along_axis`, which gather
+        # every channel of every row and column separately.
         rows = offsets[:, 0, None, None] + ops.arange(height, dtype="int32")[None, :, None]
         cols = offsets[:, 1, None, None] + ops.arange(width, dtype="int32")[None, None, :]
-        images_before = ops.arange(batch, dtype="int32")[:, None, None] * (height + 2 * p)
-        pixel = (images_before + rows) * (width + 2 * p) + cols
+        first_row = ops.arange(batch, dtype="int32")[:, None, None] * (height + 2 * p)
+        pixel = (first_row + rows) * (width + 2 * p) + cols
         pixels = ops.reshape(padded, (-1, shape[3]))
         return ops.take(pixels, pixel, axis=0)
 

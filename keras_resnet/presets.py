@@ -63,7 +63,7 @@ PRESETS = {
     # 192/2, 256/2, one block each, with ResNet-D shortcuts (average-pooled
     # before the projection, no parameters). 1,768,778 parameters.
     # On a 2-core AVX2 CPU (AMD EPYC), stages at three quarters of their
-    # widths before (64, 128, 256, 256) train about 1.5 times as many images
+    # widths before (64, 128, 256, 256) train 1.35-1.6 times as many images
     # a second, and at equal time on the validation split they went ahead:
     # 9 epochs 90.28% with flip TTA, against 89.72% for 6 epochs of the
     # wider stages. Narrower still tied: 40/80/160/256 90.22% (10 epochs)
