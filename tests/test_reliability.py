@@ -162,7 +162,7 @@ def test_unfinished_run_of_a_changed_preset_is_not_resumed_into_another_network(
     config = TrainConfig(preset="fast-cpu", output_dir=str(tmp_path / "runs" / "fast-cpu"))
     run_dir = prepare_run_dir(config)  # started, not finished
     layout = json.loads(open(os.path.join(run_dir, "layout.json")).read())
-    assert layout["pooled_shortcut"] is True and layout["stage_filters"] == [64, 128, 256, 256]
+    assert layout["pooled_shortcut"] is True and layout["stage_filters"] == [48, 96, 192, 256]
     assert prepare_run_dir(config) == run_dir  # the same network resumes
 
     # A newer keras-resnet whose preset builds other shortcuts (the weights
