@@ -205,6 +205,16 @@ def test_a_stream_started_at_an_epoch_draws_that_epoch(alternate_flips):
         np.testing.assert_array_equal(device[1][step][0], device[0][2 * steps + step][0])
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_mirror_in_place_flips_the_chosen_images_and_no_other(dtype):
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(dtype)
+    which = np.array([True, False, True, True, False, False])
+    expected = np.where(which[:, None, None, None], images[:, :, ::-1], images)
+    data.mirror_in_place(images, which)
+    assert images.dtype == dtype
+    np.testing.assert_array_equal(images, expected)
+
+
 def test_device_batch_shards_of_several_processes_make_up_the_whole_batch():
     # Each image's pixels hold its index; rows differ so that a flip shows.
     x = (np.arange(40, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")).copy()
