@@ -1,5 +1,7 @@
 """The project's own Keras callbacks (Keras' built-in ones are used as-is)."""
 
+from callbacks.checkpoint import BACKUP_METADATA
+from callbacks.checkpoint import BACKUP_WEIGHTS
 from callbacks.checkpoint import AtomicModelCheckpoint
 from callbacks.checkpoint import BackupMismatch
 from callbacks.checkpoint import BackupUnreadable

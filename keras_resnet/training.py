@@ -19,6 +19,8 @@ import time
 import keras
 import numpy as np
 
+from callbacks import BACKUP_METADATA
+from callbacks import BACKUP_WEIGHTS
 from callbacks import AtomicModelCheckpoint
 from callbacks import BackupMismatch
 from callbacks import BackupUnreadable
@@ -40,6 +42,7 @@ from keras_resnet.config import TrainConfig
 from keras_resnet.config import can_create_folder
 from keras_resnet.config import read_json_object
 from keras_resnet.config import write_json_atomic
+from keras_resnet.evaluate import REPORT_FILES
 from keras_resnet.layers import build_augmenter
 from keras_resnet.layers import skip_random_draws
 from keras_resnet.model import adapt_whitening
@@ -313,6 +316,42 @@ OTHER_NETWORK_FIX = (
 RUN_ENTRIES = {"config.json", "layout.json", "history.csv", "metrics.json", "model.keras",
                "checkpoints", "backup", "logs", "evaluation"}
 RUN_CONFIG_KEYS = {"preset", "epochs", "batch_size", "seed"}
+# The files a run, and `evaluate`'s report, write inside those subfolders.
+RUN_SUBFOLDER_FILES = {
+    "checkpoints": {"best.keras", "last.keras"},
+    "backup": {BACKUP_WEIGHTS, BACKUP_METADATA, f"{BACKUP_WEIGHTS}.bkp", f"{BACKUP_METADATA}.bkp"},
+    "evaluation": set(REPORT_FILES),
+}
+
+
+def files_no_run_writes(path):
+    """The paths, relative to the run folder `path`, of what `--overwrite`
+    must not delete: anything but `RUN_ENTRIES`, the files of
+    `RUN_SUBFOLDER_FILES`, TensorBoard's event files under `logs/` and the
+    partial files of an interrupted write. A link counts as foreign."""
+    def is_partial(name):
+        return name.endswith(".partial") or name.startswith(".partial.")
+
+    foreign = []
+    for folder, folders, files in os.walk(path):
+        relative = os.path.relpath(folder, path)
+        top = relative.split(os.sep)[0]
+        for name in sorted(folders):
+            if os.path.islink(os.path.join(folder, name)) or (
+                relative == "." and name not in RUN_ENTRIES
+            ) or (relative != "." and top != "logs"):
+                foreign.append(os.path.normpath(os.path.join(relative, name)))
+                folders.remove(name)  # reported whole, not walked
+        for name in sorted(files):
+            if relative == ".":
+                owned = name in RUN_ENTRIES
+            elif top == "logs":
+                owned = name.startswith("events.out.tfevents.")
+            else:
+                owned = name in RUN_SUBFOLDER_FILES.get(top, ())
+            if not (owned or is_partial(name)) or os.path.islink(os.path.join(folder, name)):
+                foreign.append(os.path.normpath(os.path.join(relative, name)))
+    return sorted(foreign)
 
 
 def default_output_dir(config, root=RUNS_ROOT):
@@ -391,8 +430,7 @@ def prepare_run_dir(config, overwrite=False):
                 "that run, pass the folder itself to --output-dir."
             )
         if overwrite:
-            foreign = sorted(name for name in os.listdir(path) if name not in RUN_ENTRIES
-                             and not name.endswith(".partial") and not name.startswith(".partial."))
+            foreign = files_no_run_writes(path)
             if foreign:
                 raise ConfigError(
                     f"--output-dir {path} holds files that no run writes ({', '.join(foreign[:5])}), "

@@ -385,15 +385,21 @@ def test_overwrite_never_deletes_what_a_run_did_not_write(fake_cifar, tmp_path, 
                                  "--stage-filters", "8,8,8,8", "--no-export",
                                  "--output-dir", str(run)], capsys)
     assert code == 0
+    assert (run / "logs").is_dir() and (run / "checkpoints" / "best.keras").is_file()
     (run / "notes.txt").write_text("what I saw")
+    (run / "logs" / "my_notes.txt").write_text("the curves looked odd")  # not only at the top
+    (run / "checkpoints" / "keep_this.keras").write_bytes((run / "model.keras").read_bytes())
     for folder, message in ((app, "holds no keras-resnet run"),
-                            (run, "holds files that no run writes (notes.txt)")):
+                            (run, "holds files that no run writes (checkpoints/keep_this.keras, "
+                                  "logs/my_notes.txt, notes.txt)")):
         code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25",
                                        "--output-dir", str(folder), "--overwrite"], capsys)
         assert code == 2
         assert message in err.strip().splitlines()[-1]
     assert (app / "src" / "main.py").read_text() == "print('hello')"
     assert (run / "notes.txt").read_text() == "what I saw"
+    assert (run / "logs" / "my_notes.txt").read_text() == "the curves looked odd"
+    assert (run / "checkpoints" / "keep_this.keras").is_file()
     assert (run / "model.keras").is_file()
 
 
@@ -593,3 +599,26 @@ def test_stale_partial_checkpoint_never_replaces_the_best(tmp_path):
     assert best.read_bytes() == good
     assert not (tmp_path / ".partial.best.keras").exists()
     load_model(str(best))
+
+
+def test_what_a_run_writes_is_never_called_foreign(tmp_path):
+    from keras_resnet.training import files_no_run_writes
+
+    run = tmp_path / "run"
+    owned = ["config.json", "layout.json", "history.csv", "metrics.json", "model.keras",
+             "config.json.partial", "checkpoints/best.keras", "checkpoints/last.keras",
+             "checkpoints/.partial.last.keras", "backup/latest.weights.h5",
+             "backup/latest.weights.h5.bkp", "backup/training_metadata.json",
+             "backup/training_metadata.json.bkp", "logs/train/events.out.tfevents.1.host.v2",
+             "logs/validation/events.out.tfevents.2.host.v2", "evaluation/evaluation.json",
+             "evaluation/confusion_matrix.png", "evaluation/mistakes.png", "evaluation/loss.png"]
+    for name in owned:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text("x")
+    assert files_no_run_writes(str(run)) == []
+    (run / "checkpoints" / "old").mkdir()
+    (run / "backup" / "notes.txt").write_text("mine")
+    (run / "evaluation" / "slides.png").write_text("mine")
+    (run / "logs" / "elsewhere").symlink_to(tmp_path)
+    assert files_no_run_writes(str(run)) == [
+        "backup/notes.txt", "checkpoints/old", "evaluation/slides.png", "logs/elsewhere"]
