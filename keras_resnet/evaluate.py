@@ -479,6 +479,13 @@ def main(argv=None):
             f"{in_the_way[0]} is not a file (a folder, or a link to nowhere), where the "
             "report writes one: move it, or choose another --output-dir."
         )
+    unreported = [name for name in PLOT_FILES if os.path.isfile(os.path.join(output_dir, name))]
+    if previous is None and unreported:
+        return fail(
+            f"{output_dir} holds {', '.join(unreported)} but no evaluation.json: files that "
+            "no report of this command wrote, which this one would replace; move them, or "
+            "choose another --output-dir."
+        )
     os.makedirs(output_dir, exist_ok=True)
     class_names = cifar.class_names
     metrics, probabilities = evaluate(

@@ -188,6 +188,20 @@ def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
     assert os.listdir(tmp_path / "report") == ["mistakes.png"]
 
 
+def test_plots_of_the_users_own_are_not_replaced(tmp_path, capsys, tiny_model, fake_cifar):
+    tiny_model.save(str(tmp_path / "m.keras"))
+    folder = tmp_path / "mydocs"
+    folder.mkdir()
+    (folder / "loss.png").write_text("my precious plot")
+    line = _error_line(capsys, ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
+                                "--output-dir", str(folder), "--mistakes", "0"])
+    assert line.endswith(f"{folder} holds loss.png but no evaluation.json: files that no report "
+                         "of this command wrote, which this one would replace; move them, or "
+                         "choose another --output-dir."), line
+    assert os.listdir(folder) == ["loss.png"]
+    assert (folder / "loss.png").read_text() == "my precious plot"
+
+
 def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys, tiny_model):
     data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=50)
     run = tmp_path / "run"
