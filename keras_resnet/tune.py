@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -459,11 +460,17 @@ def check_project(project_dir, settings, overwrite=False):
         )
     path = os.path.join(project_dir, SEARCH_FILE)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
-    if overwrite and os.path.isdir(project_dir) and os.listdir(project_dir) \
-            and not os.path.isfile(path):
+    if os.path.isdir(project_dir) and os.listdir(project_dir) and not os.path.isfile(path) \
+            and (overwrite or not _is_worker()):
+        what = "which --overwrite would delete" if overwrite else "where a search would write"
         raise ConfigError(
-            f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), which "
-            "--overwrite would delete; choose another --project-name or --directory."
+            f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), {what}; "
+            "choose another --project-name or --directory."
+        )
+    if overwrite and (foreign := files_no_search_writes(project_dir)):
+        raise ConfigError(
+            f"{project_dir} holds files that no search writes ({', '.join(foreign[:5])}), "
+            "which --overwrite would delete; move them out or choose another --project-name."
         )
     if os.path.isfile(path) and not overwrite:
         saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
@@ -479,6 +486,24 @@ def check_project(project_dir, settings, overwrite=False):
             shutil.rmtree(project_dir, ignore_errors=True)
         os.makedirs(project_dir, exist_ok=True)
         write_json_atomic(path, settings)
+
+
+def files_no_search_writes(project_dir):
+    """The names in `project_dir` that neither this command nor KerasTuner
+    writes there (its `oracle.json`, its tuners' `<id>.json` and `trial_*`
+    folders), which `--overwrite` must not delete."""
+    ours = {SEARCH_FILE, SUMMARY_FILE, BEST_CONFIG_FILE, "oracle.json"}
+    tuner_state = re.compile(r"(tuner\d+|chief|worker[\w-]*)\.json")
+    foreign = []
+    for name in sorted(os.listdir(project_dir)):
+        folder = os.path.isdir(os.path.join(project_dir, name))
+        if os.path.islink(os.path.join(project_dir, name)) or not (
+            (folder and name.startswith("trial_"))
+            or (not folder and (name in ours or tuner_state.fullmatch(name)
+                                or name.endswith(".partial")))
+        ):
+            foreign.append(name)
+    return foreign
 
 
 def _is_worker():

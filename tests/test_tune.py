@@ -299,6 +299,33 @@ def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_that_holds_no_search_is_not_taken_over(tmp_path):
+    # It was: KerasTuner's files landed beside the user's, and a later
+    # --overwrite deleted them all.
+    (tmp_path / "best.keras").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds no keras-resnet search \(no search.json\), "
+                                          r"where a search would write; choose another"):
+        tune.check_project(str(tmp_path), {"tuner": "random"})
+    assert os.listdir(tmp_path) == ["best.keras"]
+
+
+def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
+    project = tmp_path / "resnet"
+    for name in ("search.json", "oracle.json", "tuner0.json", "summary.csv", "best_config.json",
+                 "trial_0000/trial.json", "trial_0000/checkpoint.weights.h5"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("{}")
+    assert tune.files_no_search_writes(str(project)) == []
+    (project / "final.keras").write_text("trained from best_config.json")
+    with pytest.raises(ConfigError, match=r"holds files that no search writes \(final.keras\), "
+                                          r"which --overwrite would delete"):
+        tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
+    assert (project / "final.keras").read_text() == "trained from best_config.json"
+    (project / "final.keras").unlink()
+    tune.check_project(str(project), {"tuner": "random"}, overwrite=True)  # a search: replaced
+    assert os.listdir(project) == ["search.json"]
+
+
 def folder_tree(root):
     """Every file under `root` (relative path -> bytes) and every folder."""
     tree = {}
