@@ -38,16 +38,20 @@ def keras_backend_problem(backend):
     return None
 
 
-def int_at_least(minimum):
-    """An argument type: an integer of at least `minimum`."""
+def int_at_least(minimum, maximum=None):
+    """An argument type: an integer of at least `minimum` (and at most
+    `maximum`, if given)."""
 
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            if maximum is not None:
+                wanted = f"an integer from {minimum} to {maximum}"
+            else:
+                wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
         return value
 
@@ -55,16 +59,20 @@ def int_at_least(minimum):
 
 
 positive_int = int_at_least(1)
+port = int_at_least(1, 65535)
 
 
 def _number_list(kind, name):
     def parse(text):
         try:
-            return [kind(v) for v in text.replace(",", " ").split()]
+            values = [kind(v) for v in text.replace(",", " ").split()]
         except ValueError:
+            values = None
+        if not values:
             raise argparse.ArgumentTypeError(
                 f"must be {name} separated by commas, got {text!r}"
-            ) from None
+            )
+        return values
 
     return parse
 

@@ -145,8 +145,14 @@ class TrainConfig:
                     f"{source}: {key} must be {kind}, got {value!r} "
                     f"({type(value).__name__})."
                 )
-            if kind in ("int", "float") and abs(value) > MAX_NUMBER:
-                raise ConfigError(f"{source}: {key} is out of range, got {str(value)[:20]}...")
+            # (Infinity and NaN: `validate` names the flag.)
+            if kind in ("int", "float") and abs(value) > MAX_NUMBER and (
+                isinstance(value, int) or math.isfinite(value)
+            ):
+                name = f"--{key.replace('_', '-')}" if source == "flags" else f"{source}: {key}"
+                shown = (f"{value:.3g}" if isinstance(value, float)
+                         else f"an integer of {len(str(abs(value)))} digits")
+                raise ConfigError(f"{name} must be at most {MAX_NUMBER:g} in size, got {shown}.")
         config = cls(**values)
         config.validate()
         return config

@@ -660,7 +660,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="start over instead of continuing the project")
     p.add_argument("--tuner-id", help="distributed: 'chief' or a worker name (default $KERASTUNER_TUNER_ID)")
     p.add_argument("--oracle-ip", help="distributed: the chief's address (default $KERASTUNER_ORACLE_IP, else 127.0.0.1)")
-    p.add_argument("--oracle-port", type=cli.positive_int, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
+    p.add_argument("--oracle-port", type=cli.port, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="fit verbosity (default 2)")
     return p
 
@@ -687,6 +687,10 @@ def _distributed_env(args, parser):
             f"with --oracle-ip {os.environ['KERASTUNER_ORACLE_IP']!r}, and a --tuner-id."
         )
     if has_port:
+        try:
+            cli.port(os.environ["KERASTUNER_ORACLE_PORT"])
+        except argparse.ArgumentTypeError as e:  # KerasTuner waits for it without a word
+            parser.error(f"--oracle-port (or $KERASTUNER_ORACLE_PORT) {e}.")
         os.environ.setdefault("KERASTUNER_ORACLE_IP", "127.0.0.1")
 
 

@@ -245,7 +245,8 @@ def test_bad_data_folder_exits_2(fake_cifar, tmp_path, capsys):
     ({"momentum": None}, "momentum must be float, got None"),  # only optional settings take null
     ({"export": None}, "export must be bool, got None"),
     ({"preset": ["seed"]}, "preset must be str, got ['seed']"),
-    ({"learning_rate": 10**400}, "learning_rate is out of range, got 10000000000000000000..."),
+    ({"learning_rate": 10**400}, "learning_rate must be at most 1e+300 in size, got an integer of 401 digits."),
+    ({"momentum": 1e301}, "momentum must be at most 1e+300 in size, got 1e+301."),
 ])
 def test_bad_config_json_exits_2(tmp_path, content, message):
     path = tmp_path / "config.json"

@@ -49,6 +49,11 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     (["--cutout", "33"], "--cutout must be in [0, 32] pixels, the image's side (0 = off), got 33."),
     (["--flip", "sideways"], "--flip: invalid choice: 'sideways'"),
     (["--data-dir", "train.py"], "--data-dir: a file, not a folder 'train.py'"),
+    # These said "flags: learning_rate is out of range, got inf..." and
+    # "--stage-filters  names 0 stages ... e.g. --stage-blocks .".
+    (["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf."),
+    (["--learning-rate", "1e301"], "--learning-rate must be at most 1e+300 in size, got 1e+301."),
+    (["--stage-filters", ",,,"], "--stage-filters: must be integers separated by commas, got ',,,'"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     out = run_python(["train.py", *flags, "--output-dir", str(tmp_path / "run")])

@@ -232,6 +232,9 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
     (["--preset", "seed", "--widths", "8/16"], "one non-empty list of positive ints per stage"),
     (["--tuner-id", "chief"], "needs both a tuner id and the oracle port"),
     (["--oracle-ip", "10.0.0.1"], "the oracle address needs its port: pass --oracle-port"),
+    # A port past 65535 left the chief waiting without a word.
+    (["--tuner-id", "chief", "--oracle-port", "99999"], "must be an integer from 1 to 65535, got '99999'"),
+    (["--dropouts", ","], "must be numbers separated by commas, got ','"),
     (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
 ])
 def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp_path):
