@@ -80,7 +80,12 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     import keras
     import tensorflow as tf
 
-    os.makedirs(model_dir, exist_ok=True)
+    try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as e:
+        raise ExportError(
+            f"{model_dir} cannot be created ({e.strerror}): choose another --export-dir."
+        ) from None
     names = tf.constant(list(class_names))
 
     archive = keras.export.ExportArchive()
@@ -144,6 +149,8 @@ def main(argv=None):
         path = export_saved_model(model, args.export_dir, args.model_name)
     except (ValueError, OSError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
+    except ExportError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(json.dumps({"export_path": path, "params": model.count_params()}))
     return 0
 

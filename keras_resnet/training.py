@@ -463,7 +463,12 @@ def prepare_run_dir(config, overwrite=False):
                 f"--output-dir {path} holds an unfinished run of another network: preset "
                 f"{config.preset!r} changed since it started ({details}). {OTHER_NETWORK_FIX}"
             )
-    os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+        os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"--output-dir {path} cannot be created ({e.strerror}); choose another folder."
+        ) from None
     if layout_known:
         write_json_atomic(os.path.join(path, "layout.json"), layout)
     write_json_atomic(os.path.join(path, "config.json"), config.to_dict())

@@ -623,3 +623,25 @@ def test_what_a_run_writes_is_never_called_foreign(tmp_path):
     (run / "logs" / "elsewhere").symlink_to(tmp_path)
     assert files_no_run_writes(str(run)) == [
         "backup/notes.txt", "checkpoints/old", "evaluation/slides.png", "logs/elsewhere"]
+
+
+def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_line(
+        tmp_path, monkeypatch):
+    # The up-front check trusts os.access, which says yes to root even where
+    # makedirs fails (/sys): the export after training, and the run folder,
+    # were a PermissionError traceback.
+    from keras_resnet import build_model
+    from keras_resnet import export as export_module
+    from keras_resnet import training
+    from keras_resnet.config import ConfigError, TrainConfig
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setattr("keras_resnet.config.can_create_folder", lambda path: True)
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    with pytest.raises(export_module.ExportError,
+                       match=r"afile/m cannot be created \(Not a directory\): choose another --export-dir\."):
+        export_module.export_saved_model(model, str(tmp_path / "afile"), "m")
+    config = TrainConfig(epochs=1, output_dir=str(tmp_path / "afile" / "run"))
+    with pytest.raises(ConfigError, match=r"afile/run cannot be created \(Not a directory\); choose another"):
+        training.prepare_run_dir(config)
+    assert (tmp_path / "afile").read_text() == ""
