@@ -51,7 +51,8 @@ class SavedModelClassifier:
         except Exception as e:
             raise ModelError(
                 f"Cannot load {path} as a SavedModel: {type(e).__name__}: "
-                f"{_first_line(e)}"
+                f"{_first_line(e)}. If it was exported whole once, export it again "
+                "(python -m keras_resnet.export RUN/model.keras)."
             ) from None
         serve = getattr(self._loaded, "signatures", {}).get("serving_default")
         inputs = serve.structured_input_signature[1] if serve else {}
@@ -151,9 +152,11 @@ def resolve_saved_model(path):
         return path
     versions = version_folders(path)
     if not versions:
+        in_run = os.path.join(path, "model.keras")
+        hint = f" It is a run folder: pass {in_run}." if os.path.isfile(in_run) else ""
         raise ModelError(
             f"{path} holds no SavedModel: expected saved_model.pb, or version "
-            "folders 1, 2, ... holding one (the TF Serving layout)."
+            f"folders 1, 2, ... holding one (the TF Serving layout).{hint}"
         )
     highest = os.path.join(path, versions[-1])
     if not os.path.isfile(os.path.join(highest, "saved_model.pb")):

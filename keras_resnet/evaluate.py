@@ -292,9 +292,15 @@ def plot_training_curves(history_path, output_dir):
         )
     from matplotlib.ticker import MaxNLocator
 
-    history = read_history(history_path)
+    try:
+        history = read_history(history_path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
     if not history:
         raise ValueError(f"{history_path} holds no epochs yet.")
+    if not {c for _, _, columns, _ in CURVES.values() for c in columns} & set(history):
+        raise ValueError(f"{history_path} holds none of the columns of train.py's history "
+                         "(loss, accuracy, learning_rate).")
     epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))
     epochs = epochs + 1  # CSVLogger counts from 0
     paths = {}

@@ -261,6 +261,10 @@ def load_model(path):
             f"`path` must be the path of a .keras file, a str or os.PathLike. Received: path={path!r}"
         )
     path = os.fspath(path)
+    if os.path.isdir(path):
+        exported = os.path.isfile(os.path.join(path, "saved_model.pb"))
+        what = "a SavedModel folder, exported already" if exported else "a folder"
+        raise ValueError(f"Expected a .keras model file, got {path!r}, {what}.")
     if not os.path.isfile(path) or not path.endswith(".keras"):
         raise ValueError(
             f"Expected a .keras model file, got {path!r} (missing or wrong "
@@ -276,10 +280,11 @@ def load_model(path):
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as e:
-        raise ValueError(
-            f"Cannot load {path} as a keras-resnet model: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if "safe_mode" in str(e):  # Keras' advice, which no flag here can take
+            reason = ("it holds Python code (a lambda), which keras-resnet never runs: "
+                      "load only models saved by train.py or built from this project's layers")
+        raise ValueError(f"Cannot load {path} as a keras-resnet model: {reason}") from None
     model = inference_model(model)
     expected = f"expected (None, 32, 32, 3) to (None, {NUM_CLASSES})"
     if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != NUM_CLASSES:

@@ -350,7 +350,11 @@ def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, 
 def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
     (tmp_path / "empty").mkdir()
     line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])
-    assert "holds no SavedModel" in line
+    assert "holds no SavedModel" in line and "run folder" not in line
+    (tmp_path / "run").mkdir()  # a training run's folder: its model.keras is meant
+    (tmp_path / "run" / "model.keras").write_text("")
+    line = _error_line(capsys, ["--model", str(tmp_path / "run"), "--data-dir", fake_cifar])
+    assert line.endswith(f"It is a run folder: pass {tmp_path / 'run' / 'model.keras'}."), line
 
 
 def test_cli_rejects_a_foreign_saved_model(tmp_path, capsys, fake_cifar):
@@ -448,3 +452,29 @@ def test_an_incomplete_highest_version_is_refused_not_skipped(tmp_path):
     (tmp_path / "m" / "2").mkdir()  # an export that stopped half-way
     with pytest.raises(ModelError, match=r"its highest version .*2 holds no saved_model.pb"):
         resolve_saved_model(str(tmp_path / "m"))
+
+
+def test_a_saved_model_with_cut_variables_names_the_fix(tmp_path, tiny_model):
+    from keras_resnet.classifier import ModelError, load_classifier
+    from keras_resnet.export import export_saved_model
+
+    version = export_saved_model(tiny_model, str(tmp_path), "m")
+    data = os.path.join(version, "variables", "variables.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(ModelError, match=r"^Cannot load .* as a SavedModel: .*\. If it was exported "
+                                         r"whole once, export it again \(python -m keras_resnet.export"):
+        load_classifier(version)
+
+
+def test_a_history_that_is_not_train_pys_is_named(tmp_path):
+    # A binary file warned "'utf-8' codec can't decode ..." without its
+    # name; one with NUL bytes or other columns drew nothing, silently.
+    cases = {"binary.csv": (b"\xfc\x00\xff" * 50, "is not a history.csv of train.py"),
+             "nul.csv": (b"ep\x00och,lo\x00ss\n0\x00,1\n", "holds none of the columns"),
+             "other.csv": (b"a,b\n1,2\n", "holds none of the columns")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"^{tmp_path / name} {message}"):
+            ev.plot_training_curves(str(tmp_path / name), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -225,3 +225,18 @@ def test_an_export_whose_model_folder_is_a_file_is_one_clear_line(tmp_path, caps
         f"python -m keras_resnet.export: error: {tmp_path / 'keras_resnet'} cannot be created or "
         "written to as a folder: choose another --export-dir or --model-name."]
     assert (tmp_path / "keras_resnet").read_text() == "not a folder"
+
+
+def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
+    # Both said "(missing or wrong extension)".
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    (tmp_path / "version").mkdir()
+    (tmp_path / "version" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "dir.keras").mkdir()
+    for folder, what in (("version", "a SavedModel folder, exported already"), ("dir.keras", "a folder")):
+        code, _, err = call_main(main, [str(tmp_path / folder), "--export-dir", str(tmp_path / "e")], capsys)
+        assert code == 2
+        assert err.strip().endswith(f"Expected a .keras model file, got {str(tmp_path / folder)!r}, {what}.")
+    assert not (tmp_path / "e").exists()

@@ -266,6 +266,9 @@ def test_keras_file_from_elsewhere_is_refused(tmp_path):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert "Cannot load" in last and "foreign.keras" in last
+    # Not Keras' advice to pass safe_mode=False, which no flag can take.
+    assert "it holds Python code (a lambda), which keras-resnet never runs" in last, last
+    assert "safe_mode" not in last
     assert not (tmp_path / "e").exists()
 
 
