@@ -260,12 +260,8 @@ class TrainConfig:
                 f"{os.path.join(self.export_dir, self.model_name)!r} cannot be created or "
                 "written to as a folder."
             )
-        if self.data_dir is not None and not os.path.isdir(self.data_dir):
-            fail(
-                f"--data-dir: {'a file, not a folder' if os.path.isfile(self.data_dir) else 'no such folder'}"
-                f" {self.data_dir!r}; give a python-version "
-                "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
-            )
+        if problem := data_dir_problem(self.data_dir):
+            fail(problem)
 
     def check_model(self):
         """Counts a changed network's parameters (`count_params`: its graph
@@ -396,9 +392,15 @@ def model_name_problem(name):
 def read_json_object(path, what, fix):
     """The JSON object in `path`, or a `ConfigError` naming `what` it is,
     the problem and `fix`."""
+    def unique_keys(pairs):  # json keeps the last of a repeated key without a word
+        keys = [key for key, _ in pairs]
+        if repeated := sorted({key for key in keys if keys.count(key) > 1}):
+            raise ValueError(f"the key(s) {repeated} appear more than once")
+        return dict(pairs)
+
     try:
         with open(path) as f:
-            value = json.load(f)
+            value = json.load(f, object_pairs_hook=unique_keys)
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
         raise ConfigError(f"{what} {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
     if not isinstance(value, dict):
@@ -413,6 +415,18 @@ def write_json_atomic(path, payload):
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
     os.replace(tmp, path)
+
+
+def data_dir_problem(data_dir):
+    """Why `--data-dir data_dir` is no folder to read CIFAR-10 from, or None
+    (also for None: the default, `$CIFAR10_DIR` or tfds)."""
+    if data_dir is None or os.path.isdir(data_dir):
+        return None
+    return (
+        f"--data-dir: {'a file, not a folder' if os.path.isfile(data_dir) else 'no such folder'}"
+        f" {data_dir!r}; give a python-version "
+        "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
+    )
 
 
 def can_create_folder(path):

@@ -27,6 +27,7 @@ from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import can_create_folder
+from keras_resnet.config import data_dir_problem
 from keras_resnet.config import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 
@@ -456,6 +457,8 @@ def main(argv=None):
         print(f"python -m keras_resnet.evaluate: error: {message}", file=sys.stderr)
         return 2
 
+    if problem := data_dir_problem(args.data_dir):  # "" fell back to $CIFAR10_DIR or tfds
+        return fail(problem)
     if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
         return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
     try:

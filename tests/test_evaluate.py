@@ -478,3 +478,15 @@ def test_a_history_that_is_not_train_pys_is_named(tmp_path):
         with pytest.raises(ValueError, match=f"^{tmp_path / name} {message}"):
             ev.plot_training_curves(str(tmp_path / name), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_data_dir_is_refused_as_train_py_refuses_it(tmp_path, capsys, tiny_model, fake_cifar,
+                                                               monkeypatch):
+    # It fell back to $CIFAR10_DIR, or to tfds, without a word.
+    monkeypatch.setenv("CIFAR10_DIR", fake_cifar)
+    tiny_model.save(str(tmp_path / "m.keras"))
+    line = _error_line(capsys, ["--model", str(tmp_path / "m.keras"), "--data-dir", "",
+                                "--output-dir", str(tmp_path / "report")])
+    assert line.endswith("--data-dir: no such folder ''; give a python-version CIFAR-10 folder "
+                         "(data_batch_1..5, test_batch, batches.meta)."), line
+    assert not (tmp_path / "report").exists()

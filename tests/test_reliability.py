@@ -648,3 +648,15 @@ def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_
     with pytest.raises(ConfigError, match=r"afile/run cannot be created \(Not a directory\); choose another"):
         training.prepare_run_dir(config)
     assert (tmp_path / "afile").read_text() == ""
+
+
+def test_a_config_json_that_repeats_a_key_is_refused(tmp_path):
+    # json.load kept the last "epochs" without a word.
+    path = tmp_path / "config.json"
+    path.write_text('{"epochs": 3, "epochs": 5, "data_dir": "/nonexistent"}')  # nothing trains if missed
+    out = run_python(["train.py", "--config", str(path), "--output-dir", str(tmp_path / "run")])
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"train.py: error: --config {path} cannot be read (ValueError: the key(s) ['epochs'] appear "
+        "more than once); pass a JSON object of settings."]
+    assert not (tmp_path / "run").exists()
