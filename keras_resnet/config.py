@@ -245,6 +245,11 @@ class TrainConfig:
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
         if self.output_dir is not None and not can_create_folder(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} cannot be created or written to as a folder.")
+        if self.coordinator_address and not self.several_processes:  # was ignored
+            fail(
+                f"--coordinator-address {self.coordinator_address} (or $KERAS_RESNET_COORDINATOR) is "
+                "for runs of several JAX processes: pass --num-processes N > 1 with it, or drop it."
+            )
         if self.process_id not in (None, 0) and not self.several_processes:
             # Another process than 0 skips the export, and on its own its
             # share of every batch is empty.

@@ -542,6 +542,10 @@ def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeyp
         (dict(output_dir="r", process_id=1), "--process-id 1 (or $KERAS_RESNET_PROCESS_ID) is "
                                              "for runs of several JAX processes"),
         (dict(output_dir="r", process_id=-3), "--process-id -3"),
+        # Ignored on one process.
+        (dict(output_dir="r", coordinator_address="nohost"), "--coordinator-address nohost (or "
+                                                             "$KERAS_RESNET_COORDINATOR) is for runs of "
+                                                             "several JAX processes"),
         (dict(output_dir="r", epochs=10**20), "--epochs must be at most 1,000,000"),  # TypeError
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
