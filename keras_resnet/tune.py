@@ -496,12 +496,12 @@ def files_no_search_writes(project_dir):
     tuner_state = re.compile(r"(tuner\d+|chief|worker[\w-]*)\.json")
     foreign = []
     for name in sorted(os.listdir(project_dir)):
-        folder = os.path.isdir(os.path.join(project_dir, name))
-        if os.path.islink(os.path.join(project_dir, name)) or not (
-            (folder and name.startswith("trial_"))
-            or (not folder and (name in ours or tuner_state.fullmatch(name)
-                                or name.endswith(".partial")))
-        ):
+        path = os.path.join(project_dir, name)
+        if os.path.isdir(path):
+            owned = name.startswith("trial_")
+        else:
+            owned = name in ours or tuner_state.fullmatch(name) or name.endswith(".partial")
+        if os.path.islink(path) or not owned:
             foreign.append(name)
     return foreign
 
