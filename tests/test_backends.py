@@ -115,6 +115,43 @@ print(np.array_equal(resumed, whole[4:]), np.array_equal(resumed, whole[:4]))
     assert out.stdout.split()[-2:] == ["True", "False"]
 
 
+def test_the_logged_learning_rate_is_compiled_once_on_jax():
+    # Read eagerly, a warmup schedule's `ops.cond` made JAX compile a fresh
+    # program at every epoch end (60-80 ms here).
+    script = """
+import json
+import jax, keras
+from callbacks import LearningRateLogger
+from keras_resnet.training import TrainConfig, learning_rate_schedule
+schedule = learning_rate_schedule(TrainConfig(epochs=5, warmup_epochs=1), steps_per_epoch=10)
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+model.optimizer.build(model.trainable_variables)
+logger = LearningRateLogger()
+logger.set_model(model)
+logger.on_train_begin()
+compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kwargs: compiles.append(event) if "backend_compile" in event else None)
+steps, rates = [5, 15, 25, 35, 45], []
+for epoch, step in enumerate(steps):  # in warmup, then decaying
+    if epoch == 1:
+        compiles.clear()  # the first read compiled the schedule
+    model.optimizer.iterations.assign(step)
+    logs = {}
+    logger.on_epoch_end(epoch, logs)
+    rates.append(logs["learning_rate"])
+later = len(compiles)
+print(json.dumps({"rates": rates, "expected": [float(schedule(s)) for s in steps], "later": later}))
+"""
+    out = run_python(["-c", script], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["later"] == 0
+    assert np.allclose(result["rates"], result["expected"])
+    assert result["rates"][0] < result["rates"][1] > result["rates"][2] > result["rates"][4] >= 0
+
+
 def test_tensorflow_mirrored_strategy_on_two_cpu_devices(cifar_512, tmp_path):
     script = r"""
 import json, sys, tensorflow as tf
