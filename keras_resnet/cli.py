@@ -38,7 +38,7 @@ def keras_backend_problem(backend):
     return None
 
 
-def int_at_least(minimum, maximum=None):
+def int_in_range(minimum, maximum=None):
     """An argument type: an integer of at least `minimum` (and at most
     `maximum`, if given)."""
 
@@ -58,8 +58,8 @@ def int_at_least(minimum, maximum=None):
     return parse
 
 
-positive_int = int_at_least(1)
-port = int_at_least(1, 65535)
+positive_int = int_in_range(1)
+port = int_in_range(1, 65535)
 
 
 def _number_list(kind, name):
