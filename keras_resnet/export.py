@@ -12,6 +12,7 @@ Signatures:
 `assets.extra/class_names.txt` holds the same names, one per line.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -63,21 +64,38 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         The path of the new version folder.
 
     Raises:
-        ValueError: `model_name` is not one folder name, or the model folder
-            cannot be made (a file is in the way).
+        ValueError: `model_name` is not one folder name, the model folder
+            cannot be made (a file is in the way), or the model does not
+            give one probability per class name.
+        ExportError: Keras runs on another backend than TensorFlow.
     """
+    import keras
+
     from keras_resnet.config import can_create_folder
     from keras_resnet.config import model_name_problem
 
+    if keras.backend.backend() != "tensorflow":
+        # The serving function calls TensorFlow on the model's outputs,
+        # which another backend's traced arrays cannot go through.
+        raise ExportError(
+            f"the SavedModel export runs on Keras' TensorFlow backend, not {keras.backend.backend()}: "
+            "save the model (model.save('model.keras')) and run python -m keras_resnet.export "
+            "model.keras, which loads it on TensorFlow."
+        )
     if problem := model_name_problem(model_name):
         raise ValueError(problem)
+    classes = model.output_shape[-1]
+    if classes != len(class_names):
+        raise ValueError(
+            f"the model gives {classes} probabilities per image, but {len(class_names)} class "
+            "names were given: pass one name per class (class_names=...)."
+        )
     model_dir = os.path.join(export_dir, model_name)
     if not can_create_folder(model_dir):  # was a bare "[Errno 17] File exists"
         raise ValueError(
             f"{model_dir} cannot be created or written to as a folder: choose another "
             "--export-dir or --model-name."
         )
-    import keras
     import tensorflow as tf
 
     try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
@@ -141,6 +159,13 @@ def main(argv=None):
     parser.add_argument("--export-dir", default="saved_models")
     parser.add_argument("--model-name", default="keras_resnet")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("tensorflow") is None:
+        parser.exit(1, f"{parser.prog}: error: the export needs TensorFlow, which is not "
+                       "installed: pip install tensorflow.\n")
+    if "keras" not in sys.modules:
+        # A .keras file loads on any backend; the export needs TensorFlow's,
+        # whatever $KERAS_BACKEND the shell has (jax for training, say).
+        os.environ["KERAS_BACKEND"] = "tensorflow"
 
     from keras_resnet.model import load_model
 

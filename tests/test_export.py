@@ -174,12 +174,15 @@ def test_second_export_is_version_2_and_leaves_version_1(exported, real_data_dir
     assert tree_digest(path) != before
 
 
-def test_export_cli(exported, tmp_path):
+# A shell set up for JAX training exports too: the export loads the model on
+# TensorFlow (on JAX it was a jax2tf traceback).
+@pytest.mark.parametrize("backend", [None, "jax"])
+def test_export_cli(exported, tmp_path, backend):
     checkpoint = tmp_path / "tiny.keras"
     exported.model.save(checkpoint)
     export_dir = tmp_path / "exports"
     out = run_python(["-m", "keras_resnet.export", str(checkpoint),
-                      "--export-dir", str(export_dir)])
+                      "--export-dir", str(export_dir)], env={"KERAS_BACKEND": backend})
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary == {
@@ -240,3 +243,28 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
         assert code == 2
         assert err.strip().endswith(f"Expected a .keras model file, got {str(tmp_path / folder)!r}, {what}.")
     assert not (tmp_path / "e").exists()
+
+
+def test_the_export_api_refuses_a_model_of_other_classes_and_other_backends(tmp_path):
+    import keras
+
+    from keras_resnet.export import export_saved_model
+
+    hundred = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(100)])
+    with pytest.raises(ValueError, match="gives 100 probabilities per image, but 10 class names"):
+        export_saved_model(hundred, str(tmp_path / "exports"))
+    assert not (tmp_path / "exports").exists()
+    script = """
+import sys, keras
+from keras_resnet.export import ExportError, export_saved_model
+model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+try:
+    export_saved_model(model, sys.argv[1])
+except ExportError as e:
+    print("refused:", e)
+"""
+    out = run_python(["-c", script, str(tmp_path / "exports")], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "refused: the SavedModel export runs on Keras' TensorFlow backend, not jax" in out.stdout
+    assert "python -m keras_resnet.export model.keras" in out.stdout
+    assert not (tmp_path / "exports").exists()
