@@ -61,7 +61,7 @@ TUNED_KEYS = ("stage_filters", "stage_blocks", "dropout", "learning_rate", "weig
 # recipe) trains what was tuned. Not the data sizes, epochs or seed.
 BEST_CONFIG_KEYS = ("preset", *TUNED_KEYS, "batch_size", "momentum", "schedule",
                     "warmup_epochs", "label_smoothing", "crop_padding", "cutout", "flip", "ema",
-                    "lookahead", "precision")
+                    "lookahead", "offset_lr_scale", "bn_momentum", "precision")
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.csv"
 BEST_CONFIG_FILE = "best_config.json"
