@@ -327,19 +327,24 @@ RUN_SUBFOLDER_FILES = {
 def files_no_run_writes(path):
     """The paths, relative to the run folder `path`, of what `--overwrite`
     must not delete: anything but `RUN_ENTRIES`, the files of
-    `RUN_SUBFOLDER_FILES`, TensorBoard's event files under `logs/` and the
-    partial files of an interrupted write. A link counts as foreign."""
+    `RUN_SUBFOLDER_FILES` (for `evaluation/`, also in the one folder per
+    model that `evaluate` makes there), TensorBoard's event files under
+    `logs/` and the partial files of an interrupted write. A link counts as
+    foreign."""
     def is_partial(name):
         return name.endswith(".partial") or name.startswith(".partial.")
+
+    def is_walked(relative, top, name):  # a folder whose files are checked one by one
+        if relative == ".":
+            return name in RUN_ENTRIES
+        return top == "logs" or relative == "evaluation"
 
     foreign = []
     for folder, folders, files in os.walk(path):
         relative = os.path.relpath(folder, path)
         top = relative.split(os.sep)[0]
         for name in sorted(folders):
-            if os.path.islink(os.path.join(folder, name)) or (
-                relative == "." and name not in RUN_ENTRIES
-            ) or (relative != "." and top != "logs"):
+            if os.path.islink(os.path.join(folder, name)) or not is_walked(relative, top, name):
                 foreign.append(os.path.normpath(os.path.join(relative, name)))
                 folders.remove(name)  # reported whole, not walked
         for name in sorted(files):

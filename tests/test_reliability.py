@@ -619,7 +619,10 @@ def test_what_a_run_writes_is_never_called_foreign(tmp_path):
              "backup/latest.weights.h5.bkp", "backup/training_metadata.json",
              "backup/training_metadata.json.bkp", "logs/train/events.out.tfevents.1.host.v2",
              "logs/validation/events.out.tfevents.2.host.v2", "evaluation/evaluation.json",
-             "evaluation/confusion_matrix.png", "evaluation/mistakes.png", "evaluation/loss.png"]
+             "evaluation/confusion_matrix.png", "evaluation/mistakes.png", "evaluation/loss.png",
+             # evaluate's default: one folder per model file of the run
+             "evaluation/best/evaluation.json", "evaluation/best/accuracy.png",
+             "evaluation/last-2/evaluation.json", "evaluation/last-2/learning_rate.png"]
     for name in owned:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text("x")
@@ -628,8 +631,11 @@ def test_what_a_run_writes_is_never_called_foreign(tmp_path):
     (run / "backup" / "notes.txt").write_text("mine")
     (run / "evaluation" / "slides.png").write_text("mine")
     (run / "logs" / "elsewhere").symlink_to(tmp_path)
+    (run / "evaluation" / "best" / "notes.txt").write_text("mine")
+    (run / "evaluation" / "best" / "older").mkdir()
     assert files_no_run_writes(str(run)) == [
-        "backup/notes.txt", "checkpoints/old", "evaluation/slides.png", "logs/elsewhere"]
+        "backup/notes.txt", "checkpoints/old", "evaluation/best/notes.txt",
+        "evaluation/best/older", "evaluation/slides.png", "logs/elsewhere"]
 
 
 def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_line(
