@@ -525,6 +525,8 @@ def main(argv=None):
     result = {"model": os.path.abspath(args.model), "format": kind}
     if kind == "keras":
         result["params"] = int(model.count_params())
+    else:  # a model folder's highest version, as evaluated
+        result["saved_model_version"] = os.path.abspath(model.path)
     result.update(metrics)
     result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir, plots=plots)
     # Atomic: a report cut short would read as another program's.

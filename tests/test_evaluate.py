@@ -438,6 +438,9 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
     assert keras_result["output_dir"] == str(run / "evaluation" / "model")
     assert os.path.isfile(run / "evaluation" / "model" / "evaluation.json")
     assert saved_result["output_dir"] == str(tmp_path / "out")
+    # The report names the version it evaluated, not just the model folder.
+    assert saved_result["saved_model_version"] == str(tmp_path / "sm" / "tiny" / "1")
+    assert "saved_model_version" not in keras_result
     for key in ("test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
         assert keras_result[key] == saved_result[key], key
     assert keras_result["test_loss"] == pytest.approx(saved_result["test_loss"], abs=1e-5)
