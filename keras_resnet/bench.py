@@ -328,6 +328,10 @@ def run_benchmarks(config, steps=10, repeats=3):
         model_overrides=config.model_overrides(),  # --stage-filters / --stage-blocks
         params=int(model.count_params()),
         batch_size=config.batch_size,
+        # The input pipeline's augmentation, from the preset's recipe.
+        crop_padding=config.crop_padding,
+        flip=config.flip,
+        cutout=config.cutout,
         precision=config.precision,
         jit_compile=bool(resolve_jit_compile(config)),
         augment_on=augment_on,
@@ -358,7 +362,8 @@ def build_parser():
                    help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
     p.add_argument("--stage-blocks", type=cli.int_list,
                    help="blocks per stage instead of the preset's, e.g. 1,1,1,1")
-    p.add_argument("--batch-size", type=cli.positive_int, default=128)
+    p.add_argument("--batch-size", type=cli.positive_int,
+                   help="default: the preset's (seed 128, fast 512, fast-cpu 256, best 512)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32")
     p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
                    help="XLA: auto (GPU/JAX on, TF-CPU off)")
@@ -371,26 +376,29 @@ def build_parser():
     return p
 
 
+def config_from_args(args):
+    """The benchmark's `TrainConfig`: the preset's recipe, as `train.py`
+    starts from it (its batch size, crop and flips are what the input
+    pipeline is timed with), under the flags given."""
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.presets import RECIPES
+
+    flags = dict(stage_filters=args.stage_filters, stage_blocks=args.stage_blocks,
+                 batch_size=args.batch_size, precision=args.precision,
+                 jit_compile=args.jit_compile, data_dir=args.data_dir, seed=args.seed)
+    given = {name: value for name, value in flags.items() if value is not None}
+    return TrainConfig(**{**RECIPES[args.preset], "preset": args.preset, "epochs": 1, **given})
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     from keras_resnet.config import ConfigError
-    from keras_resnet.config import TrainConfig
     from keras_resnet.config import prepare_environment
     from keras_resnet.data import DataError
 
     try:
-        config = TrainConfig(
-            preset=args.preset,
-            stage_filters=args.stage_filters,
-            stage_blocks=args.stage_blocks,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            jit_compile=args.jit_compile,
-            data_dir=args.data_dir,
-            seed=args.seed,
-            epochs=1,
-        )
+        config = config_from_args(args)
         config.validate()
         prepare_environment(config)
         config.check_model()

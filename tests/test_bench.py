@@ -54,6 +54,20 @@ def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
     assert result["model_overrides"]["stage_filters"] == [8, 8, 16, 16]
 
 
+def test_a_preset_is_benchmarked_with_its_own_recipe():
+    # It took TrainConfig's defaults: crops padded by 4 and random flips for
+    # fast-cpu, whose training pads by 1 (the crop is a known speed factor).
+    def config(*argv):
+        return bench.config_from_args(bench.build_parser().parse_args(list(argv)))
+
+    fast_cpu = config("--preset", "fast-cpu")
+    assert (fast_cpu.batch_size, fast_cpu.crop_padding, fast_cpu.flip) == (256, 1, "random")
+    fast = config("--preset", "fast", "--batch-size", "64")
+    assert (fast.batch_size, fast.crop_padding, fast.flip) == (64, 2, "alternating")
+    assert (config().batch_size, config().crop_padding) == (128, 4)  # the seed's
+    assert config("--preset", "best").cutout == 8
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
