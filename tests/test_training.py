@@ -237,6 +237,53 @@ def test_offset_lr_scale_speeds_up_only_batch_norm_offsets(tmp_path):
         TrainConfig(offset_lr_scale=-1).validate()
 
 
+SAME_AS_KERAS_WEIGHT_DECAY = """
+import json
+import keras, numpy as np
+from keras_resnet.optimizers import OffsetScaledSGD
+from keras_resnet.training import TrainConfig, learning_rate_schedule
+
+calls = []
+
+class CountedCosineDecay(keras.optimizers.schedules.CosineDecay):
+    def __call__(self, step):
+        calls.append(step)
+        return super().__call__(step)
+
+config = TrainConfig(epochs=2, warmup_epochs=1, batch_size=4)
+schedule = learning_rate_schedule(config, steps_per_epoch=2).get_config()
+x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+y = keras.utils.to_categorical(np.arange(8) % 10, 10)
+result = {}
+for name, sgd in (("keras", keras.optimizers.SGD), ("ours", OffsetScaledSGD)):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    optimizer = sgd(learning_rate=CountedCosineDecay.from_config(schedule), momentum=0.9,
+                    nesterov=True, weight_decay=0.05)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    calls.clear()
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    result[name] = {"calls": len(calls), "weights": [w.tolist() for w in model.get_weights()]}
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_weight_decay_is_keras_own_with_the_schedule_evaluated_once_per_step(backend):
+    # Keras' decay read the learning rate once per decayed weight: the
+    # schedule was traced 1 + 2 times per train step here (12 for `fast`).
+    out = run_python(["-c", SAME_AS_KERAS_WEIGHT_DECAY], env={"KERAS_BACKEND": backend})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    keras_own, ours = result["keras"], result["ours"]
+    assert ours["calls"] >= 1 and keras_own["calls"] == 3 * ours["calls"], (keras_own["calls"], ours["calls"])
+    for expected, actual in zip(keras_own["weights"], ours["weights"]):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_bn_momentum_overrides_the_presets():
     config = TrainConfig(preset="fast", bn_momentum=0.6)
     assert config.model_overrides() == {"bn_momentum": 0.6}
