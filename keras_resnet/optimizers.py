@@ -59,7 +59,8 @@ class OffsetScaledSGD(keras.optimizers.SGD):
         # Done in `update_step` instead, with the learning rate Keras
         # computes once per step: Keras' own decay reads `learning_rate`
         # once per decayed weight, evaluating the schedule that many times
-        # (11 for `fast`; on JAX 0.3 s more tracing per run on a 2-core CPU).
+        # (11 for `fast`; on JAX 0.1-0.3 s more tracing per run on a 2-core
+        # CPU, docs/results/2026-12-04-amd-cpu).
         pass
 
     def update_step(self, gradient, variable, learning_rate):
