@@ -127,10 +127,9 @@ def config_from_args(args):
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
     if "resume" not in args:  # the preset's recipe, under the file and flags
-        from keras_resnet.presets import RECIPES
+        from keras_resnet.presets import with_recipe
 
-        preset = values.get("preset", "seed")  # from_dict names a preset that is no string
-        values = {**(RECIPES.get(preset, {}) if isinstance(preset, str) else {}), **values}
+        values = with_recipe(values)
     from_environment = {}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),

@@ -381,13 +381,14 @@ def config_from_args(args):
     starts from it (its batch size, crop and flips are what the input
     pipeline is timed with), under the flags given."""
     from keras_resnet.config import TrainConfig
-    from keras_resnet.presets import RECIPES
+    from keras_resnet.presets import with_recipe
 
-    flags = dict(stage_filters=args.stage_filters, stage_blocks=args.stage_blocks,
-                 batch_size=args.batch_size, precision=args.precision,
-                 jit_compile=args.jit_compile, data_dir=args.data_dir, seed=args.seed)
+    flags = dict(preset=args.preset, stage_filters=args.stage_filters,
+                 stage_blocks=args.stage_blocks, batch_size=args.batch_size,
+                 precision=args.precision, jit_compile=args.jit_compile,
+                 data_dir=args.data_dir, seed=args.seed)
     given = {name: value for name, value in flags.items() if value is not None}
-    return TrainConfig(**{**RECIPES[args.preset], "preset": args.preset, "epochs": 1, **given})
+    return TrainConfig(**with_recipe({**given, "epochs": 1}))
 
 
 def main(argv=None):

@@ -149,3 +149,11 @@ RECIPES = {
                      offset_lr_scale=16.0),
     "best": dict(epochs=200, batch_size=512, cutout=8),
 }
+
+
+def with_recipe(settings):
+    """`settings` over the recipe of the preset they name (`seed` if none):
+    what `train.py` and `bench` start from. A preset that is not a known
+    name adds nothing; `TrainConfig` reports it."""
+    preset = settings.get("preset", "seed")
+    return {**(RECIPES.get(preset, {}) if isinstance(preset, str) else {}), **settings}
