@@ -109,7 +109,36 @@ def predict_probabilities(model, images, batch_size=256, tta=False, verbose=0):
     return predict_tta(model, images, FLIP_TTA if tta else (), batch_size, verbose)
 
 
+def class_labels(labels, count, num_classes=NUM_CLASSES):
+    """`labels` as a flat array of `count` class indices.
+
+    Takes shape `(count,)` or `(count, 1)`, as `keras.datasets.cifar10`
+    gives them: compared with `(count,)` predictions, a column would
+    broadcast to a `(count, count)` table and every figure would be wrong
+    without an error.
+
+    Raises:
+        ValueError: not one integer label per image, or one outside
+            `[0, num_classes)`.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`labels` must hold one integer class index per image: shape ({count},) or "
+            f"({count}, 1). Received: shape {labels.shape}, dtype {labels.dtype}"
+        )
+    if count and not 0 <= labels.min() <= labels.max() < num_classes:
+        raise ValueError(
+            f"`labels` must be class indices in [0, {num_classes}). Received: values from "
+            f"{labels.min()} to {labels.max()}"
+        )
+    return labels
+
+
 def accuracy(probabilities, labels):
+    labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
 
 
@@ -132,6 +161,7 @@ def per_class_accuracy(matrix):
 
 def most_confident_mistakes(probabilities, labels, count=25):
     """Indices of misclassified images, most confident prediction first."""
+    labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
     predictions = np.argmax(probabilities, axis=-1)
     wrong = np.flatnonzero(predictions != labels)
     confidence = probabilities[wrong, predictions[wrong]]
@@ -144,7 +174,8 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
 
     Args:
         model: a Keras model or a `SavedModelClassifier`.
-        images, labels: (N, 32, 32, 3) images in 0-255 and int labels.
+        images, labels: (N, 32, 32, 3) images in 0-255 and their int
+            labels, shape (N,) or (N, 1).
         class_names: names of the classes, for `per_class_accuracy`.
         transforms: the test-time augmentation (see `predict_tta`).
         details: `"plain"` or `"tta"`: which predictions the confusion matrix
@@ -155,10 +186,14 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
         `test_loss`, `test_accuracy`, `test_accuracy_tta`, `details`,
         `per_class_accuracy`, `confusion_matrix`) and the probabilities that
         `details` names.
+
+    Raises:
+        ValueError: for `details`, or labels that are not one class index
+            per image (`class_labels`).
     """
     if details not in ("plain", "tta"):
         raise ValueError(f'`details` must be "plain" or "tta". Received: {details!r}')
-    labels = np.asarray(labels)
+    labels = class_labels(labels, len(images), len(class_names))
     views = predict_views(model, images, transforms, batch_size, verbose)
     plain, tta = views[0], np.mean(views, axis=0)
     chosen = tta if details == "tta" else plain

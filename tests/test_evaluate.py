@@ -124,6 +124,42 @@ def test_most_confident_mistakes_order():
     assert ev.most_confident_mistakes(probabilities, np.array([0, 1, 0, 1])).size == 0
 
 
+class _ConfidentOracle:
+    """Predicts 0.9 for each image's true class: a classifier without Keras."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def predict(self, images, batch_size=256, verbose=0):
+        probabilities = np.full((len(images), 10), 0.1 / 9, dtype="float32")
+        probabilities[np.arange(len(images)), self.labels[: len(images)]] = 0.9
+        return probabilities
+
+
+def test_labels_in_a_column_as_keras_datasets_gives_them_give_the_same_report():
+    labels = np.arange(100) % 10
+    images = np.zeros((100, 32, 32, 3), dtype="uint8")
+    flat, _ = ev.evaluate(_ConfidentOracle(labels), images, labels, transforms=())
+    column, _ = ev.evaluate(_ConfidentOracle(labels), images, labels[:, None], transforms=())
+    assert flat["test_accuracy"] == 1.0 and flat["test_loss"] == pytest.approx(-np.log(0.9))
+    assert column == flat
+    probabilities = _ConfidentOracle(labels).predict(images)
+    assert ev.most_confident_mistakes(probabilities, labels[:, None]).size == 0
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.arange(99) % 10, r"shape \(100,\) or \(100, 1\)\. Received: shape \(99,\)"),
+    (np.zeros((100, 2), dtype="int64"), r"Received: shape \(100, 2\)"),
+    (np.zeros(100, dtype="float32"), r"integer class index.*dtype float32"),
+    (np.full(100, 10), r"in \[0, 10\)\. Received: values from 10 to 10"),
+])
+def test_labels_that_are_not_one_class_per_image_are_refused(labels, message):
+    images = np.zeros((100, 32, 32, 3), dtype="uint8")
+    oracle = _ConfidentOracle(np.arange(100) % 10)
+    with pytest.raises(ValueError, match=message):
+        ev.evaluate(oracle, images, labels, transforms=())
+
+
 def test_per_class_accuracy_of_a_missing_class_is_none():
     matrix = ev.confusion_matrix([0, 0, 1], [0, 1, 1], num_classes=3)
     assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
