@@ -6,10 +6,13 @@ numpy with a `TypeError`. Booleans are not taken for numbers, and numbers
 are not taken for booleans.
 """
 
+import math
 import numbers
 
 
 def _refuse(name, value, expected):
+    if type(value).__module__ == "numpy":  # np.int64(64) reads as a contradiction
+        expected += f" (a Python number: pass `{name}.item()`)"
     raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
@@ -33,12 +36,13 @@ def check_positive_ints(name, values):
 
 
 def check_number(name, value, low, high=None):
-    """A real number in `[low, high)`, or `> low` when `high` is `None`."""
+    """A finite real number in `[low, high)`, or `> low` when `high` is `None`."""
     in_range = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        value > low if high is None else low <= value < high
+        math.isfinite(value) and (value > low if high is None else low <= value < high)
     )
     if not in_range:
-        _refuse(name, value, f"a number > {low}" if high is None else f"a number in [{low}, {high})")
+        _refuse(name, value,
+                f"a finite number > {low}" if high is None else f"a number in [{low}, {high})")
 
 
 def check_bool(name, value):

@@ -35,8 +35,9 @@ class FusedBatchNormalization(layers.BatchNormalization):
     instead: one kernel, the same outputs, gradients and moving statistics,
     and about a tenth more images/s training `fast-cpu` on a 2-core CPU
     (docs/results/2026-11-26-cpu). Everywhere else (JAX, PyTorch,
-    inference, masks, `synchronized`, `renorm`, other axes) it is Keras'
-    layer, unchanged. It takes Keras' arguments and has Keras' weights and
+    inference, masks, `synchronized`, `renorm`, other axes, variables
+    other than float32, as under `dtype="bfloat16"`; the mixed policies
+    keep float32 variables) it is Keras' layer, unchanged. It takes Keras' arguments and has Keras' weights and
     config.
 
     Example:
@@ -55,6 +56,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
             and not self.renorm
             and len(inputs.shape) == 4
             and self.axis in (3, -1)
+            and self.variable_dtype == "float32"  # the kernel's statistics are float32
             and keras.backend.backend() == "tensorflow"
         )
         if not fusable:
@@ -331,6 +333,11 @@ class PatchWhitening(layers.Layer):
             self.build(images.shape)
         per_image = (images.shape[1] - k + 1) * (images.shape[2] - k + 1)
         count = max(1, min(len(images), max_patches // per_image))
+        if count * per_image < 2:  # numpy's covariance of one patch is NaN
+            raise ValueError(
+                "`adapt` needs at least two patches to estimate their covariance: pass more "
+                f"or larger images. Received: 1 patch of {k}x{k}, shape={images.shape}"
+            )
         # (N, H', W', C, k, k) -> patches flattened as (row, column, channel),
         # the order of a convolution kernel's first three axes.
         windows = np.lib.stride_tricks.sliding_window_view(images[:count], (k, k), axis=(1, 2))
@@ -371,6 +378,12 @@ class _RandomImageLayer(DataLayer):
         )
 
     def call(self, images, training=True):
+        if getattr(images, "ndim", None) not in (4, None):  # None: a rank unknown to tf.data
+            raise ValueError(
+                f"`{type(self).__name__}` takes a batch of images, shape (batch, height, "
+                "width, channels); add the batch axis to a single image (`images[None]`). "
+                f"Received: shape={tuple(images.shape)}"
+            )
         if not training:
             return images
         return self.augment(images)
@@ -419,6 +432,13 @@ class RandomPadCrop(_RandomImageLayer):
         shape = self.backend.core.shape(images)
         batch, height, width = shape[0], shape[1], shape[2]
         p = self.padding
+        sides = [side for side in images.shape[1:3] if side is not None]
+        if self.mode == "reflect" and sides and p >= min(sides):
+            raise ValueError(
+                "`padding` must be smaller than the image's sides to reflect them; pass "
+                f'mode="constant" or a smaller padding. Received: padding={p} for images of '
+                f"{images.shape[1]}x{images.shape[2]}"
+            )
         padded = ops.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode=self.mode)
         offsets = self.random_uniform((batch, 2), 0.0, 2 * p + 1)
         offsets = self.backend.cast(ops.floor(offsets), "int32")

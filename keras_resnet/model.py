@@ -205,7 +205,8 @@ def adapt_whitening(model, images, batch_size=500):
     left as it is. Call it on the training images before training.
 
     Args:
-        model: a model from `build_model`.
+        model: a model from `build_model`, or the training model that wraps
+            one after the augmentation (`inference_model`).
         images: (N, 32, 32, 3) pixels in 0-255; a few thousand are enough.
         batch_size: int. Images per `predict` batch. Defaults to `500`.
 
@@ -224,6 +225,7 @@ def adapt_whitening(model, images, batch_size=500):
             "`adapt_whitening` expects a non-empty batch of (32, 32, 3) images, "
             f"pixels in 0-255. Received: shape={shape}"
         )
+    model = inference_model(model)  # the stem is not fitted to augmented images
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):
             upstream = keras.Model(model.inputs, layer.input)

@@ -4,6 +4,8 @@ Lookahead (`LookaheadSGD`)."""
 import keras
 from keras import ops
 
+from keras_resnet.checks import check_int
+from keras_resnet.checks import check_number
 from keras_resnet.layers import PACKAGE
 
 # How the average's momentum grows with the run's progress p in [0, 1]:
@@ -35,13 +37,7 @@ class OffsetScaledSGD(keras.optimizers.SGD):
     """
 
     def __init__(self, offset_lr_scale=1.0, **kwargs):
-        if isinstance(offset_lr_scale, bool) or not (
-            isinstance(offset_lr_scale, (int, float)) and offset_lr_scale > 0
-        ):
-            raise ValueError(
-                "`offset_lr_scale` must be a positive number. "
-                f"Received: offset_lr_scale={offset_lr_scale!r}"
-            )
+        check_number("offset_lr_scale", offset_lr_scale, 0)
         super().__init__(**kwargs)
         # === Config ===
         self.offset_lr_scale = float(offset_lr_scale)
@@ -105,7 +101,7 @@ class LookaheadSGD(OffsetScaledSGD):
         total_steps: int. The steps of the run, over which the momentum
             ramps up.
         lookahead_momentum: float. The average's momentum per step at the
-            end of the run, in (0, 1). Defaults to `0.95`.
+            end of the run, in [0, 1). Defaults to `0.95`.
         period: int. Steps between two restarts from the average. Defaults
             to `5`.
         **kwargs: `OffsetScaledSGD` arguments, except the EMA ones.
@@ -118,17 +114,9 @@ class LookaheadSGD(OffsetScaledSGD):
     """
 
     def __init__(self, total_steps, lookahead_momentum=0.95, period=5, **kwargs):
-        if not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(
-                f"`total_steps` must be a positive integer. Received: total_steps={total_steps!r}"
-            )
-        if not 0 < lookahead_momentum < 1:
-            raise ValueError(
-                "`lookahead_momentum` must be in (0, 1). "
-                f"Received: lookahead_momentum={lookahead_momentum!r}"
-            )
-        if not isinstance(period, int) or period < 1:
-            raise ValueError(f"`period` must be a positive integer. Received: period={period!r}")
+        check_int("total_steps", total_steps)
+        check_number("lookahead_momentum", lookahead_momentum, 0, 1)
+        check_int("period", period)
         for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
             kwargs.pop(name, None)  # set here, from the arguments above
         super().__init__(

@@ -26,6 +26,21 @@ def test_identity_at_inference():
     )
 
 
+@pytest.mark.parametrize("layer", [RandomPadCrop(seed=0), RandomHorizontalFlip(seed=0),
+                                   RandomCutout(8, seed=0)], ids=lambda layer: type(layer).__name__)
+def test_a_single_image_without_its_batch_axis_is_refused(layer):
+    # The flip broadcast a (32, 32, 3) image to (32, 32, 32, 3) without a word.
+    with pytest.raises(ValueError, match=r"add the batch axis.*Received: shape=\(32, 32, 3\)"):
+        layer(images(1)[0], training=True)
+
+
+def test_reflecting_a_padding_as_wide_as_the_image_is_refused():
+    with pytest.raises(ValueError, match=r'mode="constant".*padding=5 for images of 5x7'):
+        RandomPadCrop(5, seed=0)(images(2)[:, :5, :7], training=True)
+    crops = RandomPadCrop(5, mode="constant", seed=0)(images(2)[:, :5, :7], training=True)
+    assert tuple(crops.shape) == (2, 5, 7, 3)
+
+
 def test_crop_is_a_shifted_window_of_the_padded_image():
     x = images(32)
     y = keras.ops.convert_to_numpy(RandomPadCrop(4, seed=3)(x, training=True))

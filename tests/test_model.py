@@ -9,6 +9,7 @@ from keras_resnet import (
     PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, RandomCutout, RandomPadCrop, ResidualBlock,
     adapt_whitening, build_model, count_params, load_model,
 )
+from keras_resnet.layers import build_augmenter
 
 
 def conv_params(k, c_in, c_out):
@@ -155,6 +156,19 @@ def test_fused_batch_norm_trains_like_keras(scale_and_center):
     assert any(op.type.startswith("FusedBatchNorm") for op in graph.get_operations())
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_batch_norm_with_variables_other_than_float32_trains_as_keras_does(dtype):
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 6))
+    results = []
+    for layer in (keras.layers.BatchNormalization(dtype=dtype), FusedBatchNormalization(dtype=dtype)):
+        outputs = layer(keras.ops.convert_to_tensor(x, dtype), training=True)
+        results.append([outputs, layer.moving_mean, layer.moving_variance])
+    for expected, actual in zip(*results):
+        assert actual.dtype == expected.dtype  # (JAX without x64 keeps float32)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(actual, "float32")),
+                                      keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")))
+
+
 def test_every_batch_norm_of_the_network_is_fused():
     model = build_model("fast-cpu")
     norms = [sub for layer in model.layers for sub in [layer, *layer._flatten_layers(include_self=False)]
@@ -266,6 +280,8 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "6144 of 6144 values NaN or infinite": lambda: adapt_whitening(build_model("fast-cpu"), NAN_IMAGES),
     "96 of 96 values NaN or infinite": lambda: PatchWhitening(2).adapt(np.full((2, 4, 4, 3), np.inf)),
     "max_patches=None": lambda: PatchWhitening(2).adapt(np.zeros((2, 4, 4, 3)), max_patches=None),
+    "1 patch of 2x2": lambda: PatchWhitening(2).adapt(np.ones((1, 2, 2, 3))),
+    "epsilon=inf": lambda: PatchWhitening(2, epsilon=float("inf")),
     "bn_momentum=None": lambda: ResidualBlock(8, bn_momentum=None),
     "bn_momentum='0.9'": lambda: ResidualBlock(8, bn_momentum="0.9"),
     "filters=True": lambda: ResidualBlock(True),
@@ -342,6 +358,19 @@ def test_whitening_stem_is_fixed_fitted_and_saved(tmp_path):
     restored = keras.saving.load_model(path)
     assert isinstance(restored.get_layer("stem_whitening"), PatchWhitening)
     np.testing.assert_array_equal(restored.predict(pixels[:4], verbose=0), model.predict(pixels[:4], verbose=0))
+
+
+def test_the_whitening_stem_is_fitted_through_the_training_wrapper():
+    # Before, the stem inside `Sequential([augment, network])` stayed the
+    # identity, without a word.
+    model = build_model("fast-cpu")
+    trainer = keras.Sequential([keras.Input((32, 32, 3)), build_augmenter(seed=0), model])
+    pixels = (correlated_images(64, size=32) * 60).clip(0, 255)
+    adapt_whitening(trainer, pixels)
+    direct = build_model("fast-cpu")
+    adapt_whitening(direct, pixels)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("stem_whitening").kernel),
+                                  keras.ops.convert_to_numpy(direct.get_layer("stem_whitening").kernel))
 
 
 def test_whitening_stem_arguments_are_checked():

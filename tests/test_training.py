@@ -205,11 +205,22 @@ def test_lookahead_restarts_from_a_ramped_average_every_five_steps(real_cifar, t
 
 def test_lookahead_arguments_are_checked():
     from keras_resnet.optimizers import LookaheadSGD
+    from keras_resnet.optimizers import OffsetScaledSGD
 
-    with pytest.raises(ValueError, match="`lookahead_momentum` must be in \\(0, 1\\). Received: lookahead_momentum=1.0"):
+    with pytest.raises(ValueError, match="`lookahead_momentum` must be a number in \\[0, 1\\). Received: lookahead_momentum=1.0"):
         LookaheadSGD(100, lookahead_momentum=1.0)
     with pytest.raises(ValueError, match="`total_steps` must be a positive integer. Received: total_steps=0"):
         LookaheadSGD(0)
+    # Taken before: True steps, a period of True, an infinite scale; or a
+    # TypeError from a comparison with a string.
+    for call, received in [(lambda: LookaheadSGD(True), "total_steps=True"),
+                           (lambda: LookaheadSGD(100, period=True), "period=True"),
+                           (lambda: LookaheadSGD(100, lookahead_momentum="0.9"), "lookahead_momentum='0.9'"),
+                           (lambda: OffsetScaledSGD(float("inf")), "offset_lr_scale=inf")]:
+        with pytest.raises(ValueError, match=f"Received: {received}$"):
+            call()
+    with pytest.raises(ValueError, match=r"a positive integer \(a Python number: pass `total_steps.item\(\)`\)"):
+        LookaheadSGD(np.int64(100))
     with pytest.raises(ConfigError, match="--lookahead and --ema both average the weights; choose one."):
         TrainConfig(lookahead=0.95, ema=0.99).validate()
 
