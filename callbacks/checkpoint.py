@@ -1,9 +1,12 @@
 import filecmp
 import json
+import math
+import numbers
 import os
 import shutil
 import sys
 import time
+import warnings
 
 import h5py
 import keras
@@ -29,8 +32,12 @@ class CheckpointSchedule(keras.callbacks.Callback):
 
     def __init__(self, min_seconds=0.0):
         super().__init__()
-        if min_seconds < 0:
-            raise ValueError(f"`min_seconds` must be >= 0. Received: {min_seconds!r}")
+        if isinstance(min_seconds, bool) or not isinstance(min_seconds, numbers.Real) or not (
+            0 <= min_seconds < math.inf
+        ):
+            raise ValueError(
+                f"`min_seconds` must be a number >= 0. Received: min_seconds={min_seconds!r}"
+            )
         self.min_seconds = min_seconds
         self.due = False
         self.written = None  # a file holding the model as this epoch left it
@@ -45,6 +52,13 @@ class CheckpointSchedule(keras.callbacks.Callback):
         self.written = None
         if self.due:
             self._last = now
+
+
+def _warn_once(callback, message):
+    """A `UserWarning`, once per callback (Keras' callbacks warn each epoch)."""
+    if not getattr(callback, "_warned", False):
+        callback._warned = True
+        warnings.warn(message, stacklevel=3)
 
 
 def _partial_path(path):
@@ -95,6 +109,11 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
     def __init__(self, filepath, monitor=None, initial_value_threshold=None, schedule=None):
         super().__init__()
         self.filepath = os.fspath(filepath)
+        if not self.filepath.endswith(".keras"):  # else Keras refuses it after an epoch of training
+            raise ValueError(
+                "`filepath` must end in `.keras`, the format `model.save` writes. "
+                f"Received: filepath={self.filepath!r}"
+            )
         self.monitor = monitor
         self.best = initial_value_threshold
         self.schedule = schedule
@@ -112,6 +131,9 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                 self._save_current()
             return
         value = (logs or {}).get(self.monitor)
+        if value is None:
+            _warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}, so "
+                             f"{self.filepath} keeps the best epoch of those that log it.")
         improved = value is not None and (self.best is None or value > self.best)
         if improved:
             self.best = value

@@ -13,9 +13,11 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
     `val_` column for every entry, in case a later epoch validates
     (`validation_freq`). A run here validates every epoch or never, so those
     columns (`val_loss`, but also `val_learning_rate`) would only ever hold
-    "NA". This logger writes the first epoch's entries as they are.
-    Appending to a file that has a header, it keeps that file's columns, so
-    that a resumed run's rows line up with the rows before them.
+    "NA". This logger writes the first epoch's entries as they are, and
+    adds a column when a later epoch logs a new entry (with
+    `validation_freq=2`, `val_loss` from the second epoch on), "NA" in the
+    rows before. Appending to a file that has a header, it keeps that file's
+    columns, so that a resumed run's rows line up with the rows before them.
 
     Args:
         filename: str. The CSV file: created, or appended to.
@@ -32,7 +34,28 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
     def on_epoch_end(self, epoch, logs=None):
         if self.keys is None:
             self.keys = self._existing_columns() or sorted(logs or {})
+        if added := sorted(set(logs or {}) - set(self.keys)):
+            self._add_columns(added)
         super().on_epoch_end(epoch, logs)
+
+    def _add_columns(self, names):
+        """Rewrites the file with columns `names` after the others, "NA" in
+        the rows written so far (written aside, then renamed into place)."""
+        self.keys = self.keys + names
+        if self.csv_file is not None:
+            self.csv_file.close()
+        rows = []
+        if os.path.isfile(self.filename):
+            with open(self.filename, newline="") as f:
+                rows = list(csv.reader(f, delimiter=self.sep))[1:]
+        partial = f"{self.filename}.partial"
+        with open(partial, "w", newline="") as f:
+            writer = csv.writer(f, delimiter=self.sep)
+            writer.writerow(["epoch", *self.keys])
+            writer.writerows(row + ["NA"] * len(names) for row in rows)
+        os.replace(partial, self.filename)
+        self.csv_file = open(self.filename, "a", newline="")
+        self.writer, self.append_header = None, False  # Keras makes a writer of the new columns
 
     def _existing_columns(self):
         """The columns after `epoch` in the file's header, if it has one."""

@@ -1,3 +1,6 @@
+import numbers
+import warnings
+
 import keras
 
 
@@ -12,16 +15,22 @@ class StopAtAccuracy(keras.callbacks.Callback):
 
     def __init__(self, target, monitor="val_accuracy"):
         super().__init__()
-        if not 0.0 < target <= 1.0:
+        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0.0 < target <= 1.0:
             raise ValueError(
-                f"`target` must be in (0, 1]. Received: target={target!r}"
+                f"`target` must be a number in (0, 1]. Received: target={target!r}"
             )
         self.target = target
         self.monitor = monitor
         self.stopped_epoch = None
+        self._warned = False
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
+        if value is None and not self._warned:
+            self._warned = True
+            warnings.warn(f"`{self.monitor}` is not in the logs of epoch {epoch + 1}: "
+                          "training does not stop at the target in epochs that lack it.",
+                          stacklevel=2)
         if value is not None and value >= self.target:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True

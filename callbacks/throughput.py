@@ -17,13 +17,19 @@ class ThroughputLogger(keras.callbacks.Callback):
     loop wait for it.
 
     Args:
-        batch_size: int. Images per training step.
+        batch_size: int. Images per training step. A smaller last batch
+            counts as a whole one: `train.py` drops it, so its figures are
+            exact.
     """
 
     async_safe = True
 
     def __init__(self, batch_size):
         super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(
+                f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+            )
         self.batch_size = batch_size
         self._lock = threading.Lock()
 

@@ -6,16 +6,21 @@ soon as each step's results are ready, when every callback allows it
 """
 
 import math
+import re
 import time
 
 import keras
 import pytest
 
+from callbacks import AtomicModelCheckpoint
+from callbacks import CheckpointSchedule
+from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
 from keras_resnet.config import TrainConfig
 from keras_resnet.training import make_callbacks
+from tests.conftest import tiny_model_and_batch
 
 
 def waits_for_every_step(callback):
@@ -61,3 +66,32 @@ def test_throughput_counts_every_step_when_batch_ends_come_out_of_order():
     # Three steps of 10 images, over at least the 0.15 s slept and at most
     # the time measured around them.
     assert 30 / (after - before) <= logs["images_per_sec"] <= 30 / 0.15
+
+
+@pytest.mark.parametrize("make, received", [
+    (lambda: StopAtAccuracy(True), "target=True"),
+    (lambda: StopAtAccuracy("0.9"), "target='0.9'"),  # a TypeError from `<` before
+    (lambda: CheckpointSchedule("5"), "min_seconds='5'"),
+    (lambda: CheckpointSchedule(math.nan), "min_seconds=nan"),
+    (lambda: ThroughputLogger(0), "batch_size=0"),
+    # Refused only after the first epoch had trained, naming a temporary file.
+    (lambda: AtomicModelCheckpoint("run/model"), "filepath='run/model'"),
+])
+def test_callback_arguments_are_a_value_error_quoting_them(make, received):
+    with pytest.raises(ValueError, match=re.escape(f"Received: {received}")):
+        make()
+
+
+def test_a_monitored_metric_missing_from_the_logs_is_warned_about_once(tmp_path):
+    # Without validation data `val_accuracy` never comes: the best model was
+    # never written and the target never stopped training, without a word.
+    model, x, y = tiny_model_and_batch()
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    best = tmp_path / "best.keras"
+    callbacks = [AtomicModelCheckpoint(str(best), monitor="val_accuracy"), StopAtAccuracy(0.5)]
+    with pytest.warns(UserWarning) as warned:
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+    messages = [str(w.message) for w in warned if "val_accuracy" in str(w.message)]
+    assert len(messages) == 2, messages  # one from each callback, not one per epoch
+    assert any(str(best) in message for message in messages)
+    assert not best.exists()

@@ -58,3 +58,29 @@ def test_a_run_stopped_before_its_first_epoch_ended_gets_a_header_when_resumed(t
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
     header, *rows = read_rows(path)
     assert header == ["epoch", "loss"] and [row[0] for row in rows] == ["0"]
+
+
+def test_an_entry_first_logged_by_a_later_epoch_gets_its_column(tmp_path):
+    # With `validation_freq=2` the first epoch logs no `val_loss`; its
+    # column was left out of the file and the later values with it.
+    model, x, y = tiny_model_and_batch()
+    path = tmp_path / "history.csv"
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(x[:8], y[:8]),
+              validation_freq=2, callbacks=[HistoryCSVLogger(str(path))])
+    header, *rows = read_rows(path)
+    assert header == ["epoch", "loss", "val_loss"]
+    assert [row[0] for row in rows] == ["0", "1", "2"]
+    assert rows[0][2] == "NA" and float(rows[1][2]) > 0 and rows[2][2] == "NA"
+    assert all(float(row[1]) > 0 for row in rows)
+
+
+def test_a_resumed_run_that_logs_a_new_entry_adds_its_column_to_the_rows_before(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,2.5\n")
+    model, x, y = tiny_model_and_batch()
+    model.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, verbose=0,
+              validation_data=(x[:8], y[:8]), callbacks=[HistoryCSVLogger(str(path))])
+    header, first, resumed = read_rows(path)
+    assert header == ["epoch", "loss", "val_loss"] and first == ["0", "2.5", "NA"]
+    assert resumed[0] == "1" and float(resumed[1]) > 0 and float(resumed[2]) > 0
+    assert not (tmp_path / "history.csv.partial").exists()
