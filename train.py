@@ -21,7 +21,9 @@ def build_parser():
     from keras_resnet.presets import PRESETS
 
     p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0],
-                           argument_default=argparse.SUPPRESS)
+                           argument_default=argparse.SUPPRESS,
+                           epilog="The defaults are the seed recipe's; --preset fast, fast-cpu and "
+                                  "best start from their own recipes (README: the presets table).")
     p.add_argument("--config", help="JSON file of settings (flags override it)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default seed)")
     p.add_argument("--epochs", type=cli.positive_int, help="epochs (default 200)")
@@ -30,7 +32,7 @@ def build_parser():
     p.add_argument("--momentum", type=float, help="Nesterov momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay: weights shrink by lr*X per step (default 1e-2)")
     p.add_argument("--schedule", choices=SCHEDULES, help="cosine with warmup (default) or step")
-    p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs (default 2)")
+    p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs of the cosine schedule; step has none (default 2)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default: the preset's)")
     p.add_argument("--stage-filters", type=cli.int_list, help="widths per stage, e.g. 64,128,256,512")
@@ -45,7 +47,7 @@ def build_parser():
                         "ramps up to X, e.g. 0.95; 0 = off (default)")
     p.add_argument("--offset-lr-scale", type=float,
                    help="factor on the learning rate of batch-norm offsets (beta), e.g. 64 as in airbench; "
-                        "1 = off (default)")
+                        "1 = off (default; fast, fast-cpu: 16)")
     p.add_argument("--bn-momentum", type=float,
                    help="momentum of batch norm's moving statistics (default: the preset's, 0.9)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images")
@@ -171,11 +173,15 @@ def main(argv=None):
     except ConfigError as e:
         parser.exit(2, f"train.py: error: {e}\n")
 
-    from callbacks import TrainingDiverged
-    from callbacks import backup_epochs
-    from keras_resnet.data import DataError
-    from keras_resnet.export import ExportError
-    from keras_resnet.training import train
+    try:  # Keras and the backend load here, for seconds
+        from callbacks import TrainingDiverged
+        from callbacks import backup_epochs
+        from keras_resnet.data import DataError
+        from keras_resnet.export import ExportError
+        from keras_resnet.training import train
+    except KeyboardInterrupt:
+        print("\nInterrupted while starting; nothing was written.", file=sys.stderr)
+        return 130
 
     try:
         metrics = train(config, overwrite=getattr(args, "overwrite", False))

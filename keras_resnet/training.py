@@ -14,6 +14,8 @@ import json
 import math
 import os
 import shutil
+import sys
+import tempfile
 import time
 
 import keras
@@ -407,6 +409,30 @@ def run_state(path):
             "unfinished": saved is not None and not finished}
 
 
+def _delete_run_dir(path):
+    """Deletes a run folder for `--overwrite`, all at once where the run was.
+
+    The folder is renamed aside first (one step that works or leaves it
+    whole) and deleted there: a file that cannot be deleted then never
+    leaves half a run behind for the same command to take up again.
+    """
+    aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(path)}-",
+                             dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        os.replace(path, aside)  # onto the empty folder just made
+    except OSError as e:
+        os.rmdir(aside)
+        raise ConfigError(
+            f"--output-dir {path} cannot be replaced ({e.strerror}); nothing was deleted. "
+            "Choose another folder, or make it and its parent writable."
+        ) from None
+    try:
+        shutil.rmtree(aside)
+    except OSError as e:
+        print(f"Note: the run {path} replaced could not be deleted completely ({e.strerror}: "
+              f"{e.filename}); what is left of it is in {aside}.", file=sys.stderr)
+
+
 def prepare_run_dir(config, overwrite=False):
     """Creates or reopens the run folder; never reuses one silently.
 
@@ -441,7 +467,7 @@ def prepare_run_dir(config, overwrite=False):
                     f"--output-dir {path} holds files that no run writes ({', '.join(foreign[:5])}), "
                     "which --overwrite would delete; move them out or choose another folder."
                 )
-            shutil.rmtree(path)
+            _delete_run_dir(path)
         elif state["config"] != identity:
             changed = sorted(
                 k for k in set(identity) | set(state["config"])
@@ -621,9 +647,9 @@ def train(config, overwrite=False):
             f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
             "to as a folder: move what is there, or pass --output-dir."
         )
-    cifar, train_data, validation = prepare_data(config)
-    if config.output_dir is None:
+    if config.output_dir is None:  # before the data loads: a Ctrl-C there names the run
         config.output_dir = default_output_dir(config)
+    cifar, train_data, validation = prepare_data(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
     monitor = "val_accuracy" if validation else "accuracy"
     try:

@@ -108,6 +108,55 @@ def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     assert (run_dir / "checkpoints" / "last.keras").is_file()
 
 
+def test_ctrl_c_while_keras_loads_is_one_line(fake_cifar, monkeypatch, capsys):
+    # A traceback of some 60 lines through TensorFlow's imports before.
+    class InterruptTheImport:
+        def find_spec(self, name, path=None, target=None):
+            if name == "keras_resnet.training":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "keras_resnet.training", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptTheImport(), *sys.meta_path])
+    try:
+        code, _, err = run_train_main(["--data-dir", fake_cifar, "--epochs", "1"], capsys)
+    except KeyboardInterrupt:  # not raised on: it would end the whole test session
+        pytest.fail("the Ctrl-C went out of train.main as a KeyboardInterrupt")
+    assert code == 130
+    assert err.strip().splitlines() == ["Interrupted while starting; nothing was written."]
+
+
+def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, tmp_path,
+                                                                   monkeypatch, capsys):
+    # The default folder was chosen after the data had loaded, so a Ctrl-C
+    # there looked in ./backup and said "nothing to resume" of a run that
+    # had one.
+    import keras
+
+    from keras_resnet import training
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
+        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3", "--stage-filters",
+            "8,8,8,8", "--checkpoint-seconds", "0", "--no-export"]
+    code, _, err = run_train_main(argv, capsys)
+    saved = os.path.join("runs", "seed", "backup")
+    assert code == 130 and f"The run is saved in {saved} after epoch 1" in err
+
+    def interrupt(config):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "prepare_data", interrupt)
+    code, _, err = run_train_main(argv, capsys)
+    assert code == 130 and f"The run is saved in {saved} after epoch 1" in err
+    assert "Resume with: python train.py --resume runs/seed" in err
+
+
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
     out = run_python(train_cmd(small_cifar, run_dir, "--epochs", "2", "--learning-rate", "1e4")[1:])
@@ -565,6 +614,57 @@ def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeyp
     with pytest.raises(ConfigError, match=f"is a link to {re.escape(str(run))}: to replace that run"):
         training.prepare_run_dir(config, overwrite=True)
     assert os.listdir(run) == ["config.json"]
+
+
+def _finished_run(folder):
+    from keras_resnet.config import TrainConfig
+
+    (folder / "checkpoints").mkdir(parents=True)
+    config = TrainConfig(epochs=1, output_dir=str(folder))
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "checkpoints" / "best.keras").write_bytes(b"the best epoch")
+    return config
+
+
+def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, monkeypatch, capsys):
+    # `rmtree` deleted metrics.json, then stopped at a file it could not
+    # delete with a traceback, and the same command took up what was left
+    # as an unfinished run.
+    from keras_resnet import training
+
+    run = tmp_path / "run"
+    config = _finished_run(run)
+    unlink = os.unlink
+    def refuse_the_checkpoint(name, *args, **kwargs):
+        if os.path.basename(name) == "best.keras":
+            raise PermissionError(1, "Operation not permitted", name)
+        return unlink(name, *args, **kwargs)
+    monkeypatch.setattr(os, "unlink", refuse_the_checkpoint)
+    assert training.prepare_run_dir(config, overwrite=True) == str(run)
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "layout.json"]
+    assert os.listdir(run / "checkpoints") == []
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(".overwritten-run-")]
+    assert os.listdir(aside / "checkpoints") == ["best.keras"]
+    assert f"what is left of it is in {aside}." in capsys.readouterr().err
+
+
+def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeypatch):
+    from keras_resnet import training
+    from keras_resnet.config import ConfigError
+
+    run = tmp_path / "run"
+    config = _finished_run(run)
+    replace = os.replace
+    def refuse_the_run(source, *args, **kwargs):
+        if str(source) == str(run):
+            raise PermissionError(13, "Permission denied", str(source))
+        return replace(source, *args, **kwargs)
+    monkeypatch.setattr(os, "replace", refuse_the_run)
+    with pytest.raises(ConfigError, match="cannot be replaced \\(Permission denied\\); nothing was deleted"):
+        training.prepare_run_dir(config, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
 
 
 def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):
