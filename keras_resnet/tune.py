@@ -651,7 +651,7 @@ def build_parser():
     p.add_argument("--blocks", type=_stage_lists, help="block choices, for every stage (1,2,3, the default) or per stage (1/1,2/1,2)")
     p.add_argument("--dropouts", type=cli.float_list, help="dropout choices (default 0,0.1,0.2,0.3)")
     p.add_argument("--train-size", type=cli.positive_int, help="use the first N training images (default all)")
-    p.add_argument("--validation-size", type=cli.positive_int, help="validation images cut from them (default 10%%)")
+    p.add_argument("--validation-size", type=cli.positive_int, help="validation images cut from them (default 10%% of --train-size; 5000 without it)")
     p.add_argument("--batch-size", type=cli.positive_int, default=128, help="default 128")
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the split and the weights (default 0)")
     p.add_argument("--data-dir", help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
