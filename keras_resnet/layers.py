@@ -36,9 +36,9 @@ class FusedBatchNormalization(layers.BatchNormalization):
     and about a tenth more images/s training `fast-cpu` on a 2-core CPU
     (docs/results/2026-11-26-cpu). Everywhere else (JAX, PyTorch,
     inference, masks, `synchronized`, `renorm`, other axes, variables
-    other than float32, as under `dtype="bfloat16"`; the mixed policies
-    keep float32 variables) it is Keras' layer, unchanged. It takes Keras' arguments and has Keras' weights and
-    config.
+    other than float32 as under `dtype="bfloat16"`, which the mixed
+    policies do not make) it is Keras' layer, unchanged. It takes Keras'
+    arguments and has Keras' weights and config.
 
     Example:
     ```python

@@ -117,6 +117,7 @@ class LookaheadSGD(OffsetScaledSGD):
         check_int("total_steps", total_steps)
         check_number("lookahead_momentum", lookahead_momentum, 0, 1)
         check_int("period", period)
+        lookahead_momentum = float(lookahead_momentum)  # a NumPy float would not serialize
         for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
             kwargs.pop(name, None)  # set here, from the arguments above
         super().__init__(

@@ -242,7 +242,7 @@ def test_offset_lr_scale_speeds_up_only_batch_norm_offsets(tmp_path):
     assert isinstance(model.optimizer, OffsetScaledSGD) and model.optimizer.offset_lr_scale == 16.0
     model.save(tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").optimizer.offset_lr_scale == 16.0
-    with pytest.raises(ValueError, match="`offset_lr_scale` must be a positive number. Received: offset_lr_scale=0"):
+    with pytest.raises(ValueError, match="`offset_lr_scale` must be a finite number > 0. Received: offset_lr_scale=0"):
         OffsetScaledSGD(offset_lr_scale=0)
     with pytest.raises(ConfigError, match="--offset-lr-scale must be positive \\(1 = off\\), got -1"):
         TrainConfig(offset_lr_scale=-1).validate()
