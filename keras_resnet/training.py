@@ -416,8 +416,9 @@ def _delete_run_dir(path):
     whole) and deleted there: a file that cannot be deleted then never
     leaves half a run behind for the same command to take up again.
     """
-    aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(path)}-",
-                             dir=os.path.dirname(os.path.abspath(path)))
+    folder = os.path.abspath(path)  # also drops a trailing slash
+    aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(folder)}-",
+                             dir=os.path.dirname(folder))
     try:
         os.replace(path, aside)  # onto the empty folder just made
     except OSError as e:
