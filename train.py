@@ -178,6 +178,7 @@ def main(argv=None):
         from callbacks import backup_epochs
         from keras_resnet.data import DataError
         from keras_resnet.export import ExportError
+        from keras_resnet.training import default_output_dir
         from keras_resnet.training import train
     except KeyboardInterrupt:
         print("\nInterrupted while starting; nothing was written.", file=sys.stderr)
@@ -190,7 +191,9 @@ def main(argv=None):
     except (TrainingDiverged, ExportError) as e:
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt:
-        run_dir = config.output_dir
+        # Without --output-dir the folder is chosen after the data loads:
+        # the one this command would resume, if any.
+        run_dir = config.output_dir or default_output_dir(config)
         epochs = backup_epochs(os.path.join(run_dir or "", "backup"))
         if epochs:
             print(

@@ -11,8 +11,14 @@ import numbers
 
 
 def _refuse(name, value, expected):
-    if type(value).__module__ == "numpy":  # np.int64(64) reads as a contradiction
-        expected += f" (a Python number: pass `{name}.item()`)"
+    # NumPy floats pass as numbers; other NumPy values fail for their type,
+    # and "must be a positive integer. Received: np.int64(64)" reads as a
+    # contradiction.
+    if type(value).__module__ == "numpy":
+        if getattr(value, "ndim", 0):
+            expected += f" (a list, not a NumPy array: pass `{name}.tolist()`)"
+        elif isinstance(value, numbers.Integral) or not isinstance(value, numbers.Real):
+            expected += f" (a Python value, not a NumPy scalar: pass `{name}.item()`)"
     raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
@@ -38,7 +44,8 @@ def check_positive_ints(name, values):
 def check_number(name, value, low, high=None):
     """A finite real number in `[low, high)`, or `> low` when `high` is `None`."""
     in_range = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        math.isfinite(value) and (value > low if high is None else low <= value < high)
+        (isinstance(value, numbers.Integral) or math.isfinite(value))  # no float of 10**400
+        and (value > low if high is None else low <= value < high)
     )
     if not in_range:
         _refuse(name, value,

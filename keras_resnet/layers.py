@@ -336,7 +336,8 @@ class PatchWhitening(layers.Layer):
         if count * per_image < 2:  # numpy's covariance of one patch is NaN
             raise ValueError(
                 "`adapt` needs at least two patches to estimate their covariance: pass more "
-                f"or larger images. Received: 1 patch of {k}x{k}, shape={images.shape}"
+                f"or larger images, or a larger `max_patches`. Received: 1 patch of {k}x{k}, "
+                f"max_patches={max_patches}, shape={images.shape}"
             )
         # (N, H', W', C, k, k) -> patches flattened as (row, column, channel),
         # the order of a convolution kernel's first three axes.

@@ -416,16 +416,19 @@ def _delete_run_dir(path):
     whole) and deleted there: a file that cannot be deleted then never
     leaves half a run behind for the same command to take up again.
     """
-    folder = os.path.abspath(path)  # also drops a trailing slash
-    aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(folder)}-",
-                             dir=os.path.dirname(folder))
+    folder = os.path.abspath(path)  # also drops a trailing slash or `/.`
+    aside = None
     try:
-        os.replace(path, aside)  # onto the empty folder just made
+        aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(folder)}-",
+                                 dir=os.path.dirname(folder))
+        os.replace(folder, aside)  # onto the empty folder just made
     except OSError as e:
-        os.rmdir(aside)
+        if aside:
+            os.rmdir(aside)
         raise ConfigError(
-            f"--output-dir {path} cannot be replaced ({e.strerror}); nothing was deleted. "
-            "Choose another folder, or make it and its parent writable."
+            f"--output-dir {path} cannot be replaced ({e.strerror}: it and its parent folder "
+            "must be writable, and it cannot be a mount point); nothing was deleted. Choose "
+            "another folder, or empty this one yourself."
         ) from None
     try:
         shutil.rmtree(aside)
@@ -648,9 +651,9 @@ def train(config, overwrite=False):
             f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
             "to as a folder: move what is there, or pass --output-dir."
         )
-    if config.output_dir is None:  # before the data loads: a Ctrl-C there names the run
-        config.output_dir = default_output_dir(config)
     cifar, train_data, validation = prepare_data(config)
+    if config.output_dir is None:  # just before it is made: runs started together differ
+        config.output_dir = default_output_dir(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
     monitor = "val_accuracy" if validation else "accuracy"
     try:

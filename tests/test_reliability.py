@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -661,10 +662,40 @@ def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeyp
             raise PermissionError(13, "Permission denied", str(source))
         return replace(source, *args, **kwargs)
     monkeypatch.setattr(os, "replace", refuse_the_run)
-    with pytest.raises(ConfigError, match="cannot be replaced \\(Permission denied\\); nothing was deleted"):
+    with pytest.raises(ConfigError, match="cannot be replaced \\(Permission denied: .*\\); nothing was deleted"):
         training.prepare_run_dir(config, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["run"]
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
+    # A parent folder where nothing can be made: a traceback from mkdtemp.
+    def refuse_a_folder(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / ".overwritten-run-x"))
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse_a_folder)
+    with pytest.raises(ConfigError, match="cannot be replaced \\(Operation not permitted: .*\\); nothing was deleted"):
+        training.prepare_run_dir(config, overwrite=True)
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
+
+
+def test_a_run_started_while_another_loads_its_data_takes_the_next_default_folder(
+        fake_cifar, tmp_path, monkeypatch, capsys):
+    # Runs started together without --output-dir (seeds 0-3, as the README
+    # gives the GPU runs): the folder is chosen once the data has loaded,
+    # so a run that made runs/seed meanwhile is not taken for this one's.
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    load = training.prepare_data
+    def another_run_starts(config):
+        os.makedirs(os.path.join("runs", "seed", "checkpoints"))
+        other = TrainConfig(seed=1, output_dir=os.path.join("runs", "seed"))
+        with open(os.path.join("runs", "seed", "config.json"), "w") as f:
+            json.dump(other.to_dict(), f)
+        return load(config)
+    monkeypatch.setattr(training, "prepare_data", another_run_starts)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "1",
+                                   "--stage-filters", "8,8,8,8", "--no-export"], capsys)
+    assert code == 0, err
+    assert os.path.isfile(os.path.join("runs", "seed-2", "metrics.json"))
 
 
 def test_backup_of_another_network_is_refused_in_one_line(fake_cifar, tmp_path, monkeypatch):

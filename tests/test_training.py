@@ -219,7 +219,7 @@ def test_lookahead_arguments_are_checked():
                            (lambda: OffsetScaledSGD(float("inf")), "offset_lr_scale=inf")]:
         with pytest.raises(ValueError, match=f"Received: {received}$"):
             call()
-    with pytest.raises(ValueError, match=r"a positive integer \(a Python number: pass `total_steps.item\(\)`\)"):
+    with pytest.raises(ValueError, match=r"a positive integer \(a Python value, not a NumPy scalar: pass `total_steps.item\(\)`\)"):
         LookaheadSGD(np.int64(100))
     with pytest.raises(ConfigError, match="--lookahead and --ema both average the weights; choose one."):
         TrainConfig(lookahead=0.95, ema=0.99).validate()
