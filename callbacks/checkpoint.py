@@ -1,7 +1,6 @@
 import filecmp
 import json
 import math
-import numbers
 import os
 import shutil
 import sys
@@ -10,6 +9,8 @@ import warnings
 
 import h5py
 import keras
+
+from keras_resnet.checks import check_number
 
 
 class CheckpointSchedule(keras.callbacks.Callback):
@@ -32,12 +33,7 @@ class CheckpointSchedule(keras.callbacks.Callback):
 
     def __init__(self, min_seconds=0.0):
         super().__init__()
-        if isinstance(min_seconds, bool) or not isinstance(min_seconds, numbers.Real) or not (
-            0 <= min_seconds < math.inf
-        ):
-            raise ValueError(
-                f"`min_seconds` must be a number >= 0. Received: min_seconds={min_seconds!r}"
-            )
+        check_number("min_seconds", min_seconds, 0, math.inf)
         self.min_seconds = min_seconds
         self.due = False
         self.written = None  # a file holding the model as this epoch left it
@@ -54,7 +50,7 @@ class CheckpointSchedule(keras.callbacks.Callback):
             self._last = now
 
 
-def _warn_once(callback, message):
+def warn_once(callback, message):
     """A `UserWarning`, once per callback (Keras' callbacks warn each epoch)."""
     if not getattr(callback, "_warned", False):
         callback._warned = True
@@ -132,7 +128,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             return
         value = (logs or {}).get(self.monitor)
         if value is None:
-            _warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}, so "
+            warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}, so "
                              f"{self.filepath} keeps the best epoch of those that log it.")
         improved = value is not None and (self.best is None or value > self.best)
         if improved:

@@ -1,7 +1,8 @@
 import numbers
-import warnings
 
 import keras
+
+from callbacks.checkpoint import warn_once
 
 
 class StopAtAccuracy(keras.callbacks.Callback):
@@ -22,15 +23,12 @@ class StopAtAccuracy(keras.callbacks.Callback):
         self.target = target
         self.monitor = monitor
         self.stopped_epoch = None
-        self._warned = False
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None and not self._warned:
-            self._warned = True
-            warnings.warn(f"`{self.monitor}` is not in the logs of epoch {epoch + 1}: "
-                          "training does not stop at the target in epochs that lack it.",
-                          stacklevel=2)
+        if value is None:
+            warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}: "
+                            "training does not stop at the target in epochs that lack it.")
         if value is not None and value >= self.target:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True

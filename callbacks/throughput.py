@@ -3,6 +3,8 @@ import time
 
 import keras
 
+from keras_resnet.checks import check_int
+
 
 class ThroughputLogger(keras.callbacks.Callback):
     """Adds `images_per_sec` (training images per second) to each epoch's logs.
@@ -26,10 +28,7 @@ class ThroughputLogger(keras.callbacks.Callback):
 
     def __init__(self, batch_size):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(
-                f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
-            )
+        check_int("batch_size", batch_size)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
