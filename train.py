@@ -194,7 +194,7 @@ def main(argv=None):
         # Without --output-dir the folder is chosen after the data loads:
         # the one this command would resume, if any.
         run_dir = config.output_dir or default_output_dir(config)
-        epochs = backup_epochs(os.path.join(run_dir or "", "backup"))
+        epochs = backup_epochs(os.path.join(run_dir, "backup"))
         if epochs:
             print(
                 f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "
