@@ -197,17 +197,29 @@ class ResidualBlock(layers.Layer):
             self.strides != 1 or input_shape[-1] != self.filters
         )
         self.shortcut_pool = None
-        projection_strides, projection_input = self.strides, input_shape
         if self.pooled_shortcut and self.strides != 1:
             self.shortcut_pool = layers.AveragePooling2D(
                 self.strides, padding="same", dtype=self.dtype_policy, name="shortcut_pool"
             )
-            projection_strides = 1
-            projection_input = self.shortcut_pool.compute_output_shape(input_shape)
+        # A strided 1x1 convolution reads every `strides`-th position (its
+        # "same" padding is zero), so slicing those and convolving at stride
+        # 1 computes the same, on every backend, with the same weights. The
+        # projection does so where its input has fewer than 16 channels:
+        # there TensorFlow 2.21's oneDNN corrupts memory computing the
+        # strided convolution's kernel gradient on AVX-512 CPUs (AMD EPYC
+        # family 26; "double free or corruption", a segfault). From 16 on,
+        # its gradient matched a NumPy reference in 800 shapes, and the
+        # strided convolution serves the seed network about 5% faster.
+        self.slice_shortcut = (
+            self.strides != 1 and self.shortcut_pool is None and input_shape[-1] < 16
+        )
         if self.has_projection:
-            self.projection = conv(1, projection_strides, "projection")
+            subsampled = self.shortcut_pool is not None or self.slice_shortcut
+            self.projection = conv(1, 1 if subsampled else self.strides, "projection")
             self.projection_bn = batch_norm("projection_bn")
-            self.projection.build(projection_input)
+            self.projection.build(
+                (*inner_shape[:3], input_shape[-1]) if subsampled else input_shape
+            )
             self.projection_bn.build(inner_shape)
         else:
             self.projection = None
@@ -224,6 +236,8 @@ class ResidualBlock(layers.Layer):
         shortcut = inputs
         if self.shortcut_pool is not None:
             shortcut = self.shortcut_pool(shortcut)
+        elif self.slice_shortcut:
+            shortcut = shortcut[:, :: self.strides, :: self.strides, :]
         if self.has_projection:
             shortcut = self.projection(shortcut)
             shortcut = self.projection_bn(shortcut, training=training)

@@ -69,8 +69,46 @@ def test_pooled_shortcut_sees_every_input_position(pooled):
     else:
         np.testing.assert_array_equal(out, out_nudged)
     assert (block.shortcut_pool is not None) == pooled
-    assert block.projection.strides == ((1, 1) if pooled else (2, 2))
+    # After the pool, or after slicing (fewer than 16 input channels).
+    assert block.projection.strides == (1, 1) and block.slice_shortcut != pooled
     assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 1_768_778
+
+
+@pytest.mark.parametrize("channels", [4, 16])
+@pytest.mark.parametrize("size", [7, 8])
+def test_a_strided_projection_is_a_stride_2_1x1_convolution_of_the_input(size, channels):
+    # Under 16 input channels the block slices every other position and
+    # projects at stride 1; from 16 on it convolves at stride 2. Both are
+    # the 1x1 stride-2 convolution, at odd and even sizes. A zero second
+    # batch-norm scale leaves the shortcut alone in the output.
+    block = ResidualBlock(8, strides=2, zero_init_residual=True)
+    x = np.random.default_rng(0).normal(size=(2, size, size, channels)).astype("float32")
+    out = keras.ops.convert_to_numpy(block(x, training=False))
+    assert block.slice_shortcut == (channels < 16)
+    assert block.projection.strides == ((1, 1) if channels < 16 else (2, 2))
+    strided = keras.ops.conv(x, block.projection.kernel, strides=2, padding="same")
+    expected = np.maximum(keras.ops.convert_to_numpy(strided) / np.sqrt(1.0 + 1e-5), 0.0)
+    assert out.shape == expected.shape == (2, 4, 4, 8)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_strided_projection_with_few_input_channels_trains():
+    # TensorFlow 2.21's oneDNN corrupted memory computing the kernel
+    # gradient of a 1x1 stride-2 convolution with 8 input channels at batch
+    # 25 on an AVX-512 AMD EPYC: "double free or corruption", the process
+    # aborted (`--stage-filters 8,8,8,8 --batch-size 25`).
+    model = keras.Sequential([
+        keras.Input((16, 16, 8)),
+        ResidualBlock(8, strides=2),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10),
+    ])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16, 16, 8)).astype("float32")
+    y = rng.integers(0, 10, size=50)
+    history = model.fit(x, y, batch_size=25, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
 
 
 @pytest.mark.parametrize("downsample", ["stride", "max_pool"])
