@@ -103,7 +103,9 @@ class ResidualBlock(layers.Layer):
     Args:
         filters: int. Number of output channels.
         strides: int. `1` keeps the resolution, `2` halves it (in the
-            residual branch as `downsample` says, and in the projection).
+            residual branch as `downsample` says, and in the projection;
+            a shortcut of fewer than 16 channels is sliced, then projected
+            at stride 1, which computes the same).
             Defaults to `1`.
         kernel_initializer: str or initializer for the convolutions.
             Defaults to `"he_normal"`.
@@ -202,14 +204,11 @@ class ResidualBlock(layers.Layer):
                 self.strides, padding="same", dtype=self.dtype_policy, name="shortcut_pool"
             )
         # A strided 1x1 convolution reads every `strides`-th position (its
-        # "same" padding is zero), so slicing those and convolving at stride
-        # 1 computes the same, on every backend, with the same weights. The
-        # projection does so where its input has fewer than 16 channels:
-        # there TensorFlow 2.21's oneDNN corrupts memory computing the
-        # strided convolution's kernel gradient on AVX-512 CPUs (AMD EPYC
-        # family 26; "double free or corruption", a segfault). From 16 on,
-        # its gradient matched a NumPy reference in 800 shapes, and the
-        # strided convolution serves the seed network about 5% faster.
+        # "same" padding is zero): slicing those, then convolving at stride
+        # 1, is the same computation with the same weights. Shortcuts under
+        # 16 channels take that path: TensorFlow 2.21's oneDNN corrupts the
+        # heap in the strided one's kernel gradient on AVX-512 CPUs
+        # (docs/faults.md, Known limits).
         self.slice_shortcut = (
             self.strides != 1 and self.shortcut_pool is None and input_shape[-1] < 16
         )
@@ -217,6 +216,7 @@ class ResidualBlock(layers.Layer):
             subsampled = self.shortcut_pool is not None or self.slice_shortcut
             self.projection = conv(1, 1 if subsampled else self.strides, "projection")
             self.projection_bn = batch_norm("projection_bn")
+            # Subsampled, the shortcut has the branch's height and width.
             self.projection.build(
                 (*inner_shape[:3], input_shape[-1]) if subsampled else input_shape
             )

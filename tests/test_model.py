@@ -69,12 +69,14 @@ def test_pooled_shortcut_sees_every_input_position(pooled):
     else:
         np.testing.assert_array_equal(out, out_nudged)
     assert (block.shortcut_pool is not None) == pooled
-    # After the pool, or after slicing (fewer than 16 input channels).
-    assert block.projection.strides == (1, 1) and block.slice_shortcut != pooled
+    # The projection convolves at stride 1 after the pool, or, without it,
+    # after slicing: the input has fewer than 16 channels.
+    assert block.projection.strides == (1, 1)
+    assert block.slice_shortcut == (not pooled)
     assert build_model("fast-cpu", pooled_shortcut=pooled).count_params() == 1_768_778
 
 
-@pytest.mark.parametrize("channels", [4, 16])
+@pytest.mark.parametrize("channels", [4, 15, 16])
 @pytest.mark.parametrize("size", [7, 8])
 def test_a_strided_projection_is_a_stride_2_1x1_convolution_of_the_input(size, channels):
     # Under 16 input channels the block slices every other position and
@@ -90,6 +92,16 @@ def test_a_strided_projection_is_a_stride_2_1x1_convolution_of_the_input(size, c
     expected = np.maximum(keras.ops.convert_to_numpy(strided) / np.sqrt(1.0 + 1e-5), 0.0)
     assert out.shape == expected.shape == (2, 4, 4, 8)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_a_sliced_shortcut_takes_any_image_size(size):
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, ResidualBlock(16, strides=2, name="block")(inputs))
+    assert model.get_layer("block").slice_shortcut
+    assert model.output.shape == (None, None, None, 16)
+    x = np.random.default_rng(0).normal(size=(2, size, size, 8)).astype("float32")
+    assert model.predict(x, verbose=0).shape == (2, 4, 4, 16)
 
 
 def test_a_strided_projection_with_few_input_channels_trains():
