@@ -35,8 +35,8 @@ def build_parser():
     p.add_argument("--warmup-epochs", type=float, help="linear warmup epochs of the cosine schedule; step has none (default 2)")
     p.add_argument("--label-smoothing", type=float, help="default 0.1")
     p.add_argument("--dropout", type=float, help="dropout before the classifier (default: the preset's)")
-    p.add_argument("--stage-filters", type=cli.int_list, help="widths per stage, e.g. 64,128,256,512")
-    p.add_argument("--stage-blocks", type=cli.int_list, help="blocks per stage, e.g. 1,1,1,1")
+    p.add_argument("--stage-filters", type=cli.positive_int_list, help="widths per stage, e.g. 64,128,256,512")
+    p.add_argument("--stage-blocks", type=cli.positive_int_list, help="blocks per stage, e.g. 1,1,1,1")
     p.add_argument("--crop-padding", type=int, help="pixels of reflection padding before the random crop, 0 = no crop (default 4)")
     p.add_argument("--cutout", type=int, help="cutout square size in pixels, 0 = off (default)")
     p.add_argument("--flip", choices=FLIPS,
@@ -108,7 +108,7 @@ def check_resumable(run, path, saved, config):
 
 
 def config_from_args(args):
-    from keras_resnet.config import ConfigError, TrainConfig, blame_environment, read_json_object
+    from keras_resnet.config import RUNS_ROOT, ConfigError, TrainConfig, blame_environment, read_json_object
 
     values, saved = {}, None
     if "resume" in args:
@@ -132,6 +132,11 @@ def config_from_args(args):
         from keras_resnet.presets import with_recipe
 
         values = with_recipe(values)
+    if getattr(args, "overwrite", False) and not values.get("output_dir"):
+        raise ConfigError(  # else it would train into a new runs/<preset>-N, deleting nothing
+            "--overwrite replaces the run in --output-dir; name the folder to replace, e.g. "
+            f"--output-dir {RUNS_ROOT}/{values.get('preset', 'seed')} --overwrite."
+        )
     from_environment = {}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),

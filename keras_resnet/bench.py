@@ -358,9 +358,9 @@ def build_parser():
         description="Measure training, input-pipeline and serving throughput.",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
-    p.add_argument("--stage-filters", type=cli.int_list,
+    p.add_argument("--stage-filters", type=cli.positive_int_list,
                    help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
-    p.add_argument("--stage-blocks", type=cli.int_list,
+    p.add_argument("--stage-blocks", type=cli.positive_int_list,
                    help="blocks per stage instead of the preset's, e.g. 1,1,1,1")
     p.add_argument("--batch-size", type=cli.positive_int,
                    help="default: the preset's (seed 128, fast 512, fast-cpu 256, best 512)")

@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import os
+import re
 
 # Keras' backends and the package each one imports.
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
@@ -11,8 +12,15 @@ KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
 
 class ArgumentParser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one clear line and exit status 2
-    (not the usage block), and which checks `$KERAS_BACKEND` with the
-    arguments, before Keras loads: Keras' own error is a traceback."""
+    (not the usage block), which reads "-1e-3" as a number, and which checks
+    `$KERAS_BACKEND` with the arguments, before Keras loads: Keras' own
+    error is a traceback."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Python 3.11 and 3.12 take "-1e-3" for a flag ("expected one
+        # argument"); read it as the number it is, as Python 3.13 does.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -62,13 +70,13 @@ positive_int = int_in_range(1)
 port = int_in_range(1, 65535)
 
 
-def _number_list(kind, name):
+def _number_list(kind, name, minimum=None):
     def parse(text):
         try:
             values = [kind(v) for v in text.replace(",", " ").split()]
         except ValueError:
             values = None
-        if not values:
+        if not values or (minimum is not None and min(values) < minimum):
             raise argparse.ArgumentTypeError(
                 f"must be {name} separated by commas, got {text!r}"
             )
@@ -77,5 +85,5 @@ def _number_list(kind, name):
     return parse
 
 
-int_list = _number_list(int, "integers")
+positive_int_list = _number_list(int, "positive integers", minimum=1)
 float_list = _number_list(float, "numbers")

@@ -79,6 +79,8 @@ def test_a_preset_is_benchmarked_with_its_own_recipe():
         (["--stage-filters", "8,8,16"], "names 4: pass --stage-blocks with 3 values too"),
         (["--stage-blocks", "1,1"], "--stage-filters 64,128,256,512 (the preset's) names 4 stages, "
                                     "but --stage-blocks 1,1 names 2"),
+        (["--stage-filters", "8,0,8,8"], "--stage-filters: must be positive integers separated by "
+                                         "commas, got '8,0,8,8'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, real_data_dir):

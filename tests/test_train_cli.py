@@ -53,7 +53,15 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     # "--stage-filters  names 0 stages ... e.g. --stage-blocks .".
     (["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf."),
     (["--learning-rate", "1e301"], "--learning-rate must be at most 1e+300 in size, got 1e+301."),
-    (["--stage-filters", ",,,"], "--stage-filters: must be integers separated by commas, got ',,,'"),
+    (["--stage-filters", ",,,"], "--stage-filters: must be positive integers separated by commas, got ',,,'"),
+    # These came after TensorFlow loaded, in build_model's words ("`stage_filters`
+    # must be ... Received: stage_filters=[0, 0, 0, 0]"), and as "--weight-decay:
+    # expected one argument" (argparse took -1e-3 for a flag).
+    (["--stage-filters", "0,0,0,0"],
+     "--stage-filters: must be positive integers separated by commas, got '0,0,0,0'"),
+    (["--stage-blocks", "2,0,2,2"],
+     "--stage-blocks: must be positive integers separated by commas, got '2,0,2,2'"),
+    (["--weight-decay", "-1e-3"], "--weight-decay must be >= 0, got -0.001."),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     out = run_python(["train.py", *flags, "--output-dir", str(tmp_path / "run")])
@@ -61,6 +69,20 @@ def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_needs_the_folder_it_replaces(tmp_path, monkeypatch, capsys):
+    # Without --output-dir, --overwrite trained into a new runs/<preset>-N,
+    # replacing nothing: the user's runs/fast stayed, silently.
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--preset", "fast", "--overwrite", "--data-dir", "no_data_here"]  # trains nothing if it runs
+    code, _, err = call_main(train.main, argv, capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "train.py: error: --overwrite replaces the run in --output-dir; name the folder to "
+        "replace, e.g. --output-dir runs/fast --overwrite."]
+    assert not os.listdir(tmp_path)
 
 
 def test_a_bad_keras_backend_is_one_line_before_keras_loads(tmp_path):
