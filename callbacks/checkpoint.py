@@ -227,12 +227,13 @@ def recover_backup(backup_dir):
     and says so on stderr when it goes back:
     - the latest backup cannot be read (a disk error; a backup written in
       place by an older keras-resnet and cut short): the previous one
-      replaces it, the unreadable files kept as `*.unreadable`;
+      replaces it, the unreadable files set aside as `*.unreadable`;
     - both record the same epoch but their weights differ: the run stopped
       between writing the latest weights and their record, so the weights
       are newer than the epoch says; the previous backup replaces them;
     - the first backup stopped so, leaving weights without a record: the run
-      starts over, the weights kept as `*.unreadable`.
+      starts over, the weights set aside as `*.unreadable`.
+    What is set aside goes with the backup when the run finishes.
 
     Args:
         backup_dir: str. The folder of the run's `ScheduledBackupAndRestore`.
@@ -263,7 +264,8 @@ def recover_backup(backup_dir):
         os.replace(weights, weights + ".unreadable")
         print(
             f"The first backup in {backup_dir} stopped before its record of the epoch was "
-            f"written; its weights are kept as *.unreadable, and the run starts over.",
+            f"written; its weights are set aside as *.unreadable (deleted with the backup when "
+            f"the run finishes), and the run starts over.",
             file=sys.stderr,
         )
         return 0
@@ -273,9 +275,9 @@ def recover_backup(backup_dir):
             if os.path.exists(path):
                 os.replace(path, path + ".unreadable")
         print(
-            f"The latest backup in {backup_dir} cannot be read ({problem}); it is kept "
-            f"as *.unreadable, and the run resumes from the one before it, after epoch "
-            f"{previous}.",
+            f"The latest backup in {backup_dir} cannot be read ({problem}); it is set aside "
+            f"as *.unreadable (deleted with the backup when the run finishes), and the run "
+            f"resumes from the one before it, after epoch {previous}.",
             file=sys.stderr,
         )
     else:

@@ -45,6 +45,9 @@ from keras_resnet.config import can_create_folder
 from keras_resnet.config import read_json_object
 from keras_resnet.config import write_json_atomic
 from keras_resnet.evaluate import REPORT_FILES
+from keras_resnet.folder_lock import held_elsewhere
+from keras_resnet.folder_lock import hold_folder
+from keras_resnet.folder_lock import release_folder
 from keras_resnet.layers import build_augmenter
 from keras_resnet.layers import skip_random_draws
 from keras_resnet.model import adapt_whitening
@@ -321,7 +324,8 @@ RUN_CONFIG_KEYS = {"preset", "epochs", "batch_size", "seed"}
 # The files a run, and `evaluate`'s report, write inside those subfolders.
 RUN_SUBFOLDER_FILES = {
     "checkpoints": {"best.keras", "last.keras"},
-    "backup": {BACKUP_WEIGHTS, BACKUP_METADATA, f"{BACKUP_WEIGHTS}.bkp", f"{BACKUP_METADATA}.bkp"},
+    "backup": {f"{name}{suffix}" for name in (BACKUP_WEIGHTS, BACKUP_METADATA)
+               for suffix in ("", ".bkp", ".unreadable")},
     "evaluation": set(REPORT_FILES),
 }
 
@@ -371,7 +375,7 @@ def default_output_dir(config, root=RUNS_ROOT):
             return path
         state = run_state(path)
         if (state["unfinished"] and state["config"] == config.identity()
-                and state["layout"] in (None, layout)):
+                and state["layout"] in (None, layout) and not held_elsewhere(path)):
             return path
         index += 1
 
@@ -459,6 +463,7 @@ def prepare_run_dir(config, overwrite=False):
                 f"--output-dir {path} is not empty and holds no keras-resnet run; "
                 "choose another folder."
             )
+        _hold_run_dir(config)
         if overwrite and os.path.islink(path):  # rmtree refuses links
             raise ConfigError(
                 f"--output-dir {path} is a link to {os.path.realpath(path)}: to replace "
@@ -504,10 +509,21 @@ def prepare_run_dir(config, overwrite=False):
         raise ConfigError(
             f"--output-dir {path} cannot be created ({e.strerror}); choose another folder."
         ) from None
+    _hold_run_dir(config)  # a new folder, or the one --overwrite made
     if layout_known:
         write_json_atomic(os.path.join(path, "layout.json"), layout)
     write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
     return path
+
+
+def _hold_run_dir(config):
+    """Refuses a run folder that another training run is writing (process
+    0 holds it for a job of several processes, which share it)."""
+    if (config.process_id or 0) == 0 and not hold_folder(config.output_dir):
+        raise ConfigError(
+            f"--output-dir {config.output_dir} is in use: another training run is writing it "
+            "now. Wait for that run to end, or choose another folder."
+        )
 
 
 def _trim_history(csv_path, epochs):
@@ -516,22 +532,22 @@ def _trim_history(csv_path, epochs):
     once."""
     if not os.path.isfile(csv_path):
         return
-    with open(csv_path, errors="replace") as f:
-        lines = f.read().splitlines()
+    with open(csv_path, errors="replace", newline="") as f:  # rows end as the csv module ends them
+        lines = f.read().splitlines(keepends=True)
     if not lines:  # stopped before the first epoch's end: Keras writes the header
         return
     kept = lines[:1]
     for number, line in enumerate(lines[1:], start=2):
         try:
-            if line and int(line.split(",")[0]) < epochs:
-                kept.append(line)
+            if line.strip() and int(line.split(",")[0]) < epochs:
+                kept.append(line if line.endswith("\n") else line + "\r\n")
         except ValueError:
             raise ConfigError(
-                f"{csv_path}, line {number}, is not a row of epoch figures ({line[:40]!r}); "
+                f"{csv_path}, line {number}, is not a row of epoch figures ({line.strip()[:40]!r}); "
                 "delete that line (the backup holds the training) and run again."
             ) from None
-    with open(csv_path, "w") as f:
-        f.write("\n".join(kept) + "\n")
+    with open(csv_path, "w", newline="") as f:
+        f.write("".join(kept))
 
 
 def _best_in_history(csv_path, monitor):
@@ -655,6 +671,15 @@ def train(config, overwrite=False):
     if config.output_dir is None:  # just before it is made: runs started together differ
         config.output_dir = default_output_dir(config)
     run_dir = prepare_run_dir(config, overwrite=overwrite)
+    try:
+        return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
+    finally:
+        release_folder(run_dir)
+
+
+def _train_in(run_dir, config, cifar, train_data, validation, scope, device_count):
+    """`train` once its run folder is ready and held: fit, evaluate, export
+    (`scope` and `device_count`: from `distribution_scope`)."""
     monitor = "val_accuracy" if validation else "accuracy"
     try:
         callbacks, resumed_from = make_callbacks(config, run_dir, monitor)

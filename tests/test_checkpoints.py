@@ -169,7 +169,10 @@ def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, 
 
     _, resumed_from = training.make_callbacks(TrainConfig(), str(tmp_path), "accuracy")
     assert resumed_from == 2
-    assert f"cannot be read ({broken}: " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot be read ({broken}: " in err
+    # It said "kept", and the finished run deleted it with the backup.
+    assert "set aside as *.unreadable (deleted with the backup when the run finishes)" in err
     assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss", "0,2.3", "1,2.2"]
     assert backup_weights_equal(model, backup, weights[1])
     assert os.path.exists(path + ".unreadable")  # kept, not deleted

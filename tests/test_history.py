@@ -84,3 +84,19 @@ def test_a_resumed_run_that_logs_a_new_entry_adds_its_column_to_the_rows_before(
     assert header == ["epoch", "loss", "val_loss"] and first == ["0", "2.5", "NA"]
     assert resumed[0] == "1" and float(resumed[1]) > 0 and float(resumed[2]) > 0
     assert not (tmp_path / "history.csv.partial").exists()
+
+
+def test_a_trimmed_and_resumed_file_ends_every_row_alike(tmp_path):
+    # Trimming rewrote the kept rows with "\n" while the logger appends "\r\n"
+    # (the csv module's): a resumed run's file mixed the two.
+    from keras_resnet.training import _trim_history
+
+    model, x, y = tiny_model_and_batch()
+    path = tmp_path / "history.csv"
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
+    _trim_history(str(path), 2)  # the backup held 2 epochs
+    model.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0,
+              callbacks=[HistoryCSVLogger(str(path))])
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [line.split(b",")[0] for line in lines] == [b"epoch", b"0", b"1", b"2"]
+    assert all(line.endswith(b"\r\n") for line in lines)

@@ -749,6 +749,8 @@ def test_what_a_run_writes_is_never_called_foreign(tmp_path):
              "checkpoints/.partial.last.keras", "backup/latest.weights.h5",
              "backup/latest.weights.h5.bkp", "backup/training_metadata.json",
              "backup/training_metadata.json.bkp", "logs/train/events.out.tfevents.1.host.v2",
+             # a backup set aside at a resume (`recover_backup`): --overwrite refused it
+             "backup/latest.weights.h5.unreadable", "backup/training_metadata.json.unreadable",
              "logs/validation/events.out.tfevents.2.host.v2", "evaluation/evaluation.json",
              "evaluation/confusion_matrix.png", "evaluation/mistakes.png", "evaluation/loss.png",
              # evaluate's default: one folder per model file of the run
@@ -801,3 +803,50 @@ def test_a_config_json_that_repeats_a_key_is_refused(tmp_path):
         f"train.py: error: --config {path} cannot be read (ValueError: the key(s) ['epochs'] appear "
         "more than once); pass a JSON object of settings."]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def folder_held_by_another_process():
+    """`hold(path)`: another process holds the folder `path` until the test ends."""
+    holders = []
+
+    def hold(path):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from keras_resnet.folder_lock import hold_folder; "
+             "print(hold_folder(sys.argv[1]), flush=True); sys.stdin.read()", str(path)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "True"
+
+    yield hold
+    for holder in holders:
+        holder.communicate("", timeout=30)  # its end releases the folder
+
+
+def test_a_run_folder_in_use_by_another_run_is_refused(
+        fake_cifar, tmp_path, monkeypatch, capsys, folder_held_by_another_process):
+    # The same command started twice: the second "resumed" the first's live
+    # run, and both wrote history.csv rows, backups and exports into it.
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "2", "--stage-filters",
+            "16,16,16,16", "--no-export"]
+    run = tmp_path / "runs" / "seed"
+    run.mkdir(parents=True)
+    config = train.config_from_args(train.build_parser().parse_args([*argv, "--output-dir", str(run)]))
+    (run / "config.json").write_text(json.dumps(config.to_dict()))  # started, no epoch done yet
+    folder_held_by_another_process(run)
+
+    code, _, err = run_train_main([*argv, "--output-dir", str(run)], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"train.py: error: --output-dir {run} is in use: another training run is writing it now. "
+        "Wait for that run to end, or choose another folder.")
+    assert sorted(os.listdir(run)) == ["config.json"]
+
+    # Without --output-dir, the next folder is taken, not the one in use.
+    code, _, err = run_train_main(argv, capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(run)) == ["config.json"]
+    assert (tmp_path / "runs" / "seed-2" / "metrics.json").is_file()
