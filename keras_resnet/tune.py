@@ -42,6 +42,8 @@ from keras_resnet.config import read_json_object  # noqa: E402
 from keras_resnet.config import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
+from keras_resnet.folder_lock import hold_folder  # noqa: E402
+from keras_resnet.folder_lock import release_folder  # noqa: E402
 from keras_resnet.presets import PARAM_CAP  # noqa: E402
 from keras_resnet.presets import PRESETS  # noqa: E402
 
@@ -460,6 +462,8 @@ def check_project(project_dir, settings, overwrite=False):
         )
     path = os.path.join(project_dir, SEARCH_FILE)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
+    if os.path.isfile(path) and not _is_worker():
+        _hold_project(project_dir)  # before its settings are read, or it is deleted
     if os.path.isdir(project_dir) and os.listdir(project_dir) and not os.path.isfile(path) \
             and (overwrite or not _is_worker()):
         what = "which --overwrite would delete" if overwrite else "where a search would write"
@@ -485,7 +489,18 @@ def check_project(project_dir, settings, overwrite=False):
         if overwrite:  # here, not in KerasTuner: it would delete SEARCH_FILE too
             shutil.rmtree(project_dir, ignore_errors=True)
         os.makedirs(project_dir, exist_ok=True)
+        _hold_project(project_dir)  # the folder --overwrite made, or a new one
         write_json_atomic(path, settings)
+
+
+def _hold_project(project_dir):
+    """Refuses a project that another search (not one of this search's
+    workers, which hold nothing) is running now."""
+    if not hold_folder(project_dir):
+        raise ConfigError(
+            f"{project_dir} is in use: another search is running there now. Wait for it to "
+            "end, or choose another --project-name."
+        )
 
 
 def files_no_search_writes(project_dir):
@@ -577,51 +592,54 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     data = {}
     if not _is_chief():  # the chief hands out trials and trains nothing
         _, data["train"], data["validation"] = prepare_data(config)
-    check_project(project_dir, settings, overwrite)
-    try:
-        tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
-                            directory, project_name, overwrite=False)  # done by check_project
-    except json.JSONDecodeError as e:  # a file of KerasTuner's, cut short
-        raise ConfigError(
-            f"{project_dir}: KerasTuner's saved search cannot be read (JSONDecodeError: {e}); "
-            "pass --overwrite to start the search over, or choose another --project-name."
-        ) from None
+    try:  # check_project holds the project folder (the chief's, or a single process's)
+        check_project(project_dir, settings, overwrite)
+        try:
+            tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
+                                directory, project_name, overwrite=False)  # done by check_project
+        except json.JSONDecodeError as e:  # a file of KerasTuner's, cut short
+            raise ConfigError(
+                f"{project_dir}: KerasTuner's saved search cannot be read (JSONDecodeError: {e}); "
+                "pass --overwrite to start the search over, or choose another --project-name."
+            ) from None
 
-    tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
-    results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
-               "rejected_here": hypermodel.rejected}
-    if _is_worker():
-        results["wall_seconds"] = round(time.perf_counter() - start, 1)
+        tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
+        results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
+                   "rejected_here": hypermodel.rejected}
+        if _is_worker():
+            results["wall_seconds"] = round(time.perf_counter() - start, 1)
+            return results
+
+        rows = summarize(tuner_, hypermodel)
+        best = write_results(rows, project_dir)
+        print(format_table(rows))
+        ranked = sorted((r for r in rows if r["status"] == "completed"),
+                        key=lambda r: -r["val_accuracy"])[:top]
+        if ranked:
+            print(f"Top {len(ranked)}:")
+        for r in ranked:
+            print(f"  trial {r['trial']}: val_accuracy {r['val_accuracy']:.4f}, "
+                  f"{r['params']:,} parameters, widths {r['widths']}, blocks {r['blocks']}")
+        statuses = [r["status"] for r in rows]
+        results.update(
+            project_dir=project_dir,
+            trials=len(rows),
+            completed=statuses.count("completed"),
+            rejected=statuses.count("rejected"),
+            failed=statuses.count("failed"),
+            best_trial=best and best["trial"],
+            best_val_accuracy=best and best["val_accuracy"],
+            best_params=best and best["params"],
+            best_config=best and os.path.join(project_dir, BEST_CONFIG_FILE),
+            summary_csv=os.path.join(project_dir, SUMMARY_FILE),
+            top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
+            wall_seconds=round(time.perf_counter() - start, 1),
+        )
+        if best:
+            print(f"Train the best: python train.py --config {results['best_config']}")
         return results
-
-    rows = summarize(tuner_, hypermodel)
-    best = write_results(rows, project_dir)
-    print(format_table(rows))
-    ranked = sorted((r for r in rows if r["status"] == "completed"),
-                    key=lambda r: -r["val_accuracy"])[:top]
-    if ranked:
-        print(f"Top {len(ranked)}:")
-    for r in ranked:
-        print(f"  trial {r['trial']}: val_accuracy {r['val_accuracy']:.4f}, "
-              f"{r['params']:,} parameters, widths {r['widths']}, blocks {r['blocks']}")
-    statuses = [r["status"] for r in rows]
-    results.update(
-        project_dir=project_dir,
-        trials=len(rows),
-        completed=statuses.count("completed"),
-        rejected=statuses.count("rejected"),
-        failed=statuses.count("failed"),
-        best_trial=best and best["trial"],
-        best_val_accuracy=best and best["val_accuracy"],
-        best_params=best and best["params"],
-        best_config=best and os.path.join(project_dir, BEST_CONFIG_FILE),
-        summary_csv=os.path.join(project_dir, SUMMARY_FILE),
-        top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
-        wall_seconds=round(time.perf_counter() - start, 1),
-    )
-    if best:
-        print(f"Train the best: python train.py --config {results['best_config']}")
-    return results
+    finally:
+        release_folder(project_dir)
 
 
 # --------------------------------------------------------------------------

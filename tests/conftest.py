@@ -167,3 +167,21 @@ def poison_logits_at(epoch):
 
     return PoisonLogits()
 
+
+@pytest.fixture
+def folder_held_by_another_process():
+    """`hold(path)`: another process holds the folder `path` until the test ends."""
+    holders = []
+
+    def hold(path):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from keras_resnet.folder_lock import hold_folder; "
+             "print(hold_folder(sys.argv[1]), flush=True); sys.stdin.read()", str(path)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "True"
+
+    yield hold
+    for holder in holders:
+        holder.communicate("", timeout=30)  # its end releases the folder

@@ -805,25 +805,6 @@ def test_a_config_json_that_repeats_a_key_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.fixture
-def folder_held_by_another_process():
-    """`hold(path)`: another process holds the folder `path` until the test ends."""
-    holders = []
-
-    def hold(path):
-        holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from keras_resnet.folder_lock import hold_folder; "
-             "print(hold_folder(sys.argv[1]), flush=True); sys.stdin.read()", str(path)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        holders.append(holder)
-        assert holder.stdout.readline().strip() == "True"
-
-    yield hold
-    for holder in holders:
-        holder.communicate("", timeout=30)  # its end releases the folder
-
-
 def test_a_run_folder_in_use_by_another_run_is_refused(
         fake_cifar, tmp_path, monkeypatch, capsys, folder_held_by_another_process):
     # The same command started twice: the second "resumed" the first's live

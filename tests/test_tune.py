@@ -316,6 +316,24 @@ def test_a_project_of_other_settings_is_not_continued(tmp_path):
         tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
 
 
+def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by_another_process):
+    # Two searches of one project ran the same trials; one failed deep in
+    # KerasTuner (h5py's "unable to lock file"), and the files took the other
+    # search's results.
+    from keras_resnet.folder_lock import release_folder
+
+    project, settings = tmp_path / "resnet", {"tuner": "random", "widths": [[8]]}
+    tune.check_project(str(project), settings)  # a search started here...
+    release_folder(str(project))  # ...in another process, which holds it:
+    folder_held_by_another_process(project)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=f"^{project} is in use: another search is running "
+                                              "there now. Wait for it to end, or choose another "
+                                              "--project-name.$"):
+            tune.check_project(str(project), settings, overwrite=overwrite)
+    assert os.listdir(project) == [tune.SEARCH_FILE]
+
+
 def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"holds no keras-resnet search .* --overwrite would delete"):
