@@ -153,7 +153,11 @@ def resolve_saved_model(path):
     versions = version_folders(path)
     if not versions:
         in_run = os.path.join(path, "model.keras")
-        hint = f" It is a run folder: pass {in_run}." if os.path.isfile(in_run) else ""
+        models = [name for name in sorted(os.listdir(path))
+                  if version_folders(os.path.join(path, name))]
+        hint = (f" It is a run folder: pass {in_run}." if os.path.isfile(in_run) else
+                f" It is an export root: pass one of its models, e.g. {os.path.join(path, models[0])}."
+                if models else "")
         raise ModelError(
             f"{path} holds no SavedModel: expected saved_model.pb, or version "
             f"folders 1, 2, ... holding one (the TF Serving layout).{hint}"

@@ -267,11 +267,12 @@ def load_model(path):
         exported = os.path.isfile(os.path.join(path, "saved_model.pb"))
         what = "a SavedModel folder, exported already" if exported else "a folder"
         raise ValueError(f"Expected a .keras model file, got {path!r}, {what}.")
-    if not os.path.isfile(path) or not path.endswith(".keras"):
-        raise ValueError(
-            f"Expected a .keras model file, got {path!r} (missing or wrong "
-            "extension)."
-        )
+    if not os.path.exists(path):
+        raise ValueError(f"No .keras model file at {path!r}: no such file.")
+    if not path.endswith(".keras"):
+        hint = (" (an exported model's file: pass its version folder)"
+                if os.path.basename(path) == "saved_model.pb" else "")
+        raise ValueError(f"Expected a .keras model file, got {path!r}{hint}.")
     import zipfile
 
     if not zipfile.is_zipfile(path):

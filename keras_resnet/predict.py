@@ -71,13 +71,14 @@ def _pixel_limit(max_pixels):
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def _header_size(path):
-    """Width and height from the file header, without decoding pixels."""
+def _header(path, formats=FORMATS):
+    """The format name and (width, height) from the file header, without
+    decoding pixels. Raises what `Image.open` raises."""
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path, formats=FORMATS) as image:
-            return image.size
+        with Image.open(path, formats=formats) as image:
+            return image.format, image.size
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -134,15 +135,20 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         with _pixel_limit(max_pixels), Image.open(path, formats=FORMATS) as image:
             return to_model_input(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        width, height = _header_size(path)
+        _, (width, height) = _header(path)
         raise PredictError(
             f"{path}: {width}x{height} = {width * height:,} pixels, over the "
             f"limit of {max_pixels:,} (a possible decompression bomb). Pass "
             "--max-pixels with a larger value to read it anyway."
         ) from None
     except Image.UnidentifiedImageError:
+        try:  # an image of another format, or no image
+            kind, _ = _header(path, formats=None)
+        except Exception:  # noqa: BLE001 (what Pillow cannot open is no image to it)
+            kind = None
         raise PredictError(
-            f"{path}: not a PNG or JPEG image (Pillow cannot identify it)."
+            f"{path}: a {kind} image; only PNG and JPEG are read: convert it to PNG first."
+            if kind else f"{path}: not a PNG or JPEG image (Pillow cannot identify it)."
         ) from None
     except Exception as e:  # Pillow's decoders raise many types on bad data.
         reason = " ".join(str(e).split())

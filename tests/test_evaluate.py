@@ -391,6 +391,24 @@ def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar
     (tmp_path / "run" / "model.keras").write_text("")
     line = _error_line(capsys, ["--model", str(tmp_path / "run"), "--data-dir", fake_cifar])
     assert line.endswith(f"It is a run folder: pass {tmp_path / 'run' / 'model.keras'}."), line
+    # The export root (saved_models) for one of its models: no hint before.
+    (tmp_path / "saved_models" / "keras_resnet" / "1").mkdir(parents=True)
+    line = _error_line(capsys, ["--model", str(tmp_path / "saved_models"), "--data-dir", fake_cifar])
+    assert line.endswith("It is an export root: pass one of its models, e.g. "
+                         f"{tmp_path / 'saved_models' / 'keras_resnet'}."), line
+
+
+def test_cli_names_a_missing_keras_file_and_a_saved_model_pb(tmp_path, capsys, fake_cifar):
+    # Both said "(missing or wrong extension)": the first had the extension.
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
+    for model, message in (
+            ("nope.keras", f"No model at {tmp_path / 'nope.keras'}: pass --model a .keras file"),
+            ("1/saved_model.pb", f"Expected a .keras model file, got "
+                                 f"{str(tmp_path / '1' / 'saved_model.pb')!r} (an exported model's "
+                                 "file: pass its version folder).")):
+        line = _error_line(capsys, ["--model", str(tmp_path / model), "--data-dir", fake_cifar])
+        assert message in line, line
 
 
 def test_cli_rejects_a_foreign_saved_model(tmp_path, capsys, fake_cifar):

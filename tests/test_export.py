@@ -242,6 +242,9 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
         code, _, err = call_main(main, [str(tmp_path / folder), "--export-dir", str(tmp_path / "e")], capsys)
         assert code == 2
         assert err.strip().endswith(f"Expected a .keras model file, got {str(tmp_path / folder)!r}, {what}.")
+    code, _, err = call_main(main, [str(tmp_path / "nope.keras"), "--export-dir", str(tmp_path / "e")], capsys)
+    assert code == 2 and err.strip().endswith(  # "(missing or wrong extension)" too
+        f"No .keras model file at {str(tmp_path / 'nope.keras')!r}: no such file.")
     assert not (tmp_path / "e").exists()
 
 

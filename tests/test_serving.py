@@ -491,6 +491,22 @@ def test_decompression_bomb_refused_at_the_default_limit(tmp_path):
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # restored
 
 
+def test_an_image_of_another_format_is_named_with_the_fix(tmp_path):
+    # A GIF, WebP or BMP was "not a PNG or JPEG image (Pillow cannot identify it)".
+    from keras_resnet.predict import PredictError
+    from keras_resnet.predict import load_image
+
+    for name, kind in (("cat.gif", "GIF"), ("cat.bmp", "BMP"), ("cat.tif", "TIFF")):
+        Image.new("RGB", (40, 30), "red").save(tmp_path / name)
+        with pytest.raises(PredictError) as info:
+            load_image(str(tmp_path / name))
+        assert str(info.value) == (f"{tmp_path / name}: a {kind} image; only PNG and JPEG are "
+                                   "read: convert it to PNG first.")
+    with pytest.raises(PredictError, match="a GIF image; only PNG and JPEG"):  # over the limit too
+        load_image(str(tmp_path / "cat.gif"), max_pixels=100)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # restored
+
+
 def test_truncated_images_are_one_line_errors(served, tmp_path):
     from keras_resnet.predict import PredictError
     from keras_resnet.predict import load_image
