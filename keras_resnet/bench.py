@@ -283,11 +283,13 @@ def run_benchmarks(config, steps=10, repeats=3):
     augment_on = resolve_augment_on(config)
     runs = {}
 
-    _log(f"synthetic training: {repeats} x {steps} steps of {config.batch_size}")
+    _log(f"synthetic training: {1 + repeats} x {steps} steps of {config.batch_size} "
+         "(the first window warms up)")
     runs["train_images_per_sec_synthetic"], model = bench_synthetic_training(
         config, steps, repeats
     )
-    _log(f"training through the {augment_on}-augmented input: {1 + repeats} x {steps} steps")
+    _log(f"training through the {augment_on}-augmented input: {1 + repeats} x {steps} steps "
+         "(the first window warms up)")
     runs["train_images_per_sec_pipeline"] = bench_pipeline_training(
         config, cifar.x_train, cifar.y_train, steps, repeats
     )

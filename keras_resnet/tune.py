@@ -437,10 +437,12 @@ def write_results(rows, project_dir):
 
     Returns the best row, or `None`.
     """
-    with open(os.path.join(project_dir, SUMMARY_FILE), "w", newline="") as f:
+    path = os.path.join(project_dir, SUMMARY_FILE)
+    with open(f"{path}.partial", "w", newline="") as f:  # whole, even if a Ctrl-C comes
         writer = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(f"{path}.partial", path)
     completed = [row for row in rows if row["status"] == "completed"]
     if not completed:
         return None
@@ -603,7 +605,12 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
                 "pass --overwrite to start the search over, or choose another --project-name."
             ) from None
 
-        tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
+        try:
+            tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
+        except KeyboardInterrupt:
+            if not _is_worker():  # the table so far; the interrupted trial is `running`
+                write_results(summarize(tuner_, hypermodel), project_dir)
+            raise
         results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
                    "rejected_here": hypermodel.rejected}
         if _is_worker():
@@ -744,8 +751,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(
             "\nInterrupted. Finished trials are kept in "
-            f"{os.path.join(args.directory, args.project_name)}; rerun the same "
-            "command to continue the search.",
+            f"{os.path.join(args.directory, args.project_name)} (listed in {SUMMARY_FILE}); "
+            "rerun the same command to continue the search.",
             file=sys.stderr,
         )
         return 130

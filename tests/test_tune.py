@@ -202,6 +202,34 @@ def test_killed_search_resumes_without_losing_or_repeating_trials(cifar, tmp_pat
     assert len({json.dumps(v, sort_keys=True) for v in values}) == 3
 
 
+def test_ctrl_c_leaves_the_table_so_far_and_the_search_continues(cifar, tmp_path, capsys, monkeypatch):
+    # summary.csv was written only when a search ended: an interrupted one had none.
+    args = [*TINY, "--tuner", "random", "--max-trials", "3", "--data-dir", cifar,
+            "--directory", str(tmp_path)]
+    fit, calls = keras.Model.fit, []
+
+    def ctrl_c_in_the_second_trial(model, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fit(model, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "fit", ctrl_c_in_the_second_trial)
+    assert tune.main(args) == 130
+    project = str(tmp_path / "resnet")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"Interrupted. Finished trials are kept in {project} (listed in summary.csv); rerun the "
+        "same command to continue the search.")
+    assert [(r["trial"], r["status"]) for r in read_summary(project)] == [("0", "completed"),
+                                                                         ("1", "running")]
+    assert os.path.isfile(os.path.join(project, tune.BEST_CONFIG_FILE))
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    result, _ = run_main(args, capsys)  # the same command again
+    assert (result["trials"], result["completed"], result["trained"]) == (3, 3, 2)
+    assert [r["status"] for r in read_summary(project)] == ["completed"] * 3
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
