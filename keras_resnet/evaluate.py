@@ -409,11 +409,11 @@ def _display_name(model_path, model, kind):
     return f"{os.path.basename(model_path)} ({model.name})"
 
 
-def default_output_dir(model_path, run_dir, model_arg=None):
+def default_output_dir(model_path, run_dir):
     """`<run>/evaluation/<file stem>`, else `evaluation/<file stem or
-    model-version>`: one folder per model file, so reports never mix. A
-    folder that holds the report of another `--model` (`model_arg`, by
-    default `model_path`) is kept: then `-2`, `-3`, ... is added."""
+    model-version>`: one folder per model file or SavedModel version, so
+    reports never mix. A folder that holds the report of another model is
+    kept: then `-2`, `-3`, ... is added."""
     if run_dir and not os.path.isdir(model_path):
         stem = os.path.splitext(os.path.basename(model_path))[0]
         base = os.path.join(run_dir, "evaluation", stem)
@@ -425,7 +425,7 @@ def default_output_dir(model_path, run_dir, model_arg=None):
     while True:
         folder = base if index == 1 else f"{base}-{index}"
         reported = _reported_model(_read_report(folder))
-        if reported in (None, os.path.abspath(model_arg or model_path)):
+        if reported in (None, os.path.abspath(model_path)):
             return folder
         index += 1
 
@@ -449,7 +449,8 @@ def _reported_model(report):
     for a file that is none of this command's."""
     if report is None:
         return None
-    model = report.get("model")
+    # A SavedModel is its version folder, however `--model` named it.
+    model = report.get("saved_model_version", report.get("model"))
     return os.path.abspath(model) if isinstance(model, str) else "another program"
 
 
@@ -506,14 +507,13 @@ def main(argv=None):
         return fail(str(e))
 
     run_dir = args.run_dir or find_run_dir(args.model)
-    output_dir = args.output_dir or default_output_dir(
-        model.path if kind == "saved_model" else args.model, run_dir, args.model
-    )
+    evaluated = model.path if kind == "saved_model" else args.model  # a SavedModel's version
+    output_dir = args.output_dir or default_output_dir(evaluated, run_dir)
     if not can_create_folder(output_dir):
         return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
     previous = _read_report(output_dir)
     reported = _reported_model(previous)
-    if args.output_dir and reported not in (None, os.path.abspath(args.model)):
+    if args.output_dir and reported not in (None, os.path.abspath(evaluated)):
         return fail(
             f"--output-dir {output_dir} holds the evaluation.json of {reported}; choose "
             "another folder (or leave --output-dir out), or delete that report first."

@@ -500,6 +500,25 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
     assert keras_result["test_loss"] == pytest.approx(saved_result["test_loss"], abs=1e-5)
 
 
+def test_a_saved_model_version_has_one_report_however_it_is_named(
+        tmp_path, tiny_model, capsys, monkeypatch, fake_cifar):
+    # The model folder and its version folder got two reports ("evaluation/
+    # tiny-1", then "evaluation/tiny-1-2"), and --output-dir refused the second.
+    from keras_resnet.export import export_saved_model
+
+    monkeypatch.chdir(tmp_path)
+    export_saved_model(tiny_model, "sm", "tiny")
+    folders = []
+    for model, extra in (("sm/tiny", []), ("sm/tiny/1", []), (str(tmp_path / "sm" / "tiny"), []),
+                         ("sm/tiny/1", ["--output-dir", os.path.join("evaluation", "tiny-1")])):
+        code, out, err = call_main(ev.main, ["--model", model, "--data-dir", fake_cifar,
+                                             "--mistakes", "0", *extra], capsys)
+        assert code == 0, err[-2000:]
+        folders.append(json.loads(out.strip().splitlines()[-1])["output_dir"])
+    assert folders == [os.path.join("evaluation", "tiny-1")] * 4
+    assert os.listdir("evaluation") == ["tiny-1"]
+
+
 def test_an_incomplete_highest_version_is_refused_not_skipped(tmp_path):
     from keras_resnet.classifier import ModelError, resolve_saved_model
 
