@@ -792,4 +792,5 @@ def export_model(model, run_dir, config, class_names):
             f"The TensorFlow export of {run_dir}/model.keras failed: {reason}. "
             f"Rerun: python -m keras_resnet.export {run_dir}/model.keras"
         )
-    return json.loads(out.stdout.strip().splitlines()[-1])["export_path"]
+    version = os.path.basename(json.loads(out.stdout.strip().splitlines()[-1])["export_path"])
+    return os.path.join(config.export_dir, config.model_name, version)  # as TensorFlow's reads
