@@ -10,6 +10,7 @@ from keras_resnet import (
     adapt_whitening, build_model, count_params, load_model,
 )
 from keras_resnet.layers import build_augmenter
+from tests.conftest import run_python
 
 
 def conv_params(k, c_in, c_out):
@@ -433,3 +434,20 @@ def test_whitening_stem_arguments_are_checked():
     # The whitening stem on another preset: 6 * 3**2 channels for 3x3 patches.
     model = build_model("best", stem_whitening=True, stem_filters=None)
     assert model.get_layer("stem_bn").input.shape == (None, 32, 32, 54)
+
+
+def test_keras_own_load_model_needs_only_the_import_the_readme_names(tmp_path):
+    # The README said `import keras_resnet.layers`, which registers no
+    # optimizer: a run's model.keras (compiled with OffsetScaledSGD) failed
+    # with "Could not locate class 'OffsetScaledSGD'".
+    from keras_resnet.optimizers import OffsetScaledSGD
+
+    model = build_model("fast-cpu", stage_filters=(8, 8, 8, 8))
+    model.compile(optimizer=OffsetScaledSGD(4.0, learning_rate=0.1), loss="categorical_crossentropy")
+    model.save(tmp_path / "model.keras")
+    out = run_python(["-c", "import sys, keras, keras_resnet.model; "
+                            "m = keras.saving.load_model(sys.argv[1]); "
+                            "print(type(m.optimizer).__name__, m.count_params())",
+                      str(tmp_path / "model.keras")])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["OffsetScaledSGD", str(model.count_params())]
