@@ -14,6 +14,8 @@ import socket
 
 import numpy as np
 
+from keras_resnet.checks import check_int
+
 CLASS_NAMES = (
     "airplane",
     "automobile",
@@ -214,6 +216,18 @@ def epoch_order(count, seed, epoch):
     return np.random.default_rng([seed, 2, epoch]).permutation(count)
 
 
+def whole_batches(x, batch_size):
+    """How many whole batches of `batch_size` the images `x` make: at least
+    one (an endless stream of empty epochs would never yield a batch)."""
+    check_int("batch_size", batch_size)
+    if batch_size > len(x):
+        raise ValueError(
+            f"`batch_size` must be at most the {len(x)} training images (a partial batch "
+            f"is dropped). Received: batch_size={batch_size}"
+        )
+    return len(x) // batch_size
+
+
 def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=False, initial_epoch=0):
     """The training `tf.data` pipeline: an endless stream of epochs.
 
@@ -232,7 +246,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
     """
     import tensorflow as tf
 
-    count, steps = len(x), len(x) // batch_size
+    count, steps = len(x), whole_batches(x, batch_size)
     images = tf.constant(x)
     labels = tf.constant(one_hot(y))
     mirror_in_even_epochs = tf.constant(first_flips(count, seed))
@@ -298,7 +312,7 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
     """
     import keras
 
-    steps = len(x) // batch_size
+    steps = whole_batches(x, batch_size)
     local_size = batch_size // shards
     mirror_in_even_epochs = first_flips(len(x), seed)
 

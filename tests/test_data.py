@@ -229,3 +229,19 @@ def test_device_batch_shards_of_several_processes_make_up_the_whole_batch():
         assert all(p[0].shape == (4, 32, 32, 3) for p in parts)
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), images)
         np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), labels)
+
+
+@pytest.mark.parametrize("stream", [data.train_dataset, data.device_batches])
+@pytest.mark.parametrize("batch_size, message", [
+    (50, "`batch_size` must be at most the 40 training images (a partial batch is dropped). "
+         "Received: batch_size=50"),
+    (0, "`batch_size` must be a positive integer. Received: batch_size=0"),
+])
+def test_a_batch_larger_than_the_images_is_refused(stream, batch_size, message):
+    # train_dataset made endless empty epochs (`next` never returned), and
+    # device_batches raised ZeroDivisionError.
+    x, y = np.zeros((40, 32, 32, 3), "uint8"), np.zeros(40, "int32")
+    with pytest.raises(ValueError) as info:
+        stream(x, y, batch_size)
+    assert str(info.value) == message
+    assert data.whole_batches(x, 40) == 1 and data.whole_batches(x, 16) == 2
