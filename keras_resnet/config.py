@@ -51,7 +51,7 @@ def _is_kind(value, kind):
     if kind == "float":
         return isinstance(value, (int, float))
     if kind == "list of ints":
-        return isinstance(value, list) and all(
+        return isinstance(value, (list, tuple)) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value
         )
     return isinstance(value, str)
@@ -134,25 +134,7 @@ class TrainConfig:
             raise ConfigError(
                 f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
             )
-        for key, value in values.items():
-            annotation = fields[key].type
-            annotation = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-            if value is None and annotation.endswith("| None"):
-                continue
-            kind = _KINDS[annotation]
-            if not _is_kind(value, kind):
-                raise ConfigError(
-                    f"{source}: {key} must be {kind}, got {value!r} "
-                    f"({type(value).__name__})."
-                )
-            # (Infinity and NaN: `validate` names the flag.)
-            if kind in ("int", "float") and abs(value) > MAX_NUMBER and (
-                isinstance(value, int) or math.isfinite(value)
-            ):
-                name = f"--{key.replace('_', '-')}" if source == "flags" else f"{source}: {key}"
-                shown = (f"{value:.3g}" if isinstance(value, float)
-                         else f"an integer of {len(str(abs(value)))} digits")
-                raise ConfigError(f"{name} must be at most {MAX_NUMBER:g} in size, got {shown}.")
+        _check_kinds(values, source)
         config = cls(**values)
         config.validate()
         return config
@@ -160,6 +142,11 @@ class TrainConfig:
     def validate(self):
         def fail(message):
             raise ConfigError(message)
+
+        # A config built in Python (`TrainConfig(seed=1.5)`) has had no
+        # `from_dict`: its types failed deep in Keras, after the run folder
+        # was written.
+        _check_kinds(self.to_dict(), "TrainConfig")
 
         if self.preset not in PRESETS:
             fail(f"--preset: unknown preset {self.preset!r}; choose from {sorted(PRESETS)}.")
@@ -316,6 +303,31 @@ class TrainConfig:
         setting added after the run was made has its default there."""
         return {**cls().identity(),
                 **{k: v for k, v in saved.items() if k not in cls.PLACEMENT_KEYS}}
+
+
+def _check_kinds(values, source):
+    """Refuses a setting of `values` (a dict) of the wrong type, or a number
+    too large to train with; `source` names where the settings come from."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key, value in values.items():
+        annotation = fields[key].type
+        annotation = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+        if value is None and annotation.endswith("| None"):
+            continue
+        kind = _KINDS[annotation]
+        if not _is_kind(value, kind):
+            raise ConfigError(
+                f"{source}: {key} must be {kind}, got {value!r} "
+                f"({type(value).__name__})."
+            )
+        # (Infinity and NaN: `validate` names the flag.)
+        if kind in ("int", "float") and abs(value) > MAX_NUMBER and (
+            isinstance(value, int) or math.isfinite(value)
+        ):
+            name = f"--{key.replace('_', '-')}" if source == "flags" else f"{source}: {key}"
+            shown = (f"{value:.3g}" if isinstance(value, float)
+                     else f"an integer of {len(str(abs(value)))} digits")
+            raise ConfigError(f"{name} must be at most {MAX_NUMBER:g} in size, got {shown}.")
 
 
 def blame_environment(message, from_environment):

@@ -130,6 +130,32 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
 
 
+@pytest.mark.parametrize("settings, message", [
+    (dict(seed=1.5), "TrainConfig: seed must be int, got 1.5 (float)."),
+    (dict(crop_padding=2.5), "TrainConfig: crop_padding must be int, got 2.5 (float)."),
+    (dict(cutout=True), "TrainConfig: cutout must be int, got True (bool)."),
+    (dict(export="no"), "TrainConfig: export must be bool, got 'no' (str)."),
+    (dict(learning_rate="0.1"), "TrainConfig: learning_rate must be float, got '0.1' (str)."),
+    (dict(stage_filters=8), "TrainConfig: stage_filters must be list of ints, got 8 (int)."),
+])
+def test_a_config_built_in_python_is_checked_before_anything_is_written(
+        settings, message, tmp_path, fake_cifar):
+    # These passed validate(), wrote the run folder, then failed deep in Keras
+    # ("Expected seed argument to be an integer"), raised a bare TypeError, or
+    # (export="no") exported.
+    from keras_resnet.training import train
+
+    config = TrainConfig(epochs=1, batch_size=25, data_dir=fake_cifar, stage_filters=[8, 8, 8, 8],
+                         output_dir=str(tmp_path / "run"), export=False)
+    for key, value in settings.items():
+        setattr(config, key, value)
+    with pytest.raises(ConfigError) as info:
+        train(config)
+    assert str(info.value) == message
+    assert not (tmp_path / "run").exists()
+    assert TrainConfig(stage_filters=(8, 8, 16, 16)).stage_filters == (8, 8, 16, 16)  # a tuple is fine
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_with_a_float32_output(precision, tmp_path, fake_cifar):
     from tests.conftest import run_python
