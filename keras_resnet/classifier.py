@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from keras_resnet.checks import check_int
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.export import version_folders
 
@@ -106,6 +107,7 @@ class SavedModelClassifier:
         """Probabilities of `images`, batch by batch (like `Model.predict`)."""
         import keras
 
+        check_int("batch_size", batch_size)
         count = len(images)
         progress = keras.utils.Progbar(count) if verbose else None
         outputs = []

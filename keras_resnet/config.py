@@ -392,6 +392,8 @@ def folder_name_problem(name, flag, example, parent_flag):
         example: str. A good value (and what it is), for the message.
         parent_flag: str. The flag that chooses where the folder goes.
     """
+    if not isinstance(name, str):
+        return f"{flag} must be a folder name (a str), such as {example}; got {name!r}."
     separators = {"/", os.sep, os.altsep} - {None}
     if name in ("", ".", "..") or any(s in name for s in separators):
         return (f"{flag} {name!r} must be one folder name, such as {example}; choose where "

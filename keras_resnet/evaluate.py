@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.checks import check_int
 from keras_resnet.classifier import NUM_CLASSES
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
@@ -30,6 +31,7 @@ from keras_resnet.config import can_create_folder
 from keras_resnet.config import data_dir_problem
 from keras_resnet.config import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
+from keras_resnet.presets import IMAGE_SHAPE
 
 
 # --------------------------------------------------------------------------
@@ -84,7 +86,13 @@ def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
     Returns:
         A list of `1 + len(transforms)` arrays of shape (N, classes).
     """
+    check_int("batch_size", batch_size)
     images = np.asarray(images, dtype="float32")
+    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not len(images):
+        raise ValueError(
+            f"`images` must be a batch of one or more {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB "
+            f"images, shape (N, {', '.join(map(str, IMAGE_SHAPE))}). Received: shape {images.shape}"
+        )
     views = [images] + [transform(images) for transform in transforms]
     return [
         np.asarray(model.predict(view, batch_size=batch_size, verbose=verbose))
@@ -161,11 +169,12 @@ def per_class_accuracy(matrix):
 
 def most_confident_mistakes(probabilities, labels, count=25):
     """Indices of misclassified images, most confident prediction first."""
+    check_int("count", count, minimum=0)
     labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
     predictions = np.argmax(probabilities, axis=-1)
     wrong = np.flatnonzero(predictions != labels)
     confidence = probabilities[wrong, predictions[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")][:count]
+    return wrong[np.argsort(-confidence, kind="stable")][:count]  # count checked above
 
 
 def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA,
@@ -195,6 +204,11 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
         raise ValueError(f'`details` must be "plain" or "tta". Received: {details!r}')
     labels = class_labels(labels, len(images), len(class_names))
     views = predict_views(model, images, transforms, batch_size, verbose)
+    if views[0].shape[-1] != len(class_names):
+        raise ValueError(
+            f"`class_names` must name each of the model's {views[0].shape[-1]} classes. "
+            f"Received: {len(class_names)} names"
+        )
     plain, tta = views[0], np.mean(views, axis=0)
     chosen = tta if details == "tta" else plain
     matrix = confusion_matrix(labels, np.argmax(chosen, axis=-1), len(class_names))

@@ -519,6 +519,35 @@ def test_a_saved_model_version_has_one_report_however_it_is_named(
     assert os.listdir("evaluation") == ["tiny-1"]
 
 
+def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypatch):
+    # Each failed deep inside (Keras' "batch_outputs", a TF shape error, an
+    # IndexError), or went through: 64x64 images were evaluated, 11 names
+    # gave a class "k", count=-1 dropped one mistake, and a SavedModel's
+    # predict(batch_size=-2) returned no rows for 5 images.
+    from keras_resnet.classifier import load_classifier
+    from keras_resnet.export import export_saved_model
+
+    x, y = np.zeros((5, 32, 32, 3), "uint8"), np.arange(5)
+    for call, message in (
+        (lambda: ev.evaluate(tiny_model, x[:0], y[:0]), r"Received: shape \(0, 32, 32, 3\)"),
+        (lambda: ev.evaluate(tiny_model, np.zeros((5, 64, 64, 3)), y), r"shape \(N, 32, 32, 3\). "
+                                                                      r"Received: shape \(5, 64, 64, 3\)"),
+        (lambda: ev.evaluate(tiny_model, x, y, batch_size=0), "Received: batch_size=0"),
+        (lambda: ev.evaluate(tiny_model, x, y, batch_size="32"), "Received: batch_size='32'"),
+        (lambda: ev.evaluate(tiny_model, x, y, class_names=tuple("abcdefghijk")),
+         "`class_names` must name each of the model's 10 classes. Received: 11 names"),
+        (lambda: ev.most_confident_mistakes(np.full((5, 10), 0.1), y, count=-1),
+         "`count` must be a non-negative integer. Received: count=-1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
+    monkeypatch.chdir(tmp_path)
+    classifier, _ = load_classifier(export_saved_model(tiny_model, "sm", "tiny"))
+    assert classifier.predict(x, batch_size=2).shape == (5, 10)
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer. Received: batch_size=-2"):
+        classifier.predict(x, batch_size=-2)
+
+
 def test_an_incomplete_highest_version_is_refused_not_skipped(tmp_path):
     from keras_resnet.classifier import ModelError, resolve_saved_model
 

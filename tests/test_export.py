@@ -248,6 +248,29 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(model_name=None), "--model-name must be a folder name (a str), such as keras_resnet"),
+    (dict(class_names="abcdefghij"), "`class_names` must be a list or tuple of one-line, non-empty "
+                                     "strings. Received: class_names='abcdefghij'"),
+    (dict(class_names=None), "Received: class_names=None"),
+    (dict(class_names=[*"abcdefghi", "two\nlines"]), "Received: class_names=['a'"),
+    (dict(model=None), "`model` must be a Keras model. Received: model=None"),
+])
+def test_the_export_api_names_a_bad_argument(arguments, message, tmp_path):
+    # A string of ten letters was exported as ten names, a name with a line
+    # break gave class_names.txt 11 lines; None gave a TypeError or an
+    # AttributeError from inside.
+    import keras
+
+    from keras_resnet.export import export_saved_model
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError) as info:
+        export_saved_model(**{"model": model, "export_dir": str(tmp_path / "exports"), **arguments})
+    assert message in str(info.value)
+    assert not (tmp_path / "exports").exists()
+
+
 def test_the_export_api_refuses_a_model_of_other_classes_and_other_backends(tmp_path):
     import keras
 
