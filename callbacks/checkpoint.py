@@ -10,7 +10,9 @@ import warnings
 import h5py
 import keras
 
+from keras_resnet.checks import check_metric_name
 from keras_resnet.checks import check_number
+from keras_resnet.checks import check_path
 
 
 class CheckpointSchedule(keras.callbacks.Callback):
@@ -86,6 +88,14 @@ def _copy_atomically(source, path):
     _write_atomically(path, lambda partial: shutil.copyfile(source, partial))
 
 
+def _check_schedule(schedule):
+    if not isinstance(schedule, CheckpointSchedule):
+        raise ValueError(
+            "`schedule` must be a CheckpointSchedule, also passed to `fit` before the "
+            f"callbacks that consult it. Received: schedule={schedule!r}"
+        )
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to one `.keras` file at epoch ends, atomically.
 
@@ -96,7 +106,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: str. The `.keras` path.
-        monitor: str or `None`. A metric to maximize, e.g. `"val_accuracy"`.
+        monitor: str or `None`. A metric to maximize, e.g. `"val_accuracy"`
+            (a loss is refused: its highest value is the worst epoch).
         initial_value_threshold: float or `None`. Only values above it count
             (on resume: the best value so far).
         schedule: a `CheckpointSchedule`, or `None` to write every epoch.
@@ -104,6 +115,20 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, filepath, monitor=None, initial_value_threshold=None, schedule=None):
         super().__init__()
+        # Checked here: each of these failed only at the first epoch's end.
+        check_path("filepath", filepath)
+        if monitor is not None:
+            check_metric_name("monitor", monitor)
+            if monitor.endswith("loss"):
+                raise ValueError(
+                    "`monitor` is maximized (the epoch of its highest value is kept): a loss "
+                    "would keep the worst epoch; monitor an accuracy, or use Keras' "
+                    f"ModelCheckpoint(mode=\"min\"). Received: monitor={monitor!r}"
+                )
+        if initial_value_threshold is not None:
+            check_number("initial_value_threshold", initial_value_threshold, -math.inf, math.inf)
+        if schedule is not None:
+            _check_schedule(schedule)
         self.filepath = os.fspath(filepath)
         if not self.filepath.endswith(".keras"):  # else Keras refuses it after an epoch of training
             raise ValueError(
@@ -342,6 +367,7 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
     async_safe = True
 
     def __init__(self, backup_dir, schedule, **kwargs):
+        _check_schedule(schedule)
         if kwargs.get("save_freq", "epoch") != "epoch":
             raise ValueError("ScheduledBackupAndRestore backs up at epoch ends only.")
         super().__init__(backup_dir, **kwargs)

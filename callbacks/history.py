@@ -5,6 +5,8 @@ import os
 
 import keras
 
+from keras_resnet.checks import check_path
+
 
 class HistoryCSVLogger(keras.callbacks.CSVLogger):
     """Keras' `CSVLogger`, appending, without columns that only hold "NA".
@@ -29,6 +31,7 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
     """
 
     def __init__(self, filename):
+        check_path("filename", filename)  # Keras' logger fails on it only as training starts
         super().__init__(filename, append=True)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -3,6 +3,7 @@ import numbers
 import keras
 
 from callbacks.checkpoint import warn_once
+from keras_resnet.checks import check_metric_name
 
 
 class StopAtAccuracy(keras.callbacks.Callback):
@@ -20,6 +21,7 @@ class StopAtAccuracy(keras.callbacks.Callback):
             raise ValueError(
                 f"`target` must be a number in (0, 1]. Received: target={target!r}"
             )
+        check_metric_name("monitor", monitor)
         self.target = target
         self.monitor = monitor
         self.stopped_epoch = None

@@ -8,6 +8,7 @@ are not taken for booleans.
 
 import math
 import numbers
+import os
 
 
 def _refuse(name, value, expected):
@@ -62,3 +63,15 @@ def check_choice(name, value, choices):
     """One of `choices`, of the same type (`True` is not taken for `1`)."""
     if not any(type(value) is type(c) and value == c for c in choices):
         _refuse(name, value, f"one of {choices}")
+
+
+def check_path(name, value):
+    """A path: a `str` or an `os.PathLike`, not empty."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        _refuse(name, value, "a path (a str or os.PathLike)")
+
+
+def check_metric_name(name, value):
+    """The name of a logged metric (a non-empty `str`)."""
+    if not isinstance(value, str) or not value:
+        _refuse(name, value, 'the name of a logged metric, e.g. "val_accuracy"')

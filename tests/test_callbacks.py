@@ -14,6 +14,8 @@ import pytest
 
 from callbacks import AtomicModelCheckpoint
 from callbacks import CheckpointSchedule
+from callbacks import HistoryCSVLogger
+from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
 from callbacks import ThroughputLogger
@@ -76,6 +78,16 @@ def test_throughput_counts_every_step_when_batch_ends_come_out_of_order():
     (lambda: ThroughputLogger(0), "batch_size=0"),
     # Refused only after the first epoch had trained, naming a temporary file.
     (lambda: AtomicModelCheckpoint("run/model"), "filepath='run/model'"),
+    # Accepted, then failed at the first epoch's end (or, for a loss, kept
+    # the worst epoch without a word).
+    (lambda: AtomicModelCheckpoint("b.keras", "accuracy", initial_value_threshold="0.5"),
+     "initial_value_threshold='0.5'"),
+    (lambda: AtomicModelCheckpoint("b.keras", schedule="epoch"), "schedule='epoch'"),
+    (lambda: AtomicModelCheckpoint("b.keras", monitor="val_loss"), "monitor='val_loss'"),
+    (lambda: AtomicModelCheckpoint(None), "filepath=None"),
+    (lambda: ScheduledBackupAndRestore("backup", None), "schedule=None"),
+    (lambda: HistoryCSVLogger(None), "filename=None"),
+    (lambda: StopAtAccuracy(0.9, monitor=None), "monitor=None"),
 ])
 def test_callback_arguments_are_a_value_error_quoting_them(make, received):
     with pytest.raises(ValueError, match=re.escape(f"Received: {received}")):
