@@ -198,6 +198,19 @@ def split_validation(x, y, size, seed=0):
 
 
 def one_hot(labels, num_classes=len(CLASS_NAMES)):
+    """One-hot float32 rows of class indices given as `(N,)` or `(N, 1)`
+    (as `keras.datasets.cifar10` gives them; a column made `(N, 1, 10)`
+    targets, which Keras refused deep in `fit`)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (
+            len(labels) and not 0 <= labels.min() <= labels.max() < num_classes):
+        raise ValueError(
+            f"`labels` must be class indices in [0, {num_classes}), shape (N,) or (N, 1). "
+            f"Received: shape {labels.shape}, dtype {labels.dtype}"
+            + (f", values from {labels.min()} to {labels.max()}" if labels.size else "")
+        )
     return np.eye(num_classes, dtype="float32")[labels]
 
 

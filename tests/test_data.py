@@ -1,5 +1,6 @@
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -245,3 +246,18 @@ def test_a_batch_larger_than_the_images_is_refused(stream, batch_size, message):
         stream(x, y, batch_size)
     assert str(info.value) == message
     assert data.whole_batches(x, 40) == 1 and data.whole_batches(x, 16) == 2
+
+
+def test_labels_in_a_column_make_the_same_targets():
+    # keras.datasets.cifar10 gives labels as (N, 1): the pipelines made
+    # (B, 1, 10) targets, which Keras refused deep in fit; -1 became class 9.
+    x, y = np.zeros((40, 32, 32, 3), "uint8"), np.arange(40) % 10
+    np.testing.assert_array_equal(data.one_hot(y[:, None]), data.one_hot(y))
+    assert data.one_hot(y).shape == (40, 10)
+    batch = next(iter(data.eval_dataset(x, y[:, None], 8)))
+    assert tuple(batch[1].shape) == (8, 10)
+    assert data.device_batches(x, y[:, None], 8)[0][1].shape == (8, 10)
+    for labels, received in (([-1], "values from -1 to -1"), ([0.5], "dtype float64"),
+                             (np.zeros((4, 2), int), "shape (4, 2)")):
+        with pytest.raises(ValueError, match=re.escape(received)):
+            data.one_hot(labels)
