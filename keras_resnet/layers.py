@@ -146,6 +146,11 @@ class ResidualBlock(layers.Layer):
         check_choice("downsample", downsample, DOWNSAMPLE_MODES)
         check_bool("pooled_shortcut", pooled_shortcut)
         check_bool("zero_init_residual", zero_init_residual)
+        if kernel_initializer is None:  # Keras would take its own default, glorot_uniform
+            raise ValueError(
+                '`kernel_initializer` must be an initializer or its name, e.g. "he_normal" '
+                "(the default). Received: kernel_initializer=None"
+            )
         # === Config ===
         self.filters = filters
         self.strides = strides

@@ -108,6 +108,16 @@ def build_model(
             f"Received: stem_strides={config['stem_strides']!r}"
         )
     dtype = config["dtype"]
+    if dtype is not None:  # int32 or bool failed in Keras' initializers
+        try:
+            variable_dtype = keras.dtype_policies.get(dtype).variable_dtype
+        except (TypeError, ValueError):
+            variable_dtype = None
+        if variable_dtype not in ("float16", "bfloat16", "float32", "float64"):
+            raise ValueError(
+                '`dtype` must be a floating-point dtype or policy, e.g. "float32" or '
+                f'"mixed_bfloat16". Received: dtype={dtype!r}'
+            )
 
     # === Layers ===
     inputs = keras.Input(shape=IMAGE_SHAPE, name="images")

@@ -317,6 +317,9 @@ def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
     ("seed", {"stage_filters": [True] * 4}, "Received: stage_filters=[True, True, True, True]"),
     ("seed", {"num_classes": 1}, "Received: num_classes=1"),
     ("seed", {"stem_whitening": 1, "stem_filters": None, "stem_strides": 1}, "Received: stem_whitening=1"),
+    # build_model failed in Keras' initializers; count_params counted them.
+    ("seed", {"stage_filters": (8, 8, 16, 16), "dtype": "int32"}, "Received: dtype='int32'"),
+    ("seed", {"stage_filters": (8, 8, 16, 16), "dtype": "bool"}, "Received: dtype='bool'"),
 ])
 def test_bad_preset_and_arguments(preset, kwargs, message):
     for build in (build_model, count_params):
@@ -341,6 +344,8 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "kernel_size=True": lambda: PatchWhitening(True),
     "padding=True": lambda: RandomPadCrop(True),
     "size=True": lambda: RandomCutout(True),
+    # Taken for Keras' default, glorot_uniform, not the documented he_normal.
+    "kernel_initializer=None": lambda: ResidualBlock(8, kernel_initializer=None),
 }
 
 
