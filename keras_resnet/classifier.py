@@ -186,6 +186,8 @@ def load_classifier(path):
     Raises:
         ModelError: the path is missing or not a keras-resnet classifier.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelError(f"--model must be the path of a .keras file or a SavedModel folder; got {path!r}.")
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelError(

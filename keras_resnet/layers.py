@@ -386,6 +386,8 @@ class _RandomImageLayer(DataLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
+        if seed is not None:  # JAX's uint32 seed state refused -1; TensorFlow took it
+            check_int("seed", seed, minimum=0)
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
@@ -558,6 +560,9 @@ def skip_random_draws(layer, draws):
     skip_random_draws(augmenter, 3 * steps_per_epoch)  # as after 3 epochs
     ```
     """
+    if not isinstance(layer, keras.layers.Layer):
+        raise ValueError(f"`layer` must be a Keras layer or model. Received: layer={layer!r}")
+    check_int("draws", draws, minimum=0)  # JAX's uint32 state refused -5; TF took it
     # The generators Keras tracks, and the untracked TensorFlow ones that
     # `DataLayer` makes for a `tf.data` pipeline on another backend.
     states = [v for v in layer.non_trainable_variables if v.name == "seed_generator_state"]

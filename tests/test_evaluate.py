@@ -541,6 +541,9 @@ def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypat
     ):
         with pytest.raises(ValueError, match=message):
             call()
+    with pytest.raises(ValueError, match="--model must be the path of a .keras file or a "
+                                         "SavedModel folder; got None."):  # a TypeError
+        load_classifier(None)
     monkeypatch.chdir(tmp_path)
     classifier, _ = load_classifier(export_saved_model(tiny_model, "sm", "tiny"))
     assert classifier.predict(x, batch_size=2).shape == (5, 10)

@@ -10,6 +10,7 @@ from keras_resnet import (
     adapt_whitening, build_model, count_params, load_model,
 )
 from keras_resnet.layers import build_augmenter
+from keras_resnet.layers import skip_random_draws
 from tests.conftest import run_python
 
 
@@ -346,6 +347,11 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "size=True": lambda: RandomCutout(True),
     # Taken for Keras' default, glorot_uniform, not the documented he_normal.
     "kernel_initializer=None": lambda: ResidualBlock(8, kernel_initializer=None),
+    # TensorFlow took these (a state of -5), JAX raised OverflowError; 2.5 became 2.
+    "seed=-1": lambda: RandomPadCrop(4, seed=-1),
+    "draws=-5": lambda: skip_random_draws(RandomPadCrop(4, seed=0), -5),
+    "draws=2.5": lambda: skip_random_draws(RandomPadCrop(4, seed=0), 2.5),
+    "layer=None": lambda: skip_random_draws(None, 3),
 }
 
 
