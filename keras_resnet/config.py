@@ -116,6 +116,13 @@ class TrainConfig:
         "distribute", "coordinator_address", "num_processes", "process_id",
     )
 
+    def __post_init__(self):
+        # Widths given as tuples in Python compare unequal to the lists that
+        # config.json holds: the run's own folder would be "other settings".
+        for key in ("stage_filters", "stage_blocks"):
+            if isinstance(getattr(self, key), tuple):
+                setattr(self, key, list(getattr(self, key)))
+
     @property
     def several_processes(self):
         """Whether this process is one of several training one model (JAX multi-host)."""
@@ -146,7 +153,7 @@ class TrainConfig:
         # A config built in Python (`TrainConfig(seed=1.5)`) has had no
         # `from_dict`: its types failed deep in Keras, after the run folder
         # was written.
-        _check_kinds(self.to_dict(), "TrainConfig")
+        _check_kinds({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "TrainConfig")
 
         if self.preset not in PRESETS:
             fail(f"--preset: unknown preset {self.preset!r}; choose from {sorted(PRESETS)}.")

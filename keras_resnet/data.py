@@ -209,7 +209,8 @@ def one_hot(labels, num_classes=len(CLASS_NAMES)):
         raise ValueError(
             f"`labels` must be class indices in [0, {num_classes}), shape (N,) or (N, 1). "
             f"Received: shape {labels.shape}, dtype {labels.dtype}"
-            + (f", values from {labels.min()} to {labels.max()}" if labels.size else "")
+            + (f", values from {labels.min()} to {labels.max()}"
+               if labels.size and np.issubdtype(labels.dtype, np.number) else "")
         )
     return np.eye(num_classes, dtype="float32")[labels]
 

@@ -174,7 +174,7 @@ def most_confident_mistakes(probabilities, labels, count=25):
     predictions = np.argmax(probabilities, axis=-1)
     wrong = np.flatnonzero(predictions != labels)
     confidence = probabilities[wrong, predictions[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")][:count]  # count checked above
+    return wrong[np.argsort(-confidence, kind="stable")][:count]
 
 
 def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA,

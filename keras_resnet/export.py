@@ -87,7 +87,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")
     if not (isinstance(class_names, (list, tuple)) and all(
-            isinstance(name, str) and name.strip() and "\n" not in name for name in class_names)):
+            isinstance(name, str) and name.strip() and name.splitlines() == [name]
+            for name in class_names)):
         raise ValueError(  # class_names.txt holds one per line
             "`class_names` must be a list or tuple of one-line, non-empty strings. "
             f"Received: class_names={class_names!r}"

@@ -10,6 +10,7 @@ be held again (a notebook training twice). Where the system has no
 """
 
 import os
+import time
 
 try:
     import fcntl
@@ -35,14 +36,18 @@ def hold_folder(path):
             return True
         release_folder(key)  # a folder since replaced (`--overwrite`)
     descriptor = os.open(key, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    for _ in range(5):  # a `held_elsewhere` probe holds it for an instant
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(0.02)
+        except OSError:  # a file system without locks: go on unlocked
+            os.close(descriptor)
+            return True
+    else:
         os.close(descriptor)
         return False
-    except OSError:  # a file system without locks: go on unlocked
-        os.close(descriptor)
-        return True
     _held[key] = (stat.st_dev, stat.st_ino, descriptor)
     return True
 
@@ -58,7 +63,10 @@ def held_elsewhere(path):
     """Whether another process holds the folder `path` now."""
     if fcntl is None or not os.path.isdir(path) or os.path.realpath(path) in _held:
         return False
-    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # unreadable: taken as free; holding it then says what is wrong
+        return False
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

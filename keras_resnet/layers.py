@@ -386,8 +386,8 @@ class _RandomImageLayer(DataLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None:  # JAX's uint32 seed state refused -1; TensorFlow took it
-            check_int("seed", seed, minimum=0)
+        if seed is not None and not _is_seed(seed):  # JAX's uint32 state refused -1 and 2**32
+            raise ValueError(f"`seed` must be an integer in [0, 2**32). Received: seed={seed!r}")
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
@@ -577,6 +577,10 @@ def skip_random_draws(layer, draws):
         state.assign(value)
 
 
+def _is_seed(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=True):
     """The training augmentation as one `keras.layers.Pipeline`.
 
@@ -589,12 +593,12 @@ def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=Tru
     steps = [RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop")]
     if flip:
         steps.append(
-            RandomHorizontalFlip(seed=None if seed is None else seed + 1, name="flip")
+            RandomHorizontalFlip(seed=None if seed is None else (seed + 1) % 2**32, name="flip")
         )
     if cutout:
         steps.append(
             RandomCutout(
-                cutout, seed=None if seed is None else seed + 2, name="cutout"
+                cutout, seed=None if seed is None else (seed + 2) % 2**32, name="cutout"
             )
         )
     return layers.Pipeline(steps, name="augment")

@@ -517,9 +517,9 @@ def prepare_run_dir(config, overwrite=False):
 
 
 def _hold_run_dir(config):
-    """Refuses a run folder that another training run is writing (process
-    0 holds it for a job of several processes, which share it)."""
-    if (config.process_id or 0) == 0 and not hold_folder(config.output_dir):
+    """Refuses a run folder that another training run is writing (each
+    process of a multi-host job writes its own)."""
+    if not hold_folder(config.output_dir):
         raise ConfigError(
             f"--output-dir {config.output_dir} is in use: another training run is writing it "
             "now. Wait for that run to end, or choose another folder."
@@ -560,6 +560,7 @@ def _best_in_history(csv_path, monitor):
                 values.append(float(row.get(monitor)))
             except (TypeError, ValueError):  # "NA" or missing
                 pass
+    values = [v for v in values if math.isfinite(v)]  # "nan" or "inf" is no best epoch
     return max(values) if values else None
 
 
@@ -670,11 +671,11 @@ def train(config, overwrite=False):
     cifar, train_data, validation = prepare_data(config)
     if config.output_dir is None:  # just before it is made: runs started together differ
         config.output_dir = default_output_dir(config)
-    run_dir = prepare_run_dir(config, overwrite=overwrite)
-    try:
+    try:  # prepare_run_dir holds the folder, also when it then refuses it
+        run_dir = prepare_run_dir(config, overwrite=overwrite)
         return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
     finally:
-        release_folder(run_dir)
+        release_folder(config.output_dir)
 
 
 def _train_in(run_dir, config, cifar, train_data, validation, scope, device_count):

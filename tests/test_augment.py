@@ -137,3 +137,10 @@ def test_skipped_draws_go_on_where_the_layers_would_be():
     third = keras.ops.convert_to_numpy(resumed(x, training=True))
     np.testing.assert_array_equal(third, outputs[2])
     assert not np.array_equal(third, outputs[0])
+
+
+def test_the_last_seed_builds_an_augmenter():
+    # --seed 4294967295 passed the flag's check, then the flip's seed + 1
+    # overflowed JAX's uint32 state.
+    augmenter = build_augmenter(cutout=8, seed=2**32 - 1)
+    assert [layer.seed for layer in augmenter.layers] == [2**32 - 1, 0, 1]

@@ -258,6 +258,7 @@ def test_labels_in_a_column_make_the_same_targets():
     assert tuple(batch[1].shape) == (8, 10)
     assert data.device_batches(x, y[:, None], 8)[0][1].shape == (8, 10)
     for labels, received in (([-1], "values from -1 to -1"), ([0.5], "dtype float64"),
+                             (["a", "b"], "dtype <U1"),  # its message failed on min()
                              (np.zeros((4, 2), int), "shape (4, 2)")):
         with pytest.raises(ValueError, match=re.escape(received)):
             data.one_hot(labels)

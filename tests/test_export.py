@@ -254,6 +254,7 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
                                      "strings. Received: class_names='abcdefghij'"),
     (dict(class_names=None), "Received: class_names=None"),
     (dict(class_names=[*"abcdefghi", "two\nlines"]), "Received: class_names=['a'"),
+    (dict(class_names=[*"abcdefghi", "two\rlines"]), "Received: class_names=['a'"),
     (dict(model=None), "`model` must be a Keras model. Received: model=None"),
 ])
 def test_the_export_api_names_a_bad_argument(arguments, message, tmp_path):

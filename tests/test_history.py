@@ -100,3 +100,13 @@ def test_a_trimmed_and_resumed_file_ends_every_row_alike(tmp_path):
     lines = path.read_bytes().splitlines(keepends=True)
     assert [line.split(b",")[0] for line in lines] == [b"epoch", b"0", b"1", b"2"]
     assert all(line.endswith(b"\r\n") for line in lines)
+
+
+def test_a_history_value_that_is_not_finite_is_no_best_epoch(tmp_path):
+    # "nan" or "inf" in history.csv became the best value to beat on resume,
+    # which the checkpoint's threshold check now refuses.
+    from keras_resnet.training import _best_in_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,val_accuracy\r\n0,0.5\r\n1,nan\r\n2,inf\r\n3,NA\r\n")
+    assert _best_in_history(str(path), "val_accuracy") == 0.5

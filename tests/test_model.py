@@ -349,6 +349,7 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "kernel_initializer=None": lambda: ResidualBlock(8, kernel_initializer=None),
     # TensorFlow took these (a state of -5), JAX raised OverflowError; 2.5 became 2.
     "seed=-1": lambda: RandomPadCrop(4, seed=-1),
+    "seed=4294967296": lambda: RandomPadCrop(4, seed=2**32),
     "draws=-5": lambda: skip_random_draws(RandomPadCrop(4, seed=0), -5),
     "draws=2.5": lambda: skip_random_draws(RandomPadCrop(4, seed=0), 2.5),
     "layer=None": lambda: skip_random_draws(None, 3),

@@ -831,3 +831,8 @@ def test_a_run_folder_in_use_by_another_run_is_refused(
     assert code == 0, err
     assert sorted(os.listdir(run)) == ["config.json"]
     assert (tmp_path / "runs" / "seed-2" / "metrics.json").is_file()
+    # A folder refused for what it holds is let go at once (this process
+    # held it on: others were told "in use" until it ended).
+    code, _, err = run_train_main([*argv, "--output-dir", str(tmp_path / "runs" / "seed-2")], capsys)
+    assert code == 2 and "holds a finished run" in err
+    folder_held_by_another_process(tmp_path / "runs" / "seed-2")

@@ -153,7 +153,12 @@ def test_a_config_built_in_python_is_checked_before_anything_is_written(
         train(config)
     assert str(info.value) == message
     assert not (tmp_path / "run").exists()
-    assert TrainConfig(stage_filters=(8, 8, 16, 16)).stage_filters == (8, 8, 16, 16)  # a tuple is fine
+    # Widths as a tuple are taken, as the lists config.json holds: the run's
+    # own folder was "other settings" (a tuple is no list).
+    config = TrainConfig(stage_filters=(8, 8, 16, 16), stage_blocks=(1, 1, 1, 1))
+    config.validate()
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert TrainConfig.saved_identity(saved) == config.identity()
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
