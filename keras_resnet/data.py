@@ -197,21 +197,39 @@ def split_validation(x, y, size, seed=0):
     return x[train], y[train], x[val], y[val]
 
 
-def one_hot(labels, num_classes=len(CLASS_NAMES)):
-    """One-hot float32 rows of class indices given as `(N,)` or `(N, 1)`
-    (as `keras.datasets.cifar10` gives them; a column made `(N, 1, 10)`
-    targets, which Keras refused deep in `fit`)."""
+def class_labels(labels, count, num_classes=len(CLASS_NAMES)):
+    """`labels` as a flat array of `count` class indices.
+
+    Takes shape `(count,)` or `(count, 1)`, as `keras.datasets.cifar10`
+    gives them: compared with `(count,)` predictions, a column would
+    broadcast to a `(count, count)` table and every figure would be wrong
+    without an error.
+
+    Raises:
+        ValueError: not one integer label per image, or one outside
+            `[0, num_classes)`.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (
-            len(labels) and not 0 <= labels.min() <= labels.max() < num_classes):
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
-            f"`labels` must be class indices in [0, {num_classes}), shape (N,) or (N, 1). "
-            f"Received: shape {labels.shape}, dtype {labels.dtype}"
-            + (f", values from {labels.min()} to {labels.max()}"
-               if labels.size and np.issubdtype(labels.dtype, np.number) else "")
+            f"`labels` must hold one integer class index per image: shape ({count},) or "
+            f"({count}, 1). Received: shape {labels.shape}, dtype {labels.dtype}"
         )
+    if count and not 0 <= labels.min() <= labels.max() < num_classes:
+        raise ValueError(
+            f"`labels` must be class indices in [0, {num_classes}). Received: values from "
+            f"{labels.min()} to {labels.max()}"
+        )
+    return labels
+
+
+def one_hot(labels, num_classes=len(CLASS_NAMES)):
+    """One-hot float32 rows of class indices, given as `class_labels` takes
+    them (a column made `(N, 1, 10)` targets, which Keras refused in `fit`)."""
+    labels = np.asarray(labels)
+    labels = class_labels(labels, len(labels) if labels.ndim else 1, num_classes)
     return np.eye(num_classes, dtype="float32")[labels]
 
 

@@ -31,6 +31,7 @@ from keras_resnet.config import can_create_folder
 from keras_resnet.config import data_dir_problem
 from keras_resnet.config import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
+from keras_resnet.data import class_labels
 from keras_resnet.presets import IMAGE_SHAPE
 
 
@@ -115,34 +116,6 @@ def predict_probabilities(model, images, batch_size=256, tta=False, verbose=0):
     mirror images (flip test-time augmentation).
     """
     return predict_tta(model, images, FLIP_TTA if tta else (), batch_size, verbose)
-
-
-def class_labels(labels, count, num_classes=NUM_CLASSES):
-    """`labels` as a flat array of `count` class indices.
-
-    Takes shape `(count,)` or `(count, 1)`, as `keras.datasets.cifar10`
-    gives them: compared with `(count,)` predictions, a column would
-    broadcast to a `(count, count)` table and every figure would be wrong
-    without an error.
-
-    Raises:
-        ValueError: not one integer label per image, or one outside
-            `[0, num_classes)`.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"`labels` must hold one integer class index per image: shape ({count},) or "
-            f"({count}, 1). Received: shape {labels.shape}, dtype {labels.dtype}"
-        )
-    if count and not 0 <= labels.min() <= labels.max() < num_classes:
-        raise ValueError(
-            f"`labels` must be class indices in [0, {num_classes}). Received: values from "
-            f"{labels.min()} to {labels.max()}"
-        )
-    return labels
 
 
 def accuracy(probabilities, labels):
