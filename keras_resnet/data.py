@@ -141,6 +141,10 @@ def load_python_folder(data_dir):
         raise DataError(f"{meta_path}: label_names are not UTF-8 ({e}).") from None
     if len(class_names) != len(CLASS_NAMES):
         raise DataError(f"{meta_path} names {len(class_names)} classes, expected 10.")
+    if bad := [name for name in class_names if not name.strip() or name.splitlines() != [name]]:
+        # The export stores one name per line: it failed there, after training.
+        raise DataError(f"{meta_path}: label_names holds {bad[0]!r}; each name must be one "
+                        "non-empty line.")
     train = [_read_batch(os.path.join(data_dir, f), expected) for f in TRAIN_FILES]
     x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
     x_train = np.concatenate([x for x, _ in train])

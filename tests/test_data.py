@@ -105,6 +105,19 @@ def test_label_names_pickled_as_str_load(fake_cifar):
     assert data.load_cifar10(fake_cifar).class_names == tuple(names)
 
 
+@pytest.mark.parametrize("name", ["", "cat\ndog", "cat\r"])
+def test_label_names_that_cannot_be_one_line_each_are_refused(fake_cifar, name):
+    # The export writes one name per line: such a set trained, then failed there.
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="bytes")
+    with open(path, "wb") as f:
+        pickle.dump({**meta, b"label_names": [name, *meta[b"label_names"][1:]]}, f)
+    with pytest.raises(DataError, match=re.escape(f"label_names holds {name!r}; each name must be "
+                                                  "one non-empty line.")):
+        data.load_cifar10(fake_cifar)
+
+
 @pytest.mark.parametrize("names", [5, "abcdefghij"])
 def test_label_names_that_are_no_list_are_refused(fake_cifar, names):
     # 5 failed inside a generator; a string of ten letters made ten classes.
