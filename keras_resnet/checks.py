@@ -27,9 +27,12 @@ def _is_int(value, minimum):
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def check_int(name, value, minimum=1):
-    """An integer of at least `minimum`."""
-    if not _is_int(value, minimum):
+def check_int(name, value, minimum=1, maximum=None):
+    """An integer of at least `minimum` (and at most `maximum`, if given)."""
+    if maximum is not None:
+        if not _is_int(value, minimum) or value > maximum:
+            _refuse(name, value, f"an integer in [{minimum}, {maximum}]")
+    elif not _is_int(value, minimum):
         expected = {0: "a non-negative integer", 1: "a positive integer"}
         _refuse(name, value, expected.get(minimum, f"an integer >= {minimum}"))
 

@@ -386,8 +386,8 @@ class _RandomImageLayer(DataLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None and not _is_seed(seed):  # JAX's uint32 state refused -1 and 2**32
-            raise ValueError(f"`seed` must be an integer in [0, 2**32). Received: seed={seed!r}")
+        if seed is not None:  # JAX's uint32 state refused -1 and 2**32
+            check_int("seed", seed, minimum=0, maximum=2**32 - 1)
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
@@ -575,10 +575,6 @@ def skip_random_draws(layer, draws):
         value = np.array(state.value)  # [seed, draws so far]
         value[1] += draws
         state.assign(value)
-
-
-def _is_seed(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=True):
