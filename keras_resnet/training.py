@@ -216,7 +216,7 @@ def prepare_data(config):
             f"--batch-size {config.batch_size} is larger than the {len(x)} "
             "training images."
         )
-    check_ema_horizon(config, config.epochs * (len(x) // config.batch_size))
+    check_ema_horizon(config, config.epochs * data_lib.whole_batches(x, config.batch_size))
     return cifar, (x, y), validation
 
 
@@ -260,7 +260,7 @@ def host_pipeline(config, x, y, initial_epoch=0):
     )
     # After the pipeline is built: on JAX, the augmenter's TensorFlow
     # generators are made as `tf.data` traces it.
-    skip_random_draws(augmenter, initial_epoch * (len(x) // config.batch_size))
+    skip_random_draws(augmenter, initial_epoch * data_lib.whole_batches(x, config.batch_size))
     return dataset
 
 
@@ -278,7 +278,7 @@ def fit_inputs(model, config, train, validation, initial_epoch=0):
     again.
     """
     x, y = train
-    steps = len(x) // config.batch_size
+    steps = data_lib.whole_batches(x, config.batch_size)
     kwargs = {"steps_per_epoch": steps}  # the input is an endless stream of epochs
     if resolve_augment_on(config) == "host":
         kwargs["x"] = host_pipeline(config, x, y, initial_epoch)
