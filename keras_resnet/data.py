@@ -119,8 +119,19 @@ def _read_batch(path, expected_count):
     return np.ascontiguousarray(images), labels.astype("int32")
 
 
-def load_python_folder(data_dir):
-    """Loads and checks a python-version CIFAR-10 folder (see `load_cifar10`)."""
+def read_class_names(data_dir):
+    """The 10 class names of a python-version CIFAR-10 folder: its
+    `batches.meta`'s `label_names`, else CIFAR-10's own.
+
+    Raises:
+        DataError: the folder or its `batches.meta` is missing or malformed.
+    """
+    return _read_meta(data_dir)[1]
+
+
+def _read_meta(data_dir):
+    """Checks that `data_dir` is a folder and reads its `batches.meta`:
+    `(images per training batch or None, class names)`."""
     if not os.path.isdir(data_dir):
         raise DataError(
             f"CIFAR-10 folder not found: {data_dir}. Pass --data-dir (or set "
@@ -145,6 +156,12 @@ def load_python_folder(data_dir):
         # The export stores one name per line: it failed there, after training.
         raise DataError(f"{meta_path}: label_names holds {bad[0]!r}; each name must be one "
                         "non-empty line.")
+    return expected, class_names
+
+
+def load_python_folder(data_dir):
+    """Loads and checks a python-version CIFAR-10 folder (see `load_cifar10`)."""
+    expected, class_names = _read_meta(data_dir)
     train = [_read_batch(os.path.join(data_dir, f), expected) for f in TRAIN_FILES]
     x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
     x_train = np.concatenate([x for x, _ in train])

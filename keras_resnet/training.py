@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -764,19 +765,18 @@ def export_model(model, run_dir, config, class_names):
         from keras_resnet.export import export_saved_model
 
         return export_saved_model(model, config.export_dir, config.model_name, class_names)
+    # The data folder's batches.meta names the classes again in the export.
+    data_dir = ["--data-dir", os.path.abspath(config.data_dir)] if config.data_dir else []
+    command = shlex.join(["python", "-m", "keras_resnet.export", f"{run_dir}/model.keras", *data_dir])
     if not importlib.util.find_spec("tensorflow"):
-        print(
-            "TensorFlow is not installed: no SavedModel exported. On a machine with "
-            f"it: python -m keras_resnet.export {run_dir}/model.keras"
-        )
+        print(f"TensorFlow is not installed: no SavedModel exported. On a machine with it: {command}")
         return None
     import subprocess
-    import sys
 
     project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
         [sys.executable, "-m", "keras_resnet.export", os.path.abspath(os.path.join(run_dir, "model.keras")),
-         "--export-dir", os.path.abspath(config.export_dir), "--model-name", config.model_name],
+         "--export-dir", os.path.abspath(config.export_dir), "--model-name", config.model_name, *data_dir],
         env=dict(
             os.environ,
             KERAS_BACKEND="tensorflow",
@@ -791,7 +791,7 @@ def export_model(model, run_dir, config, class_names):
 
         raise ExportError(
             f"The TensorFlow export of {run_dir}/model.keras failed: {reason}. "
-            f"Rerun: python -m keras_resnet.export {run_dir}/model.keras"
+            f"Rerun: {command}"
         )
     version = os.path.basename(json.loads(out.stdout.strip().splitlines()[-1])["export_path"])
     return os.path.join(config.export_dir, config.model_name, version)  # as TensorFlow's reads

@@ -3,6 +3,7 @@ augmentation on host and device, and data parallelism (one and two hosts)."""
 
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -22,10 +23,20 @@ def cifar_512(tmp_path_factory):
 
 
 def test_jax_trains_and_exports_on_tensorflow(real_data_dir, tmp_path):
+    # The real images, under class names of the folder's own: the export, made
+    # by a TensorFlow subprocess, must name the classes as the run did.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in os.listdir(real_data_dir):
+        if name.endswith("_batch") or "_batch_" in name:
+            os.symlink(os.path.join(real_data_dir, name), data_dir / name)
+    names = [f"class {i}" for i in range(10)]
+    with open(data_dir / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in names], b"num_cases_per_batch": 10000}, f)
     run_dir, export_dir = tmp_path / "run", tmp_path / "exports"
     out = run_python(  # --export-dir relative to the working folder, as users give it
         [os.path.join(REPO, "train.py"), "--epochs", "1", "--train-size", "512", *TINY,
-         "--data-dir", real_data_dir, "--output-dir", str(run_dir), "--export-dir", "exports",
+         "--data-dir", str(data_dir), "--output-dir", str(run_dir), "--export-dir", "exports",
          "--augment-on", "device"],
         cwd=tmp_path, env={"KERAS_BACKEND": "jax"},
     )
@@ -34,6 +45,8 @@ def test_jax_trains_and_exports_on_tensorflow(real_data_dir, tmp_path):
     assert metrics["backend"] == "jax" and metrics["augment_on"] == "device"
     # As TensorFlow's own export gives it (it was made absolute).
     assert metrics["export_path"] == os.path.join("exports", "keras_resnet", "1")
+    names_file = export_dir / "keras_resnet" / "1" / "assets.extra" / "class_names.txt"
+    assert names_file.read_text().splitlines() == names
 
     # The JAX model's predictions on real test images...
     script = (

@@ -192,6 +192,42 @@ def test_export_cli(exported, tmp_path, backend):
     assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
 
 
+def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys):
+    # A run exported on JAX goes through this command; it exported CIFAR-10's
+    # names whatever the run's batches.meta said.
+    import pickle
+
+    from keras_resnet import build_model
+    from keras_resnet.export import main
+    from tests.conftest import call_main, write_fake_cifar
+
+    data_dir = write_fake_cifar(str(tmp_path / "data"), per_batch=1, test_count=1)
+    names = [f"class {i}" for i in range(10)]
+    meta_path = os.path.join(data_dir, "batches.meta")
+    with open(meta_path, "rb") as f:
+        meta = pickle.load(f)
+    with open(meta_path, "wb") as f:
+        pickle.dump({**meta, b"label_names": [n.encode() for n in names]}, f)
+    checkpoint = str(tmp_path / "m.keras")
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(checkpoint)
+    export_dir = tmp_path / "e"
+
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), "--data-dir", data_dir],
+                               capsys)
+    assert code == 0, err
+    names_file = export_dir / "keras_resnet" / "1" / "assets.extra" / "class_names.txt"
+    assert names_file.read_text().splitlines() == names
+
+    missing = str(tmp_path / "nowhere")
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), "--data-dir", missing],
+                               capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"python -m keras_resnet.export: error: --data-dir: no such folder {missing!r}; "
+                                "give a python-version CIFAR-10 folder (data_batch_1..5, test_batch, "
+                                "batches.meta)."]
+    assert os.listdir(export_dir / "keras_resnet") == ["1"]
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "/elsewhere", "a/b"])
 def test_a_model_name_that_is_not_one_folder_is_refused(tmp_path, capsys, name):
     # "" and "." put the versions in the export root itself, ".." and an
