@@ -66,8 +66,15 @@ def test_flip_mirrors_about_half():
 def test_cutout_zeroes_a_square():
     x = images(16) + 1.0  # no zeros before
     y = keras.ops.convert_to_numpy(RandomCutout(8, seed=0)(x, training=True))
-    zeros = (y == 0).all(-1).sum((1, 2))
-    assert zeros.max() == 64 and zeros.min() > 0
+    assert np.array_equal(y == 0, np.repeat((y == 0).all(-1, keepdims=True), 3, -1))  # all channels
+    for zeros in (y == 0).all(-1):
+        rows, cols = np.flatnonzero(zeros.any(1)), np.flatnonzero(zeros.any(0))
+        assert len(rows) and len(cols)
+        # One filled rectangle: the 8x8 square, cut by the border where it overhangs.
+        assert zeros.sum() == len(rows) * len(cols) == (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert len(rows) == 8 or rows[0] == 0 or rows[-1] == 31
+        assert len(cols) == 8 or cols[0] == 0 or cols[-1] == 31
+    assert max(zeros.sum() for zeros in (y == 0).all(-1)) == 64
 
 
 def test_deterministic_under_a_seed():
@@ -102,6 +109,25 @@ def test_pipeline_reshuffles_and_augments_each_epoch():
     epoch1, epoch2 = [b.numpy()[:, 0, 0, 0] for b, _ in epochs]
     assert sorted(epoch1) == list(range(32))  # every image once per epoch
     assert not np.array_equal(epoch1, epoch2)
+    # Each batch gets new draws: one image, repeated, is cropped and flipped
+    # otherwise in every batch.
+    image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), np.uint8)
+    batches = data.train_dataset(np.repeat(image, 32, 0), y, 16, build_augmenter(4, seed=0), seed=0)
+    first, second, third = [b.numpy() for b, _ in batches.take(3)]
+    assert not np.array_equal(first, second) and not np.array_equal(second, third)
+
+
+@pytest.mark.parametrize("alternate_flips", [False, True])
+def test_pipeline_keeps_each_label_with_its_image(alternate_flips):
+    # Image i is filled with the value i and labelled i % 10: shuffled, cropped
+    # and flipped, its centre keeps the value, and its label must follow it.
+    x = np.stack([np.full((32, 32, 3), i, np.uint8) for i in range(60)])
+    y = np.arange(60) % 10
+    augmenter = build_augmenter(4, seed=0, flip=not alternate_flips)
+    dataset = data.train_dataset(x, y, 20, augmenter, seed=0, alternate_flips=alternate_flips)
+    for images_, labels in dataset.take(6):  # two epochs
+        values = images_.numpy()[:, 16, 16, 0].astype(int)
+        assert np.array_equal(np.argmax(labels.numpy(), -1), values % 10)
 
 
 def test_augmenter_without_flip_leaves_mirroring_to_the_pipeline():

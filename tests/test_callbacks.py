@@ -94,6 +94,22 @@ def test_callback_arguments_are_a_value_error_quoting_them(make, received):
         make()
 
 
+def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
+    model, x, y = tiny_model_and_batch()
+
+    class ScriptedAccuracy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_accuracy"] = [0.2, 0.6, 0.9, 0.95][epoch]
+
+    stop = StopAtAccuracy(0.5)
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), stop])
+    assert stop.stopped_epoch == 2 and len(history.history["loss"]) == 2
+    assert "Reached val_accuracy=0.6000 >= 0.5 at epoch 2; stopping." in capsys.readouterr().out
+    never = StopAtAccuracy(0.99)
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), never])
+    assert never.stopped_epoch is None and len(history.history["loss"]) == 4
+
+
 def test_a_monitored_metric_missing_from_the_logs_is_warned_about_once(tmp_path):
     # Without validation data `val_accuracy` never comes: the best model was
     # never written and the target never stopped training, without a word.

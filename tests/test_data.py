@@ -182,6 +182,8 @@ def test_validation_split_comes_from_training_set():
     x_train, y_train, x_val, y_val = data.split_validation(x, y, 20, seed=1)
     assert len(x_val) == 20 and len(x_train) == 80
     assert not set(x_val[:, 0]) & set(x_train[:, 0])
+    # Each label stays with its image.
+    assert np.array_equal(y_train, x_train[:, 0] % 10) and np.array_equal(y_val, x_val[:, 0] % 10)
     with pytest.raises(ValueError, match="asked for 100 of 100"):
         data.split_validation(x, y, 100)
 

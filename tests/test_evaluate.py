@@ -318,11 +318,6 @@ def _error_line(capsys, argv):
     return err[0]
 
 
-def test_cli_rejects_a_missing_model(tmp_path, capsys, fake_cifar):
-    line = _error_line(capsys, ["--model", str(tmp_path / "nope.keras"), "--data-dir", fake_cifar])
-    assert "No model at" in line and "nope.keras" in line
-
-
 def test_cli_rejects_a_file_that_is_not_a_model(tmp_path, capsys, fake_cifar):
     bogus = tmp_path / "bogus.keras"
     bogus.write_text("not a model")

@@ -1,5 +1,6 @@
 import itertools
 import json
+import math
 import os
 import re
 
@@ -22,7 +23,10 @@ def test_loss_falls_on_real_data(real_cifar):
     before = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
     trainer.fit(epochs=3, verbose=0, **kwargs)
     after = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
-    assert after < 0.8 * before, (before, after)
+    # Below chance (ln 10), which learning the class frequencies alone does
+    # not reach: 2.09 here, 3.65 when trained with the labels shuffled apart
+    # from their images.
+    assert after < 0.8 * before and after < math.log(10), (before, after)
 
 
 def test_the_train_step_is_traced_once(real_cifar):
@@ -375,7 +379,10 @@ def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_
     model = keras.saving.load_model(str(run_dir / "model.keras"))
     probabilities = model.predict(x_val.astype("float32"), verbose=0)
     assert metrics["val_accuracy"] == pytest.approx(np.mean(np.argmax(probabilities, -1) == y_val))
-    assert 0 <= metrics["val_accuracy_tta"] <= 1
+    # Flip TTA (the default --tta-views): the mean probabilities of each image and its mirror.
+    mirrored = model.predict(x_val[:, :, ::-1].astype("float32"), verbose=0)
+    tta = np.argmax(probabilities + mirrored, -1)
+    assert metrics["val_accuracy_tta"] == pytest.approx(np.mean(tta == y_val))
     assert set(metrics["val_per_class_accuracy"]) == set(cifar.class_names)
     # A validation run chooses settings, so it never looks at the test set.
     assert not [key for key in metrics if key.startswith("test_") or key == "per_class_accuracy"]
