@@ -4,8 +4,10 @@ import keras
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current `learning_rate` to each epoch's logs.
 
-    With a schedule, this is the rate of the last step of the epoch. Place it
-    before `CSVLogger` and `TensorBoard` so both record it.
+    With a schedule, this is the rate of the next step: Keras reads the
+    schedule at the optimizer's step count, which the epoch's last step has
+    already advanced. Place it before `CSVLogger` and `TensorBoard` so both
+    record it.
     """
 
     def on_train_begin(self, logs=None):

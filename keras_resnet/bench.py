@@ -255,14 +255,14 @@ def run_benchmarks(config, steps=10, repeats=3):
     """Runs every benchmark; returns the JSON-ready results.
 
     Args:
-        config: a `training.TrainConfig` (preset, batch size, precision, data
+        config: a `config.TrainConfig` (preset, batch size, precision, data
             folder, jit, seed; the rest is unused).
         steps: training steps per timed repetition.
         repeats: timed repetitions of each benchmark.
 
     Raises:
         data.DataError: CIFAR-10 cannot be loaded.
-        training.ConfigError: a batch larger than the training set.
+        config.ConfigError: a batch larger than the training set.
     """
     import keras
 

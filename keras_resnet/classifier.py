@@ -1,8 +1,8 @@
 """A trained classifier for inference: a `.keras` file or a SavedModel.
 
-`load_classifier(path)` is what `python -m keras_resnet.evaluate`,
-`python -m keras_resnet.predict` and the serving benchmark load models with:
-both kinds answer Keras' `predict(images, batch_size, verbose)`, and a bad
+`load_classifier(path)` is what `python -m keras_resnet.evaluate` and
+`python -m keras_resnet.predict` load models with (the serving benchmark
+uses `SavedModelClassifier` itself): both kinds answer Keras' `predict(images, batch_size, verbose)`, and a bad
 path or a foreign model is one `ModelError` whose message says what to pass.
 """
 

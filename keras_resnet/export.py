@@ -67,7 +67,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         ValueError: `model_name` is not one folder name, the model folder
             cannot be made (a file is in the way), or the model does not
             give one probability per class name.
-        ExportError: Keras runs on another backend than TensorFlow.
+        ExportError: Keras runs on another backend than TensorFlow, or the
+            model folder cannot be created.
     """
     import keras
 

@@ -1,4 +1,4 @@
-"""Model assembly: the presets and `build_model()`, with the parameter cap.
+"""Model assembly: `build_model()` of a preset (`presets.py`), with the parameter cap.
 
 The network takes raw pixels (0-255, float or uint8) of shape (32, 32, 3),
 normalizes them by the CIFAR-10 channel statistics as its first layer, and
@@ -56,7 +56,7 @@ def build_model(
             `stem_filters` must be `None`; fit it with `adapt_whitening`.
             `downsample="max_pool"` makes each downsampling block convolve
             at full resolution and max-pool, `pooled_shortcut=True` gives
-            every block the ResNet-D shortcut, `zero_init_residual=True` a
+            every strided block the ResNet-D shortcut, `zero_init_residual=True` a
             residual branch that starts at zero (see `ResidualBlock`).
 
     Returns:
