@@ -15,4 +15,5 @@ from callbacks.divergence import TrainingDiverged
 from callbacks.history import HistoryCSVLogger
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.target import StopAtAccuracy
+from callbacks.tensorboard import EpochTensorBoard
 from callbacks.throughput import ThroughputLogger

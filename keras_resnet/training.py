@@ -28,6 +28,7 @@ from callbacks import AtomicModelCheckpoint
 from callbacks import BackupMismatch
 from callbacks import BackupUnreadable
 from callbacks import CheckpointSchedule
+from callbacks import EpochTensorBoard
 from callbacks import HistoryCSVLogger
 from callbacks import LearningRateLogger
 from callbacks import ScheduledBackupAndRestore
@@ -598,12 +599,7 @@ def make_callbacks(config, run_dir, monitor):
         HistoryCSVLogger(csv_path),
     ]
     if importlib.util.find_spec("tensorflow"):
-        board = keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False)
-        # Epoch summaries only (no batch updates, no profiling): its batch
-        # ends write nothing, so Keras may run them in a worker thread
-        # instead of waiting for every step (JAX; see StopOnDivergence).
-        board.async_safe = True
-        callbacks.append(board)
+        callbacks.append(EpochTensorBoard(os.path.join(run_dir, "logs"), write_graph=False))
     if config.target_accuracy:
         callbacks.append(StopAtAccuracy(config.target_accuracy, monitor=monitor))
     # Checkpoints at most every `checkpoint_seconds`, and after the last

@@ -130,21 +130,23 @@ print(np.array_equal(resumed, whole[4:]), np.array_equal(resumed, whole[:4]))
     assert out.stdout.split()[-2:] == ["True", "False"]
 
 
-def test_the_logged_learning_rate_is_compiled_once_on_jax():
+def test_the_logged_learning_rate_is_compiled_once_on_jax(tmp_path):
     # Read eagerly, a warmup schedule's `ops.cond` made JAX compile a fresh
-    # program at every epoch end (60-80 ms here).
+    # program at every epoch end (60-80 ms here), in the logger and again in
+    # Keras' TensorBoard.
     script = """
-import json
+import json, sys
 import jax, keras
-from callbacks import LearningRateLogger
+from callbacks import EpochTensorBoard, LearningRateLogger
 from keras_resnet.training import TrainConfig, learning_rate_schedule
 schedule = learning_rate_schedule(TrainConfig(epochs=5, warmup_epochs=1), steps_per_epoch=10)
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
 model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
 model.optimizer.build(model.trainable_variables)
-logger = LearningRateLogger()
-logger.set_model(model)
-logger.on_train_begin()
+logger, board = LearningRateLogger(), EpochTensorBoard(sys.argv[1], write_graph=False)
+for callback in (logger, board):
+    callback.set_model(model)
+    callback.on_train_begin()
 compiles = []
 jax.monitoring.register_event_duration_secs_listener(
     lambda event, seconds, **kwargs: compiles.append(event) if "backend_compile" in event else None)
@@ -155,11 +157,12 @@ for epoch, step in enumerate(steps):  # in warmup, then decaying
     model.optimizer.iterations.assign(step)
     logs = {}
     logger.on_epoch_end(epoch, logs)
+    board.on_epoch_end(epoch, logs)
     rates.append(logs["learning_rate"])
 later = len(compiles)
 print(json.dumps({"rates": rates, "expected": [float(schedule(s)) for s in steps], "later": later}))
 """
-    out = run_python(["-c", script], env={"KERAS_BACKEND": "jax"})
+    out = run_python(["-c", script, str(tmp_path / "logs")], env={"KERAS_BACKEND": "jax"})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["later"] == 0

@@ -1,0 +1,35 @@
+import keras
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' `TensorBoard` for epoch summaries, recording the learning rate
+    that `LearningRateLogger` put in the logs.
+
+    Keras' `TensorBoard` reads `optimizer.learning_rate` again at every
+    epoch end, eagerly: on JAX a warmup schedule then compiles a fresh
+    program each time (about 40 ms on a 2-core CPU), which the logger's
+    compiled read avoids. Place it after `LearningRateLogger`; without a
+    logged rate it reads the optimizer's, as Keras does.
+
+    It is `async_safe`: with epoch summaries only (no batch updates, no
+    profiling) its batch ends write nothing, so Keras may run them in a
+    worker thread instead of waiting for every step (JAX, PyTorch).
+
+    Args:
+        log_dir: str. Where the event files go.
+        **kwargs: other `keras.callbacks.TensorBoard` arguments.
+
+    Example:
+
+    ```python
+    callbacks = [LearningRateLogger(), EpochTensorBoard("logs", write_graph=False)]
+    ```
+    """
+
+    async_safe = True
+
+    def _collect_learning_rate(self, logs):
+        # Keras' hook (3.x) that adds the rate to the epoch's summaries.
+        if "learning_rate" in logs:
+            return logs
+        return super()._collect_learning_rate(logs)
