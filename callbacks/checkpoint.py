@@ -10,6 +10,8 @@ import warnings
 import h5py
 import keras
 
+from keras_resnet.atomic import partial_path
+from keras_resnet.atomic import write_atomically
 from keras_resnet.checks import check_metric_name
 from keras_resnet.checks import check_number
 from keras_resnet.checks import check_path
@@ -59,11 +61,6 @@ def warn_once(callback, message):
         warnings.warn(message, stacklevel=3)
 
 
-def _partial_path(path):
-    folder, name = os.path.split(os.fspath(path))
-    return os.path.join(folder, f".partial.{name}")
-
-
 def save_atomically(model, path):
     """`model.save(path)`, but the file appears all at once.
 
@@ -72,20 +69,11 @@ def save_atomically(model, path):
     name beside `path` and renames it into place (`os.replace`, atomic on one
     file system); a partial file left by an earlier crash is replaced.
     """
-    _write_atomically(path, model.save)
-
-
-def _write_atomically(path, write):
-    partial = _partial_path(path)
-    if os.path.exists(partial):
-        os.remove(partial)
-    os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
-    write(partial)
-    os.replace(partial, path)
+    write_atomically(path, model.save)
 
 
 def _copy_atomically(source, path):
-    _write_atomically(path, lambda partial: shutil.copyfile(source, partial))
+    write_atomically(path, lambda partial: shutil.copyfile(source, partial))
 
 
 def _check_schedule(schedule):
@@ -142,8 +130,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # A partial file left by a crash is junk; it is never renamed into place.
-        if os.path.exists(_partial_path(self.filepath)):
-            os.remove(_partial_path(self.filepath))
+        if os.path.exists(partial_path(self.filepath)):
+            os.remove(partial_path(self.filepath))
 
     def on_epoch_end(self, epoch, logs=None):
         due = self.schedule is None or self.schedule.due
@@ -399,9 +387,9 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
             for path in (weights, metadata):
                 if os.path.exists(path):
                     _copy_atomically(path, path + ".bkp")
-        _write_atomically(weights, self.model.save_weights)
+        write_atomically(weights, self.model.save_weights)
         record = json.dumps({"epoch": epochs, "batch": 0})
-        _write_atomically(metadata, lambda partial: _write_text(partial, record))
+        write_atomically(metadata, lambda partial: _write_text(partial, record))
 
 
 def _write_text(path, text):

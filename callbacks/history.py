@@ -5,6 +5,7 @@ import os
 
 import keras
 
+from keras_resnet.atomic import write_atomically
 from keras_resnet.checks import check_path
 
 
@@ -51,12 +52,14 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
         if os.path.isfile(self.filename):
             with open(self.filename, newline="") as f:
                 rows = list(csv.reader(f, delimiter=self.sep))[1:]
-        partial = f"{self.filename}.partial"
-        with open(partial, "w", newline="") as f:
-            writer = csv.writer(f, delimiter=self.sep)
-            writer.writerow(["epoch", *self.keys])
-            writer.writerows(row + ["NA"] * len(names) for row in rows)
-        os.replace(partial, self.filename)
+
+        def write(partial):
+            with open(partial, "w", newline="") as f:
+                writer = csv.writer(f, delimiter=self.sep)
+                writer.writerow(["epoch", *self.keys])
+                writer.writerows(row + ["NA"] * len(names) for row in rows)
+
+        write_atomically(self.filename, write)
         self.csv_file = open(self.filename, "a", newline="")
         self.writer, self.append_header = None, False  # Keras makes a writer of the new columns
 

@@ -434,15 +434,6 @@ def read_json_object(path, what, fix):
     return value
 
 
-def write_json_atomic(path, payload):
-    """Writes JSON to `path.partial`, then renames it into place, so `path`
-    is always whole (config.json, metrics.json, the tuner's files)."""
-    tmp = f"{path}.partial"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def data_dir_problem(data_dir):
     """Why `--data-dir data_dir` is no folder to read CIFAR-10 from, or None
     (also for None: the default, `$CIFAR10_DIR` or tfds)."""

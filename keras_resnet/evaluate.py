@@ -29,7 +29,7 @@ from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import can_create_folder
 from keras_resnet.config import data_dir_problem
-from keras_resnet.config import write_json_atomic
+from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
 from keras_resnet.presets import IMAGE_SHAPE

@@ -45,7 +45,8 @@ from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.config import can_create_folder
 from keras_resnet.config import read_json_object
-from keras_resnet.config import write_json_atomic
+from keras_resnet.atomic import is_partial
+from keras_resnet.atomic import write_json_atomic
 from keras_resnet.evaluate import REPORT_FILES
 from keras_resnet.folder_lock import held_elsewhere
 from keras_resnet.folder_lock import hold_folder
@@ -339,9 +340,6 @@ def files_no_run_writes(path):
     model that `evaluate` makes there), TensorBoard's event files under
     `logs/` and the partial files of an interrupted write. A link counts as
     foreign."""
-    def is_partial(name):
-        return name.endswith(".partial") or name.startswith(".partial.")
-
     def is_walked(relative, top, name):  # a folder whose files are checked one by one
         if relative == ".":
             return name in RUN_ENTRIES

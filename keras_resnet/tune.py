@@ -39,7 +39,9 @@ from keras_resnet.config import can_create_folder  # noqa: E402
 from keras_resnet.config import folder_name_problem  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import read_json_object  # noqa: E402
-from keras_resnet.config import write_json_atomic  # noqa: E402
+from keras_resnet.atomic import is_partial  # noqa: E402
+from keras_resnet.atomic import write_atomically  # noqa: E402
+from keras_resnet.atomic import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
 from keras_resnet.folder_lock import hold_folder  # noqa: E402
@@ -437,12 +439,13 @@ def write_results(rows, project_dir):
 
     Returns the best row, or `None`.
     """
-    path = os.path.join(project_dir, SUMMARY_FILE)
-    with open(f"{path}.partial", "w", newline="") as f:  # whole, even if a Ctrl-C comes
-        writer = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(f"{path}.partial", path)
+    def write_summary(partial):  # whole, even if a Ctrl-C comes
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(os.path.join(project_dir, SUMMARY_FILE), write_summary)
     completed = [row for row in rows if row["status"] == "completed"]
     if not completed:
         return None
@@ -517,7 +520,7 @@ def files_no_search_writes(project_dir):
         if os.path.isdir(path):
             owned = name.startswith("trial_")
         else:
-            owned = name in ours or tuner_state.fullmatch(name) or name.endswith(".partial")
+            owned = name in ours or tuner_state.fullmatch(name) or is_partial(name)
         if os.path.islink(path) or not owned:
             foreign.append(name)
     return foreign

@@ -83,7 +83,7 @@ def test_a_resumed_run_that_logs_a_new_entry_adds_its_column_to_the_rows_before(
     header, first, resumed = read_rows(path)
     assert header == ["epoch", "loss", "val_loss"] and first == ["0", "2.5", "NA"]
     assert resumed[0] == "1" and float(resumed[1]) > 0 and float(resumed[2]) > 0
-    assert not (tmp_path / "history.csv.partial").exists()
+    assert not (tmp_path / ".partial.history.csv").exists()
 
 
 def test_a_trimmed_and_resumed_file_ends_every_row_alike(tmp_path):

@@ -487,7 +487,8 @@ def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
 
 
 def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path, capsys):
-    from keras_resnet.config import TrainConfig, write_json_atomic
+    from keras_resnet.atomic import write_json_atomic
+    from keras_resnet.config import TrainConfig
 
     run = tmp_path / "run"
     run.mkdir()
@@ -519,7 +520,8 @@ def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path
 
 def test_resume_takes_new_placement_from_flags_and_the_environment(fake_cifar, tmp_path, monkeypatch):
     import train
-    from keras_resnet.config import TrainConfig, write_json_atomic
+    from keras_resnet.atomic import write_json_atomic
+    from keras_resnet.config import TrainConfig
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,0 +1,55 @@
+"""Files that appear whole.
+
+Each file is written under a hidden partial name beside it and renamed into
+place (`os.replace`, atomic on one file system): a crash or Ctrl-C during
+the write leaves the last whole file, and at most a partial one that is
+never renamed in.
+"""
+
+import json
+import os
+
+PARTIAL_PREFIX = ".partial."
+
+
+def partial_path(path):
+    """Where `path` is written before it is renamed into place. The name
+    keeps its ending, which Keras needs (`.keras`, `.weights.h5`)."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, PARTIAL_PREFIX + name)
+
+
+def is_partial(name):
+    """Whether the file `name` is a partial write (`NAME.partial` too, the
+    name earlier versions gave JSON and CSV files)."""
+    return name.startswith(PARTIAL_PREFIX) or name.endswith(".partial")
+
+
+def write_atomically(path, write):
+    """Calls `write(partial)` to write the file under its partial name,
+    then renames it to `path`. A partial file left by an earlier crash is
+    replaced.
+
+    Example:
+
+    ```python
+    write_atomically("model.keras", model.save)
+    ```
+    """
+    partial = partial_path(path)
+    if os.path.exists(partial):
+        os.remove(partial)
+    os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
+    write(partial)
+    os.replace(partial, path)
+
+
+def write_json_atomic(path, payload):
+    """Writes `payload` as indented JSON to `path`, atomically
+    (`config.json`, `metrics.json`, the tuner's files)."""
+
+    def write(partial):
+        with open(partial, "w") as f:
+            json.dump(payload, f, indent=2)
+
+    write_atomically(path, write)
