@@ -111,19 +111,6 @@ def describe_cpu():
     return f"CPU: {model} ({cores} cores)"
 
 
-def build_network(config):
-    """The preset's network under the configured precision policy."""
-    import keras
-
-    from keras_resnet.model import build_model
-
-    keras.mixed_precision.set_dtype_policy(config.precision)
-    try:
-        return build_model(config.preset, **config.model_overrides())
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-
-
 def _timed_fit(trainer, batch_size, steps, repeats, epochs, **fit_kwargs):
     """Runs `fit` for `(1 + repeats) * steps` steps and times each window of
     `steps` steps after the first (the warm-up: tracing, compilation,
@@ -163,6 +150,7 @@ def bench_synthetic_training(config, steps, repeats):
     import keras
 
     from keras_resnet.data import one_hot
+    from keras_resnet.training import build_network
     from keras_resnet.training import compile_model
 
     model = compile_model(build_network(config), config, steps)
@@ -185,6 +173,7 @@ def bench_pipeline_training(config, x, y, steps, repeats):
     """`fit` through the project's training input (`training.fit_inputs`)
     on the whole training set, for as many epochs as the steps need;
     images/s per repetition (see `_timed_fit`)."""
+    from keras_resnet.training import build_network
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
 
@@ -266,19 +255,15 @@ def run_benchmarks(config, steps=10, repeats=3):
     """
     import keras
 
-    from keras_resnet.config import ConfigError
     from keras_resnet.data import load_cifar10
+    from keras_resnet.training import check_batch_fits
     from keras_resnet.training import resolve_augment_on
     from keras_resnet.training import resolve_jit_compile
 
     started = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     cifar = load_cifar10(config.data_dir)
-    if config.batch_size > len(cifar.x_train):
-        raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the "
-            f"{len(cifar.x_train)} training images."
-        )
+    check_batch_fits(config, len(cifar.x_train))
     keras.utils.set_random_seed(config.seed)
     augment_on = resolve_augment_on(config)
     runs = {}

@@ -139,6 +139,16 @@ def distribution_scope(config):
     raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 
 
+def build_network(config, allow_over_cap=False):
+    """`config`'s network (its preset and overrides), its layers under the
+    dtype policy of `config.precision`; the global policy stays float32."""
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    try:
+        return build_model(config.preset, allow_over_cap=allow_over_cap, **config.model_overrides())
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
 def learning_rate_schedule(config, steps_per_epoch):
     """Cosine decay with linear warmup (default) or step decay."""
     peak = config.learning_rate * config.batch_size / REFERENCE_BATCH_SIZE
@@ -214,13 +224,18 @@ def prepare_data(config):
             )
         x, y, x_val, y_val = data_lib.split_validation(x, y, config.validation_size, config.seed)
         validation = (x_val, y_val)
-    if config.batch_size > len(x):
-        raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the {len(x)} "
-            "training images."
-        )
+    check_batch_fits(config, len(x))
     check_ema_horizon(config, config.epochs * data_lib.whole_batches(x, config.batch_size))
     return cifar, (x, y), validation
+
+
+def check_batch_fits(config, train_images):
+    """Refuses a batch larger than the training set (an epoch would have no
+    whole batch)."""
+    if config.batch_size > train_images:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is larger than the {train_images} training images."
+        )
 
 
 def check_ema_horizon(config, total_steps):
@@ -689,11 +704,7 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
 
     keras.utils.set_random_seed(config.seed)
     with scope:
-        keras.mixed_precision.set_dtype_policy(config.precision)
-        try:
-            model = build_model(config.preset, **config.model_overrides())
-        finally:
-            keras.mixed_precision.set_dtype_policy("float32")
+        model = build_network(config)
         # A whitening stem is fitted to the training images (a resumed run
         # then restores the saved one).
         adapt_whitening(model, train_data[0][:WHITENING_IMAGES])

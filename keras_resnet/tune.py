@@ -157,9 +157,9 @@ def _hypermodel_class():
     from callbacks import StopOnDivergence
     from callbacks import TrainingDiverged
     from keras_resnet.model import adapt_whitening
-    from keras_resnet.model import build_model
     from keras_resnet.model import count_params
     from keras_resnet.training import WHITENING_IMAGES
+    from keras_resnet.training import build_network
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
 
@@ -252,7 +252,7 @@ def _hypermodel_class():
             """
             config = self.trial_config(hp)
             keras.utils.set_random_seed(config.seed)
-            model = build_model(config.preset, allow_over_cap=True, **config.model_overrides())
+            model = build_network(config, allow_over_cap=True)
             key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
             params = self._params[key] = model.count_params()
             if params > PARAM_CAP:

@@ -457,6 +457,20 @@ def test_every_seed_makes_a_tuner_and_working_seeds_keep_their_search(
     assert tuner_.oracle.create_trial("tuner0").status == "RUNNING"  # it draws
 
 
+def test_trials_build_their_network_under_the_configured_precision():
+    # They were built float32 whatever `precision` said (train.py and bench
+    # set the policy), and `best_config.json` then recorded a precision the
+    # trials never trained with.
+    import keras_tuner
+
+    config = TrainConfig(preset="seed", precision="mixed_bfloat16")
+    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    model = hypermodel.build(keras_tuner.HyperParameters())
+    assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
+    assert model.output.dtype == "float32"  # the softmax stays float32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left alone
+
+
 def test_each_trial_of_a_whitening_preset_fits_its_stem(cifar, tmp_path, monkeypatch):
     from keras_resnet.layers import PatchWhitening
     from keras_resnet.model import build_model
