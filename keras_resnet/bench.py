@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.presets import IMAGE_SHAPE
 
 # Serving calls per timed repetition, per training step of `--steps`.
 SERVING_B1_CALLS_PER_STEP = 10
@@ -155,7 +156,7 @@ def bench_synthetic_training(config, steps, repeats):
 
     model = compile_model(build_network(config), config, steps)
     rng = np.random.default_rng(config.seed)
-    x = rng.integers(0, 256, (config.batch_size, 32, 32, 3)).astype("float32")
+    x = rng.integers(0, 256, (config.batch_size, *IMAGE_SHAPE)).astype("float32")
     y = one_hot(rng.integers(0, 10, config.batch_size))
 
     class SameBatch(keras.utils.PyDataset):
@@ -227,7 +228,7 @@ def bench_serving(path, batch_size, calls, repeats, seed=0):
 
     classifier = SavedModelClassifier(path)
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (batch_size, 32, 32, 3)).astype("float32")
+    images = rng.integers(0, 256, (batch_size, *IMAGE_SHAPE)).astype("float32")
     images = classifier._tf.constant(images)
     for _ in range(2):
         classifier(images)

@@ -13,8 +13,8 @@ import numpy as np
 from keras_resnet.checks import check_int
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.export import version_folders
-
-NUM_CLASSES = len(CLASS_NAMES)
+from keras_resnet.presets import IMAGE_SHAPE
+from keras_resnet.presets import NUM_CLASSES
 
 # How far from 1 a loaded classifier's probabilities may sum (float32 and
 # bfloat16 rounding).
@@ -67,16 +67,16 @@ class SavedModelClassifier:
             )
         spec = inputs["images"]
         outputs = serve.structured_outputs["probabilities"]
-        if tuple(spec.shape[1:]) != (32, 32, 3) or outputs.shape[-1] != NUM_CLASSES:
+        if tuple(spec.shape[1:]) != IMAGE_SHAPE or outputs.shape[-1] != NUM_CLASSES:
             raise ModelError(
                 f"{path} is not a CIFAR-10 classifier: serving_default maps "
-                f"{spec.shape} to {outputs.shape}, expected (None, 32, 32, 3) "
+                f"{spec.shape} to {outputs.shape}, expected (None, {', '.join(map(str, IMAGE_SHAPE))}) "
                 f"to (None, {NUM_CLASSES})."
             )
         self._serve = serve
         self._tf = tf
         try:
-            row = self(np.zeros((1, 32, 32, 3), "float32"))[0]
+            row = self(np.zeros((1, *IMAGE_SHAPE), "float32"))[0]
         except Exception as e:  # a signature of fixed batch size, say
             raise ModelError(
                 f"{path}: its serving_default fails on one 32x32 image: "

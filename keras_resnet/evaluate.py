@@ -23,7 +23,6 @@ import numpy as np
 
 from keras_resnet import cli
 from keras_resnet.checks import check_int
-from keras_resnet.classifier import NUM_CLASSES
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
@@ -33,6 +32,7 @@ from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
 from keras_resnet.presets import IMAGE_SHAPE
+from keras_resnet.presets import NUM_CLASSES
 
 
 # --------------------------------------------------------------------------
@@ -107,15 +107,6 @@ def predict_tta(model, images, transforms=FLIP_TTA, batch_size=256, verbose=0):
     With `transforms=()` this is the plain prediction.
     """
     return np.mean(predict_views(model, images, transforms, batch_size, verbose), axis=0)
-
-
-def predict_probabilities(model, images, batch_size=256, tta=False, verbose=0):
-    """Class probabilities for uint8 or float images in 0-255.
-
-    With `tta=True`, the mean of the predictions for the images and their
-    mirror images (flip test-time augmentation).
-    """
-    return predict_tta(model, images, FLIP_TTA if tta else (), batch_size, verbose)
 
 
 def accuracy(probabilities, labels):

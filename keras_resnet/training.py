@@ -56,6 +56,7 @@ from keras_resnet.layers import skip_random_draws
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
 from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
+from keras_resnet.presets import IMAGE_SHAPE
 from keras_resnet.presets import LAYOUT_DEFAULTS
 from keras_resnet.presets import preset_layout
 
@@ -306,7 +307,7 @@ def fit_inputs(model, config, train, validation, initial_epoch=0):
             kwargs["validation_data"] = data_lib.eval_dataset(*validation, config.batch_size)
     else:
         trainer = keras.Sequential(
-            [keras.Input((32, 32, 3)), training_augmenter(config), model], name="trainer"
+            [keras.Input(IMAGE_SHAPE), training_augmenter(config), model], name="trainer"
         )
         kwargs.update(
             x=data_lib.device_batches(

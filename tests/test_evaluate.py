@@ -90,9 +90,9 @@ def test_flip_shift_tta_is_the_mean_of_six_views(tiny_model, balanced_test):
 
 def test_flip_tta_is_the_mean_of_both_views(tiny_model, balanced_test):
     x, y = balanced_test
-    plain = ev.predict_probabilities(tiny_model, x)
-    flipped = ev.predict_probabilities(tiny_model, x[:, :, ::-1])
-    tta = ev.predict_probabilities(tiny_model, x, tta=True)
+    plain = ev.predict_tta(tiny_model, x, transforms=())
+    flipped = ev.predict_tta(tiny_model, x[:, :, ::-1], transforms=())
+    tta = ev.predict_tta(tiny_model, x)
     np.testing.assert_allclose(tta, (plain + flipped) / 2, atol=1e-6)
     np.testing.assert_allclose(tta.sum(axis=-1), 1.0, atol=1e-5)
     metrics, _ = ev.evaluate(tiny_model, x, y)
