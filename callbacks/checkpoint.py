@@ -381,12 +381,11 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
         # a file that h5py opens but Keras cannot load. Here each file
         # appears all at once, and `recover_backup` sorts out a stop between
         # two of them.
-        weights = os.path.join(self.backup_dir, BACKUP_WEIGHTS)
-        metadata = os.path.join(self.backup_dir, BACKUP_METADATA)
+        weights, metadata, previous_weights, previous_metadata = _backup_files(self.backup_dir)
         if self.double_checkpoint:
-            for path in (weights, metadata):
+            for path, previous in ((weights, previous_weights), (metadata, previous_metadata)):
                 if os.path.exists(path):
-                    _copy_atomically(path, path + ".bkp")
+                    _copy_atomically(path, previous)
         write_atomically(weights, self.model.save_weights)
         record = json.dumps({"epoch": epochs, "batch": 0})
         write_atomically(metadata, lambda partial: _write_text(partial, record))

@@ -82,10 +82,8 @@ def resolve_jit_compile(config):
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
         # XLA makes convolutions several times slower on the CPU.
-        return bool(tf.config.list_physical_devices("GPU"))
+        return bool(keras.distribution.list_devices("gpu"))
     return keras.backend.backend() == "jax"
 
 

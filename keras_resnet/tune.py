@@ -163,6 +163,9 @@ def _hypermodel_class():
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
 
+    def network_key(config):  # what a trial's parameter count depends on
+        return config.preset, tuple(config.stage_filters), tuple(config.stage_blocks)
+
     class ResNetHyperModel(keras_tuner.HyperModel):
         """A `keras_tuner.HyperModel` over the stages of a keras-resnet preset.
 
@@ -236,7 +239,7 @@ def _hypermodel_class():
 
         def count_params(self, config):
             """The parameter count of `config`'s network, over the cap or not."""
-            key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
+            key = network_key(config)
             if key not in self._params:
                 self._params[key] = count_params(
                     config.preset, allow_over_cap=True, **config.model_overrides()
@@ -253,8 +256,7 @@ def _hypermodel_class():
             config = self.trial_config(hp)
             keras.utils.set_random_seed(config.seed)
             model = build_network(config, allow_over_cap=True)
-            key = (config.preset, tuple(config.stage_filters), tuple(config.stage_blocks))
-            params = self._params[key] = model.count_params()
+            params = self._params[network_key(config)] = model.count_params()
             if params > PARAM_CAP:
                 self.rejected += 1
                 raise keras_tuner.errors.FailedTrialError(
