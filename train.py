@@ -183,7 +183,7 @@ def main(argv=None):
         from callbacks import backup_epochs
         from keras_resnet.data import DataError
         from keras_resnet.export import ExportError
-        from keras_resnet.training import default_output_dir
+        from keras_resnet.run_folder import default_output_dir
         from keras_resnet.training import train
     except KeyboardInterrupt:
         print("\nInterrupted while starting; nothing was written.", file=sys.stderr)

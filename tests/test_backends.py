@@ -117,7 +117,8 @@ def test_a_resumed_host_pipeline_goes_on_with_the_augmentation_on_jax():
     # Keras makes as tf.data traces them; a resumed run must skip those too.
     script = """
 import numpy as np
-from keras_resnet.training import TrainConfig, host_pipeline
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import host_pipeline
 x = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
 y = np.arange(64) % 10
 config = TrainConfig(batch_size=16, cutout=8)
@@ -138,7 +139,8 @@ def test_the_logged_learning_rate_is_compiled_once_on_jax(tmp_path):
 import json, sys
 import jax, keras
 from callbacks import EpochTensorBoard, LearningRateLogger
-from keras_resnet.training import TrainConfig, learning_rate_schedule
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import learning_rate_schedule
 schedule = learning_rate_schedule(TrainConfig(epochs=5, warmup_epochs=1), steps_per_epoch=10)
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
 model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")

@@ -227,11 +227,12 @@ def test_a_process_ahead_of_the_others_rolls_back_one_backup(tmp_path, capsys):
 
 def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, tmp_path):
     from keras_resnet import training
+    from keras_resnet import run_folder
     from keras_resnet.config import ConfigError, TrainConfig
 
     config = TrainConfig(epochs=3, batch_size=25, data_dir=fake_cifar, export=False,
                          stage_filters=[8, 8, 8, 8], output_dir=str(tmp_path / "run"))
-    training.prepare_run_dir(config)  # an unfinished run of this network
+    run_folder.prepare_run_dir(config)  # an unfinished run of this network
     backup = tmp_path / "run" / "backup"
     backup.mkdir()
     for name in ["latest.weights.h5", "training_metadata.json"]:

@@ -25,7 +25,7 @@ def tiny_model(real_cifar):
     import keras
 
     from keras_resnet.model import build_model
-    from keras_resnet.training import TrainConfig
+    from keras_resnet.config import TrainConfig
     from keras_resnet.training import compile_model
 
     keras.utils.set_random_seed(0)

@@ -46,14 +46,14 @@ def test_appending_keeps_the_existing_files_columns(tmp_path):
 
 
 def test_a_run_stopped_before_its_first_epoch_ended_gets_a_header_when_resumed(tmp_path):
-    from keras_resnet.training import _trim_history
+    from keras_resnet.run_folder import trim_history
 
     # Keras creates history.csv empty as training starts; a stop before the
     # first epoch's end leaves it so. Resuming trims it: that wrote "\n",
     # which Keras took for a header, and the rows came without one.
     path = tmp_path / "history.csv"
     path.write_text("")
-    _trim_history(str(path), 0)
+    trim_history(str(path), 0)
     model, x, y = tiny_model_and_batch()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
     header, *rows = read_rows(path)
@@ -89,12 +89,12 @@ def test_a_resumed_run_that_logs_a_new_entry_adds_its_column_to_the_rows_before(
 def test_a_trimmed_and_resumed_file_ends_every_row_alike(tmp_path):
     # Trimming rewrote the kept rows with "\n" while the logger appends "\r\n"
     # (the csv module's): a resumed run's file mixed the two.
-    from keras_resnet.training import _trim_history
+    from keras_resnet.run_folder import trim_history
 
     model, x, y = tiny_model_and_batch()
     path = tmp_path / "history.csv"
     model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
-    _trim_history(str(path), 2)  # the backup held 2 epochs
+    trim_history(str(path), 2)  # the backup held 2 epochs
     model.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0,
               callbacks=[HistoryCSVLogger(str(path))])
     lines = path.read_bytes().splitlines(keepends=True)
@@ -105,8 +105,8 @@ def test_a_trimmed_and_resumed_file_ends_every_row_alike(tmp_path):
 def test_a_history_value_that_is_not_finite_is_no_best_epoch(tmp_path):
     # "nan" or "inf" in history.csv became the best value to beat on resume,
     # which the checkpoint's threshold check now refuses.
-    from keras_resnet.training import _best_in_history
+    from keras_resnet.run_folder import best_in_history
 
     path = tmp_path / "history.csv"
     path.write_text("epoch,val_accuracy\r\n0,0.5\r\n1,nan\r\n2,inf\r\n3,NA\r\n")
-    assert _best_in_history(str(path), "val_accuracy") == 0.5
+    assert best_in_history(str(path), "val_accuracy") == 0.5

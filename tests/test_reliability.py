@@ -210,8 +210,8 @@ def test_unfinished_run_of_a_changed_preset_is_not_resumed_into_another_network(
     from keras_resnet import presets
     from keras_resnet.config import ConfigError
     from keras_resnet.config import TrainConfig
-    from keras_resnet.training import default_output_dir
-    from keras_resnet.training import prepare_run_dir
+    from keras_resnet.run_folder import default_output_dir
+    from keras_resnet.run_folder import prepare_run_dir
 
     config = TrainConfig(preset="fast-cpu", output_dir=str(tmp_path / "runs" / "fast-cpu"))
     run_dir = prepare_run_dir(config)  # started, not finished
@@ -242,7 +242,7 @@ def test_unfinished_run_of_a_changed_preset_is_not_resumed_into_another_network(
 
 def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
     from keras_resnet.config import TrainConfig
-    from keras_resnet.training import prepare_run_dir
+    from keras_resnet.run_folder import prepare_run_dir
 
     config = TrainConfig(output_dir=str(tmp_path / "run"))  # seed: pooled_shortcut False
     run_dir = prepare_run_dir(config)
@@ -585,6 +585,7 @@ def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_p
 def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeypatch):
     # Each was a traceback after the data loaded, or a silent wrong run.
     from keras_resnet import training
+    from keras_resnet import run_folder
     from keras_resnet.config import ConfigError, TrainConfig
 
     (tmp_path / "afile").write_text("")
@@ -619,7 +620,7 @@ def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeyp
     os.symlink(run, tmp_path / "link")
     config.output_dir = str(tmp_path / "link")
     with pytest.raises(ConfigError, match=f"is a link to {re.escape(str(run))}: to replace that run"):
-        training.prepare_run_dir(config, overwrite=True)
+        run_folder.prepare_run_dir(config, overwrite=True)
     assert os.listdir(run) == ["config.json"]
 
 
@@ -638,7 +639,7 @@ def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, mon
     # `rmtree` deleted metrics.json, then stopped at a file it could not
     # delete with a traceback, and the same command took up what was left
     # as an unfinished run.
-    from keras_resnet import training
+    from keras_resnet import run_folder
 
     run = tmp_path / "run"
     config = _finished_run(run)
@@ -648,7 +649,7 @@ def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, mon
             raise PermissionError(1, "Operation not permitted", name)
         return unlink(name, *args, **kwargs)
     monkeypatch.setattr(os, "unlink", refuse_the_checkpoint)
-    assert training.prepare_run_dir(config, overwrite=True) == str(run)
+    assert run_folder.prepare_run_dir(config, overwrite=True) == str(run)
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "layout.json"]
     assert os.listdir(run / "checkpoints") == []
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(".overwritten-run-")]
@@ -657,7 +658,7 @@ def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, mon
 
 
 def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeypatch):
-    from keras_resnet import training
+    from keras_resnet import run_folder
     from keras_resnet.config import ConfigError
 
     run = tmp_path / "run"
@@ -669,7 +670,7 @@ def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeyp
         return replace(source, *args, **kwargs)
     monkeypatch.setattr(os, "replace", refuse_the_run)
     with pytest.raises(ConfigError, match="cannot be replaced \\(Permission denied: .*\\); nothing was deleted"):
-        training.prepare_run_dir(config, overwrite=True)
+        run_folder.prepare_run_dir(config, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["run"]
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
     # A parent folder where nothing can be made: a traceback from mkdtemp.
@@ -677,7 +678,7 @@ def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeyp
         raise PermissionError(1, "Operation not permitted", str(tmp_path / ".overwritten-run-x"))
     monkeypatch.setattr(tempfile, "mkdtemp", refuse_a_folder)
     with pytest.raises(ConfigError, match="cannot be replaced \\(Operation not permitted: .*\\); nothing was deleted"):
-        training.prepare_run_dir(config, overwrite=True)
+        run_folder.prepare_run_dir(config, overwrite=True)
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
 
 
@@ -747,7 +748,7 @@ def test_stale_partial_checkpoint_never_replaces_the_best(tmp_path):
 
 
 def test_what_a_run_writes_is_never_called_foreign(tmp_path):
-    from keras_resnet.training import files_no_run_writes
+    from keras_resnet.run_folder import files_no_run_writes
 
     run = tmp_path / "run"
     owned = ["config.json", "layout.json", "history.csv", "metrics.json", "model.keras",
@@ -784,7 +785,7 @@ def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_
     # were a PermissionError traceback.
     from keras_resnet import build_model
     from keras_resnet import export as export_module
-    from keras_resnet import training
+    from keras_resnet import run_folder
     from keras_resnet.config import ConfigError, TrainConfig
 
     (tmp_path / "afile").write_text("")
@@ -795,7 +796,7 @@ def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_
         export_module.export_saved_model(model, str(tmp_path / "afile"), "m")
     config = TrainConfig(epochs=1, output_dir=str(tmp_path / "afile" / "run"))
     with pytest.raises(ConfigError, match=r"afile/run cannot be created \(Not a directory\); choose another"):
-        training.prepare_run_dir(config)
+        run_folder.prepare_run_dir(config)
     assert (tmp_path / "afile").read_text() == ""
 
 

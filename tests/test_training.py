@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from keras_resnet import build_model, data
-from keras_resnet.training import ConfigError, TrainConfig, compile_model, fit_inputs, learning_rate_schedule
+from keras_resnet.config import ConfigError, TrainConfig
+from keras_resnet.training import compile_model, fit_inputs, learning_rate_schedule
 from tests.conftest import run_python
 
 
@@ -287,7 +288,8 @@ SAME_AS_KERAS_WEIGHT_DECAY = """
 import json
 import keras, numpy as np
 from keras_resnet.optimizers import OffsetScaledSGD
-from keras_resnet.training import TrainConfig, learning_rate_schedule
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import learning_rate_schedule
 
 calls = []
 

@@ -22,7 +22,7 @@ from tests.conftest import write_fake_cifar
 from keras_resnet import tune
 from keras_resnet.model import PARAM_CAP
 from keras_resnet.training import ConfigError
-from keras_resnet.training import TrainConfig
+from keras_resnet.config import TrainConfig
 
 # Narrow networks on the seed preset (7x7/2 stem): a trial takes seconds.
 TINY = [
