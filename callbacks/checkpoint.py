@@ -1,3 +1,8 @@
+"""Checkpoints that are never half-written: `AtomicModelCheckpoint`
+(`best.keras`, `last.keras`), `ScheduledBackupAndRestore` (the backup a
+stopped run resumes from), the `CheckpointSchedule` that spaces both out,
+and the recovery of a backup a stop interrupted."""
+
 import filecmp
 import json
 import math

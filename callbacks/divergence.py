@@ -1,3 +1,5 @@
+"""`StopOnDivergence`: end a run whose loss became NaN or infinite, keeping the last good checkpoint."""
+
 import math
 import threading
 

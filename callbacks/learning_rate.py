@@ -1,3 +1,5 @@
+"""`LearningRateLogger`: the learning rate in each epoch's logs, read cheaply on every backend."""
+
 import keras
 
 

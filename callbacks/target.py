@@ -1,3 +1,5 @@
+"""`StopAtAccuracy`: stop training once a target accuracy is reached."""
+
 import numbers
 
 import keras
@@ -13,6 +15,14 @@ class StopAtAccuracy(keras.callbacks.Callback):
         target: float in (0, 1]. The accuracy to reach.
         monitor: str. The logged metric to watch. Defaults to
             `"val_accuracy"`.
+
+    Example:
+
+    ```python
+    stop = StopAtAccuracy(0.94)
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=30, callbacks=[stop])
+    stop.stopped_epoch  # the epoch that reached 94%, or None
+    ```
     """
 
     def __init__(self, target, monitor="val_accuracy"):

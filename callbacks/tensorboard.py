@@ -1,3 +1,5 @@
+"""`EpochTensorBoard`: Keras' TensorBoard, recording the learning rate already logged."""
+
 import keras
 
 

@@ -1,3 +1,5 @@
+"""`ThroughputLogger`: training images per second in each epoch's logs."""
+
 import threading
 import time
 

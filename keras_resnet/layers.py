@@ -486,8 +486,20 @@ class RandomPadCrop(_RandomImageLayer):
 class RandomHorizontalFlip(_RandomImageLayer):
     """Mirrors each image of a batch left-right with probability 1/2.
 
+    Keras' `RandomFlip("horizontal")` flips the same way; this one draws
+    from the same base as the crop and cutout (one seeded generator each,
+    the rank check), so the three behave alike in `tf.data` and in a
+    compiled step, and runs recorded with it repeat draw for draw.
+
     Args:
         seed: int or `None`. Seed of the coin flips.
+
+    Example:
+
+    ```python
+    flip = RandomHorizontalFlip(seed=0)
+    mirrored_or_not = flip(images, training=True)  # images: (N, 32, 32, 3)
+    ```
     """
 
     def augment(self, images):
@@ -508,6 +520,13 @@ class RandomCutout(_RandomImageLayer):
     Args:
         size: int. Side of the square in pixels; `0` turns it off.
         seed: int or `None`. Seed of the square positions.
+
+    Example:
+
+    ```python
+    cutout = RandomCutout(8, seed=0)
+    holed = cutout(images, training=True)  # one 8x8 square zeroed per image
+    ```
     """
 
     def __init__(self, size=8, seed=None, **kwargs):
@@ -584,6 +603,23 @@ def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=Tru
     then alternates the flips itself) and, optionally, cutout. The pipeline
     runs on whole batches in a `tf.data` map (host) or as the first layer of
     the training model (device), and is never part of an exported model.
+
+    Args:
+        padding: int. Pixels added on every side before the crop; `0` turns
+            the crop off.
+        pad_mode: str. How the padding is filled: `"reflect"` or
+            `"constant"` (zeros).
+        cutout: int. Side of the cutout square; `0` (default) for none.
+        seed: int or `None`. Seeds the crop; the flip and cutout get
+            `seed + 1` and `seed + 2`.
+        flip: bool. Whether to mirror half the images.
+
+    Example:
+
+    ```python
+    augmenter = build_augmenter(4, cutout=8, seed=0)
+    batch = augmenter(images, training=True)  # images: (N, 32, 32, 3) in 0-255
+    ```
     """
     check_bool("flip", flip)
     steps = [RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop")]
