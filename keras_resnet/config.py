@@ -323,9 +323,12 @@ def _check_kinds(values, source):
             continue
         kind = _KINDS[annotation]
         if not _is_kind(value, kind):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            numpy = any(type(item).__module__ == "numpy" for item in [value, *items])
             raise ConfigError(
-                f"{source}: {key} must be {kind}, got {value!r} "
-                f"({type(value).__name__})."
+                f"{source}: {key} must be {kind}, got {value!r} ({type(value).__name__})"
+                + (": pass Python numbers (`.item()` of a NumPy scalar, `.tolist()` of an "
+                   "array)." if numpy else ".")
             )
         # (Infinity and NaN: `validate` names the flag.)
         if kind in ("int", "float") and abs(value) > MAX_NUMBER and (

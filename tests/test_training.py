@@ -142,6 +142,12 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     (dict(export="no"), "TrainConfig: export must be bool, got 'no' (str)."),
     (dict(learning_rate="0.1"), "TrainConfig: learning_rate must be float, got '0.1' (str)."),
     (dict(stage_filters=8), "TrainConfig: stage_filters must be list of ints, got 8 (int)."),
+    # NumPy values, as a sweep over np.linspace gives them, say how to pass them.
+    (dict(seed=np.int64(1)), "TrainConfig: seed must be int, got np.int64(1) (int64): pass Python "
+                             "numbers (`.item()` of a NumPy scalar, `.tolist()` of an array)."),
+    (dict(stage_filters=list(np.array([8, 8, 8, 8]))),
+     "TrainConfig: stage_filters must be list of ints, got [np.int64(8), np.int64(8), np.int64(8), "
+     "np.int64(8)] (list): pass Python numbers (`.item()` of a NumPy scalar, `.tolist()` of an array)."),
 ])
 def test_a_config_built_in_python_is_checked_before_anything_is_written(
         settings, message, tmp_path, fake_cifar):
