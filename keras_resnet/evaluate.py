@@ -347,11 +347,12 @@ def plot_training_curves(history_path, output_dir):
 
 def find_run_dir(model_path):
     """The run folder of a `.keras` file (`<run>/model.keras` or
-    `<run>/checkpoints/*.keras`), if it holds a `history.csv`; else `None`."""
+    `<run>/checkpoints/*.keras`), if it holds a `history.csv`; else `None`.
+    Relative to where `model_path` is, as given (the report quotes it)."""
     if os.path.isdir(model_path):
         return None
-    folder = os.path.dirname(os.path.abspath(model_path))
-    for candidate in (folder, os.path.dirname(folder)):
+    folder = os.path.dirname(model_path) or os.curdir
+    for candidate in (folder, os.path.normpath(os.path.join(folder, os.pardir))):
         if os.path.isfile(os.path.join(candidate, "history.csv")):
             return candidate
     return None
@@ -394,7 +395,7 @@ def default_output_dir(model_path, run_dir):
     kept: then `-2`, `-3`, ... is added."""
     if run_dir and not os.path.isdir(model_path):
         stem = os.path.splitext(os.path.basename(model_path))[0]
-        base = os.path.join(run_dir, "evaluation", stem)
+        base = os.path.normpath(os.path.join(run_dir, "evaluation", stem))
     elif os.path.isdir(model_path):
         base = os.path.join("evaluation", saved_model_name(model_path))
     else:

@@ -298,13 +298,21 @@ def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
                     "--output-dir", os.path.join("..", "evaluation", "model")]) == 0
 
 
-def test_find_run_dir(tmp_path):
+def test_find_run_dir(tmp_path, monkeypatch):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "history.csv").write_text(HISTORY)
     assert ev.find_run_dir(str(run / "model.keras")) == str(run)
     assert ev.find_run_dir(str(run / "checkpoints" / "best.keras")) == str(run)
     assert ev.find_run_dir(str(tmp_path / "elsewhere" / "model.keras")) is None
+    # Given relative, it stays relative, as the report's other paths do (it
+    # came back absolute, and the report's output_dir with it).
+    monkeypatch.chdir(tmp_path)
+    assert ev.find_run_dir(os.path.join("run", "checkpoints", "best.keras")) == "run"
+    monkeypatch.chdir(run)
+    assert ev.find_run_dir("model.keras") == "."
+    monkeypatch.chdir(run / "checkpoints")
+    assert ev.find_run_dir("best.keras") == ".."
 
 
 # --------------------------------------------------------------------------
