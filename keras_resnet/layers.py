@@ -406,7 +406,7 @@ class _RandomImageLayer(DataLayer):
                 "width, channels); add the batch axis to a single image (`images[None]`). "
                 f"Received: shape={tuple(images.shape)}"
             )
-        if not training:
+        if not training or images.shape[0] == 0:  # TF's reflect padding fails on no images
             return images
         return self.augment(images)
 

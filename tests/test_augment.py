@@ -77,6 +77,14 @@ def test_cutout_zeroes_a_square():
     assert max(zeros.sum() for zeros in (y == 0).all(-1)) == 64
 
 
+def test_an_empty_batch_comes_back_empty():
+    # TensorFlow's reflect padding raised InvalidArgumentError on no images.
+    empty = np.zeros((0, 32, 32, 3), "float32")
+    for layer in (RandomPadCrop(4, seed=0), RandomHorizontalFlip(seed=0), RandomCutout(8, seed=0),
+                  build_augmenter(4, cutout=8, seed=0)):
+        assert keras.ops.convert_to_numpy(layer(empty, training=True)).shape == (0, 32, 32, 3)
+
+
 def test_deterministic_under_a_seed():
     x = images()
     a = keras.ops.convert_to_numpy(build_augmenter(seed=5)(x, training=True))
