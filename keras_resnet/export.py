@@ -170,8 +170,8 @@ def main(argv=None):
     parser.add_argument("--model-name", default="keras_resnet")
     parser.add_argument(
         "--data-dir",
-        help="the python-version CIFAR-10 folder the model was trained on: its batches.meta "
-             "names the classes (default $CIFAR10_DIR, else CIFAR-10's names)",
+        help="the python-version CIFAR-10 folder the model was trained on, whose batches.meta "
+             "names the classes (default: CIFAR-10's names)",
     )
     args = parser.parse_args(argv)
     if importlib.util.find_spec("tensorflow") is None:
@@ -183,14 +183,13 @@ def main(argv=None):
         os.environ["KERAS_BACKEND"] = "tensorflow"
 
     from keras_resnet.config import data_dir_problem
-    from keras_resnet.data import DATA_DIR_ENV, read_class_names
+    from keras_resnet.data import read_class_names
     from keras_resnet.model import load_model
 
     if problem := data_dir_problem(args.data_dir):
         parser.exit(2, f"{parser.prog}: error: {problem}\n")
-    data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
     try:
-        class_names = read_class_names(data_dir) if data_dir else CLASS_NAMES
+        class_names = read_class_names(args.data_dir) if args.data_dir else CLASS_NAMES
         model = load_model(args.checkpoint)
         path = export_saved_model(model, args.export_dir, args.model_name, class_names)
     except (ValueError, OSError) as e:

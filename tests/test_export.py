@@ -192,7 +192,7 @@ def test_export_cli(exported, tmp_path, backend):
     assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
 
 
-def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys):
+def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, monkeypatch):
     # A run exported on JAX goes through this command; it exported CIFAR-10's
     # names whatever the run's batches.meta said.
     import pickle
@@ -226,6 +226,15 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys):
                                 "give a python-version CIFAR-10 folder (data_batch_1..5, test_batch, "
                                 "batches.meta)."]
     assert os.listdir(export_dir / "keras_resnet") == ["1"]
+
+    # Only the flag is read: a stale $CIFAR10_DIR does not fail an export.
+    from keras_resnet.data import CLASS_NAMES
+
+    monkeypatch.setenv("CIFAR10_DIR", missing)
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir)], capsys)
+    assert code == 0, err
+    names_file = export_dir / "keras_resnet" / "2" / "assets.extra" / "class_names.txt"
+    assert names_file.read_text().splitlines() == list(CLASS_NAMES)
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "/elsewhere", "a/b"])

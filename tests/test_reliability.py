@@ -66,18 +66,27 @@ def history_epochs(run_dir):
 def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
     cmd = train_cmd(small_cifar, run_dir, "--epochs", "3")
+    # The same command without a stop, beside it, to compare with.
     uninterrupted = start(train_cmd(small_cifar, tmp_path / "whole", "--epochs", "3"))
     process = start(cmd)
-    wait_for_epoch(str(run_dir), 1, process)
-    time.sleep(0.3)  # inside epoch 2
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (run_dir / "metrics.json").exists()
-    first_row = (run_dir / "history.csv").read_text().splitlines()[1]
+    try:
+        wait_for_epoch(str(run_dir), 1, process)
+        time.sleep(0.3)  # inside epoch 2
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not (run_dir / "metrics.json").exists()
+        first_row = (run_dir / "history.csv").read_text().splitlines()[1]
 
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert out.returncode == 0, out.stderr[-3000:]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert out.returncode == 0, out.stderr[-3000:]
+        _, err = uninterrupted.communicate(timeout=600)
+        assert uninterrupted.returncode == 0, err[-3000:]
+    finally:  # a failure above must not leave a training running
+        for child in (process, uninterrupted):
+            if child.poll() is None:
+                child.kill()
+                child.wait()
     resumed_after = int(re.search(rf"Resuming {re.escape(str(run_dir))} after epoch (\d+)\.",
                                   out.stdout)[1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -86,12 +95,10 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
     assert metrics["resumed_after_epoch"] == resumed_after >= 1
     assert history_epochs(run_dir) == [0, 1, 2]
     assert (run_dir / "history.csv").read_text().splitlines()[1] == first_row
+
     # It went on from the backup's weights, batches and augmentation: it
     # trained as the same command run without a stop (a fresh start, or
     # epoch 1's batches again, would not).
-    _, err = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, err[-3000:]
-
     def losses(folder):
         with open(folder / "history.csv") as f:
             return [float(row["loss"]) for row in csv.DictReader(f)]

@@ -17,17 +17,17 @@ from tests.conftest import run_python
 def test_loss_falls_on_real_data(real_cifar):
     keras.utils.set_random_seed(0)
     x, y = real_cifar.x_train[:1000], real_cifar.y_train[:1000]
-    config = TrainConfig(epochs=3, batch_size=100, label_smoothing=0.0, warmup_epochs=0)
+    config = TrainConfig(epochs=4, batch_size=100, label_smoothing=0.0, warmup_epochs=0)
     model = build_model("seed")
     trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
     compile_model(trainer, config, steps)
     before = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
-    trainer.fit(epochs=3, verbose=0, **kwargs)
+    trainer.fit(epochs=4, verbose=0, **kwargs)
     after = model.evaluate(x.astype("float32"), data.one_hot(y), verbose=0)[0]
-    # Below chance (ln 10), which learning the class frequencies alone does
-    # not reach: 2.09 here, 3.65 when trained with the labels shuffled apart
-    # from their images.
-    assert after < 0.8 * before and after < math.log(10), (before, after)
+    # Well below chance (ln 10 = 2.30), which learning the class frequencies
+    # alone does not reach: 1.50 here (1.51 on JAX), 2.33 when trained with
+    # the labels shuffled apart from their images.
+    assert after < 0.8 * before and after < 0.8 * math.log(10), (before, after)
 
 
 def test_the_train_step_is_traced_once(real_cifar):
@@ -385,10 +385,10 @@ def test_validation_run_reports_the_final_ema_weights_on_its_split_not_the_test_
     cifar = data.load_cifar10(real_data_dir)
     _, _, x_val, y_val = data.split_validation(cifar.x_train[:400], cifar.y_train[:400], 100, 0)
     model = keras.saving.load_model(str(run_dir / "model.keras"))
-    probabilities = model.predict(x_val.astype("float32"), verbose=0)
+    probabilities = model.predict(x_val.astype("float32"), batch_size=50, verbose=0)  # as the run
     assert metrics["val_accuracy"] == pytest.approx(np.mean(np.argmax(probabilities, -1) == y_val))
     # Flip TTA (the default --tta-views): the mean probabilities of each image and its mirror.
-    mirrored = model.predict(x_val[:, :, ::-1].astype("float32"), verbose=0)
+    mirrored = model.predict(x_val[:, :, ::-1].astype("float32"), batch_size=50, verbose=0)
     tta = np.argmax(probabilities + mirrored, -1)
     assert metrics["val_accuracy_tta"] == pytest.approx(np.mean(tta == y_val))
     assert set(metrics["val_per_class_accuracy"]) == set(cifar.class_names)

@@ -15,7 +15,7 @@ import keras  # noqa: E402
 
 from callbacks.learning_rate import learning_rate_reader  # noqa: E402
 from keras_resnet.presets import RECIPES  # noqa: E402
-from keras_resnet.training import TrainConfig  # noqa: E402
+from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.training import compile_model  # noqa: E402
 
 STEPS_PER_EPOCH = 97  # 50,000 images in batches of 512

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from keras_resnet.model import build_model  # noqa: E402
 from keras_resnet.presets import RECIPES  # noqa: E402
-from keras_resnet.training import TrainConfig  # noqa: E402
+from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.training import compile_model  # noqa: E402
 
 config = TrainConfig(preset="fast", **RECIPES["fast"])
