@@ -76,11 +76,75 @@ def build_model(
     """
     config = preset_layout(preset, **overrides)
     check_bool("allow_over_cap", allow_over_cap)
+    _check_layout(config)
+    dtype = config["dtype"]
+
+    # === Layers ===
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="images")
+    x = layers.Normalization(
+        mean=CIFAR10_MEAN,
+        variance=[s**2 for s in CIFAR10_STD],
+        dtype=dtype,
+        name="normalize",
+    )(inputs)
+    if config["stem_whitening"]:
+        x = PatchWhitening(
+            config["stem_kernel_size"], dtype=dtype, name="stem_whitening"
+        )(x)
+    else:
+        x = layers.Conv2D(
+            config["stem_filters"],
+            config["stem_kernel_size"],
+            strides=config["stem_strides"],
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            dtype=dtype,
+            name="stem_conv",
+        )(x)
+    x = FusedBatchNormalization(
+        momentum=config["bn_momentum"], epsilon=1e-5, dtype=dtype, name="stem_bn"
+    )(x)
+    x = layers.ReLU(dtype=dtype, name="stem_relu")(x)
+    for stage, (filters, blocks, strides) in enumerate(
+        zip(config["stage_filters"], config["stage_blocks"], config["stage_strides"]), start=1
+    ):
+        for block in range(1, blocks + 1):
+            x = ResidualBlock(
+                filters,
+                strides=strides if block == 1 else 1,
+                bn_momentum=config["bn_momentum"],
+                downsample=config["downsample"],
+                pooled_shortcut=config["pooled_shortcut"],
+                zero_init_residual=config["zero_init_residual"],
+                dtype=dtype,
+                name=f"stage{stage}_block{block}",
+            )(x)
+    x = layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
+    if config["dropout"]:
+        x = layers.Dropout(config["dropout"], dtype=dtype, name="dropout")(x)
+    x = layers.Dense(config["num_classes"], dtype=dtype, name="logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=name or f"resnet_{preset}")
+
+    params = model.count_params()
+    if params > PARAM_CAP and not allow_over_cap:
+        raise ValueError(
+            f"This configuration has {params:,} parameters, over the cap of "
+            f"{PARAM_CAP:,}. Use narrower stages or fewer blocks, or pass "
+            "allow_over_cap=True to build it anyway."
+        )
+    return model
+
+
+def _check_layout(config):
+    """Refuses a layout (`build_model`'s arguments) that Keras would fail
+    on, or build wrongly, with a `ValueError` quoting the value."""
     for key in ("stage_filters", "stage_blocks", "stage_strides"):
         check_positive_ints(key, config[key])
-    stage_filters = list(config["stage_filters"])
-    stage_blocks = list(config["stage_blocks"])
-    stage_strides = list(config["stage_strides"])
+    stage_filters, stage_blocks, stage_strides = (
+        list(config[key]) for key in ("stage_filters", "stage_blocks", "stage_strides")
+    )
     if not len(stage_filters) == len(stage_blocks) == len(stage_strides):
         raise ValueError(
             "`stage_filters`, `stage_blocks` and `stage_strides` must have "
@@ -118,63 +182,6 @@ def build_model(
                 '`dtype` must be a floating-point dtype or policy, e.g. "float32" or '
                 f'"mixed_bfloat16". Received: dtype={dtype!r}'
             )
-
-    # === Layers ===
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="images")
-    x = layers.Normalization(
-        mean=CIFAR10_MEAN,
-        variance=[s**2 for s in CIFAR10_STD],
-        dtype=dtype,
-        name="normalize",
-    )(inputs)
-    if config["stem_whitening"]:
-        x = PatchWhitening(
-            config["stem_kernel_size"], dtype=dtype, name="stem_whitening"
-        )(x)
-    else:
-        x = layers.Conv2D(
-            config["stem_filters"],
-            config["stem_kernel_size"],
-            strides=config["stem_strides"],
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            dtype=dtype,
-            name="stem_conv",
-        )(x)
-    x = FusedBatchNormalization(
-        momentum=config["bn_momentum"], epsilon=1e-5, dtype=dtype, name="stem_bn"
-    )(x)
-    x = layers.ReLU(dtype=dtype, name="stem_relu")(x)
-    for stage, (filters, blocks, strides) in enumerate(
-        zip(stage_filters, stage_blocks, stage_strides), start=1
-    ):
-        for block in range(1, blocks + 1):
-            x = ResidualBlock(
-                filters,
-                strides=strides if block == 1 else 1,
-                bn_momentum=config["bn_momentum"],
-                downsample=config["downsample"],
-                pooled_shortcut=config["pooled_shortcut"],
-                zero_init_residual=config["zero_init_residual"],
-                dtype=dtype,
-                name=f"stage{stage}_block{block}",
-            )(x)
-    x = layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
-    if config["dropout"]:
-        x = layers.Dropout(config["dropout"], dtype=dtype, name="dropout")(x)
-    x = layers.Dense(config["num_classes"], dtype=dtype, name="logits")(x)
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name=name or f"resnet_{preset}")
-
-    params = model.count_params()
-    if params > PARAM_CAP and not allow_over_cap:
-        raise ValueError(
-            f"This configuration has {params:,} parameters, over the cap of "
-            f"{PARAM_CAP:,}. Use narrower stages or fewer blocks, or pass "
-            "allow_over_cap=True to build it anyway."
-        )
-    return model
 
 
 def count_params(preset="seed", **kwargs):
