@@ -102,10 +102,29 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
     assert {r["status"] for r in rows} == {"completed"}
     assert all(int(r["params"]) <= PARAM_CAP and r["val_accuracy"] for r in rows)
     assert "val_accuracy" in stdout and "Top 3:" in stdout
+    # Each trial's score is KerasTuner's; the best is the highest, and the
+    # ranking runs down from it.
+    scores = {}
+    for name in os.listdir(project):
+        if os.path.isfile(os.path.join(project, name, "trial.json")):
+            with open(os.path.join(project, name, "trial.json")) as f:
+                trial = json.load(f)
+            scores[trial["trial_id"]] = round(trial["score"], 4)
+    assert {r["trial"]: float(r["val_accuracy"]) for r in rows} == scores
+    assert result["best_val_accuracy"] == max(scores.values())
+    best_row = next(r for r in rows if r["trial"] == result["best_trial"])
+    assert float(best_row["val_accuracy"]) == max(scores.values())
+    ranked = [t["val_accuracy"] for t in result["top"]]
+    assert ranked == sorted(scores.values(), reverse=True)
 
     with open(result["best_config"]) as f:
         best = json.load(f)
     assert set(best) == set(tune.BEST_CONFIG_KEYS)
+    # The best trial's own hyperparameters.
+    assert "/".join(map(str, best["stage_filters"])) == best_row["widths"]
+    assert best["dropout"] == float(best_row["dropout"])
+    assert round(best["learning_rate"], 5) == float(best_row["learning_rate"])
+    assert round(best["weight_decay"], 6) == float(best_row["weight_decay"])
     assert best["batch_size"] == 128 and best["cutout"] == 0  # the recipe the trials used
     assert best["preset"] == "seed" and best["stage_blocks"] == [1, 1, 1, 1]
     TrainConfig.from_dict(best)
