@@ -9,6 +9,7 @@ probabilities. Exports are versioned 1, 2, ... and never replace one another.
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -217,6 +218,21 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, 
     assert code == 0, err
     names_file = export_dir / "keras_resnet" / "1" / "assets.extra" / "class_names.txt"
     assert names_file.read_text().splitlines() == names
+    # The `class_names` signature says so too, and predict names the classes by it.
+    import tensorflow as tf
+
+    from keras_resnet.predict import main as predict_main
+
+    served = tf.saved_model.load(str(export_dir / "keras_resnet" / "1"))
+    assert [n.decode() for n in served.signatures["class_names"]()["class_names"].numpy()] == names
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+    code, out, err = call_main(predict_main, ["--model", str(export_dir / "keras_resnet"), str(image)], capsys)
+    assert code == 0, err
+    top = json.loads(out.strip().splitlines()[-1])["predictions"][0]["top_k"]
+    assert [t["class_name"] for t in top] == [names[t["class_id"]] for t in top]
 
     missing = str(tmp_path / "nowhere")
     code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), "--data-dir", missing],
@@ -235,6 +251,11 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, 
     assert code == 0, err
     names_file = export_dir / "keras_resnet" / "2" / "assets.extra" / "class_names.txt"
     assert names_file.read_text().splitlines() == list(CLASS_NAMES)
+    # A version deleted below the highest is not made again: the next is 3.
+    shutil.rmtree(export_dir / "keras_resnet" / "1")
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir)], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(export_dir / "keras_resnet")) == ["2", "3"]
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "/elsewhere", "a/b"])
