@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from keras_resnet import (
-    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, RandomCutout, RandomPadCrop, ResidualBlock,
+    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, RandomCutout, RandomHorizontalFlip,
+    RandomPadCrop, ResidualBlock,
     adapt_whitening, build_model, count_params, load_model,
 )
 from keras_resnet.layers import build_augmenter
@@ -161,6 +162,48 @@ def test_zero_init_residual_starts_the_block_as_its_shortcut(zero_init):
     else:
         assert not np.allclose(out, np.maximum(x, 0.0), atol=1e-2)
     assert build_model("fast-cpu", zero_init_residual=zero_init).count_params() == 1_768_778
+
+
+@pytest.mark.parametrize("preset, params", [
+    ("seed", 4_916_682), ("fast", 4_813_450), ("fast-cpu", 1_768_778), ("best", 4_334_026),
+])
+def test_each_preset_has_its_documented_parameter_count(preset, params):
+    # The counts the presets, the README and the results quote.
+    assert build_model(preset).count_params() == count_params(preset) == params <= PARAM_CAP
+
+
+@pytest.mark.parametrize("layer_class, arguments", [
+    (ResidualBlock, dict(filters=32, strides=2, kernel_initializer="glorot_uniform", bn_momentum=0.8,
+                         downsample="max_pool", pooled_shortcut=True, zero_init_residual=True)),
+    (PatchWhitening, dict(kernel_size=3, epsilon=1e-3)),
+    (RandomPadCrop, dict(padding=2, mode="constant", seed=3)),
+    (RandomHorizontalFlip, dict(seed=3)),
+    (RandomCutout, dict(size=6, seed=3)),
+])
+def test_get_config_holds_every_constructor_argument(layer_class, arguments):
+    # A restored layer compared with the original agrees on whatever both
+    # lack: each argument given must be in the config, with its value.
+    config = layer_class(**arguments).get_config()
+    for key, value in arguments.items():
+        if key == "kernel_initializer":
+            assert keras.initializers.deserialize(config[key]).__class__.__name__ == "GlorotUniform"
+        else:
+            assert config[key] == value, key
+    assert layer_class.from_config(config).get_config() == config
+
+
+def test_the_network_normalizes_by_the_cifar10_statistics_and_drops_out():
+    from keras_resnet.presets import CIFAR10_MEAN, CIFAR10_STD
+
+    model = build_model("seed")
+    normalize = keras.Model(model.input, model.get_layer("normalize").output)
+    image = np.empty((1, 32, 32, 3), "float32")
+    image[:, :16], image[:, 16:] = CIFAR10_MEAN, np.add(CIFAR10_MEAN, CIFAR10_STD)
+    out = keras.ops.convert_to_numpy(normalize(image))
+    np.testing.assert_allclose(out[0, 0, 0], 0.0, atol=1e-5)
+    np.testing.assert_allclose(out[0, 16, 0], 1.0, atol=1e-5)
+    assert model.get_layer("dropout").rate == PRESETS["seed"]["dropout"] == 0.1
+    assert "dropout" not in [layer.name for layer in build_model("seed", dropout=0.0).layers]
 
 
 def test_block_keras_round_trip(tmp_path):
