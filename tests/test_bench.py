@@ -1,7 +1,10 @@
 """`python -m keras_resnet.bench`: tiny smoke runs and bad input."""
 
 import json
+import statistics
+import types
 
+import numpy as np
 import pytest
 
 from keras_resnet import bench
@@ -25,6 +28,8 @@ def _check_figures(result, repeats):
     for key in FIGURES:
         assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
         assert len(result["runs"][key]) == repeats, key
+        # Each figure is the median of its runs (rounded to 0.1 both).
+        assert result[key] == pytest.approx(statistics.median(result["runs"][key]), abs=0.11), key
     for key in ("backend", "device", "preset", "batch_size", "precision"):
         assert result[key], key
 
@@ -39,6 +44,51 @@ def test_tiny_run_reports_every_figure(real_data_dir):
     assert result["preset"] == "seed" and result["batch_size"] == 32
     assert result["precision"] == "float32" and result["params"] < 100_000
     json.dumps(result)  # JSON-ready
+
+
+def scripted_clock(monkeypatch, times):
+    """bench's `time.perf_counter` gives `times`, one a call."""
+    readings = iter(times)
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
+
+
+def test_training_rates_are_images_over_the_seconds_of_each_window_after_the_warm_up(monkeypatch):
+    class Trainer:  # calls back as `fit` would, a step at a time
+        def fit(self, epochs, callbacks, verbose, **kwargs):
+            for callback in callbacks:
+                callback.set_model(self)
+                callback.on_train_begin()
+            for step in range(6):
+                for callback in callbacks:
+                    callback.on_train_batch_end(step)
+
+    # 2 steps a window: the first window (ending at 11) warms up, the next
+    # two end at 13 and 19.
+    scripted_clock(monkeypatch, [10, 11, 12, 13, 15, 19])
+    assert bench._timed_fit(Trainer(), batch_size=8, steps=2, repeats=2, epochs=1) == [8.0, 16 / 6]
+
+
+def test_serving_and_pipeline_rates_are_images_over_seconds(monkeypatch):
+    from keras_resnet import classifier
+
+    class Served:  # a SavedModel that answers at once
+        _tf = types.SimpleNamespace(constant=np.asarray)
+
+        def __init__(self, path):
+            pass
+
+        def __call__(self, images):
+            return images
+
+    monkeypatch.setattr(classifier, "SavedModelClassifier", Served)
+    scripted_clock(monkeypatch, [0.0, 2.0, 2.0, 6.0])  # 2 s, then 4 s, for 3 calls of 16
+    assert bench.bench_serving("unused", batch_size=16, calls=3, repeats=2) == [24.0, 12.0]
+
+    config = TrainConfig(batch_size=16)
+    x = np.zeros((64, 32, 32, 3), "uint8")
+    # A timed pass over the 4 batches the 64 images make, in 0.5 s.
+    scripted_clock(monkeypatch, [0.0, 0.5])
+    assert bench.bench_input_pipeline(config, x, np.zeros(64, "int32"), 1, 1) == [64 / 0.5]
 
 
 def test_cli_on_jax_exports_through_tensorflow(real_data_dir):
