@@ -31,6 +31,11 @@ def test_fake_folder_loads(fake_cifar):
     np.testing.assert_array_equal(
         cifar.x_train[0, 0, 0], raw[b"data"][0, [0, 1024, 2048]]
     )
+    # Every pixel: row r, column c of channel k is at k * 1024 + r * 32 + c
+    # (a swap of rows and columns kept pixel (0, 0)).
+    k, r, c = np.meshgrid(range(3), range(32), range(32), indexing="ij")
+    for i in range(20):
+        np.testing.assert_array_equal(cifar.x_train[i][r, c, k], raw[b"data"][i][k * 1024 + r * 32 + c])
     assert cifar.y_train[:20].tolist() == raw[b"labels"]
 
 
