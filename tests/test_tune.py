@@ -188,6 +188,22 @@ def test_over_cap_configurations_are_rejected_counted_and_never_trained(
         assert json.load(f)["stage_filters"] == [8, 8, 8, 8]
 
 
+def test_a_diverging_trial_is_failed_not_rejected_and_names_no_best(cifar, tmp_path):
+    # Six steps at a learning rate of 10**8: the loss becomes NaN.
+    config = TrainConfig(preset="seed", batch_size=32, train_size=256, validation_size=64,
+                         data_dir=cifar)
+    result = tune.search(
+        config, tuner="random", max_trials=2, epochs_per_trial=1, directory=str(tmp_path),
+        widths=[[8]] * 4, blocks=[1], dropouts=[0.0], learning_rate=(1e8, 1e8), verbose=0,
+    )
+    rows = read_summary(result["project_dir"])
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert (result["failed"], result["rejected"], result["completed"]) == (2, 0, 0)
+    assert all(int(r["params"]) <= PARAM_CAP and not r["val_accuracy"] for r in rows)
+    assert result["best_config"] is None
+    assert not os.path.exists(os.path.join(result["project_dir"], tune.BEST_CONFIG_FILE))
+
+
 def test_killed_search_resumes_without_losing_or_repeating_trials(cifar, tmp_path, capsys):
     args = [*TINY, "--tuner", "random", "--max-trials", "3", "--data-dir", cifar,
             "--directory", str(tmp_path)]
