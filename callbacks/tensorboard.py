@@ -13,9 +13,9 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
     compiled read avoids. Place it after `LearningRateLogger`; without a
     logged rate it reads the optimizer's, as Keras does.
 
-    It is `async_safe`: with epoch summaries only (no batch updates, no
-    profiling) its batch ends write nothing, so Keras may run them in a
-    worker thread instead of waiting for every step (JAX, PyTorch).
+    With epoch summaries only (the default: no batch updates, no profiling)
+    it is `async_safe`: its batch ends write nothing, so Keras may run them
+    in a worker thread instead of waiting for every step (JAX, PyTorch).
 
     Args:
         log_dir: str. Where the event files go.
@@ -28,7 +28,10 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
     ```
     """
 
-    async_safe = True
+    def __init__(self, log_dir="logs", **kwargs):
+        super().__init__(log_dir, **kwargs)
+        self.async_safe = (kwargs.get("update_freq", "epoch") == "epoch"
+                           and not kwargs.get("profile_batch", 0))
 
     def _collect_learning_rate(self, logs):
         # Keras' hook (3.x) that adds the rate to the epoch's summaries.

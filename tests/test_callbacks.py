@@ -94,6 +94,14 @@ def test_callback_arguments_are_a_value_error_quoting_them(make, received):
         make()
 
 
+def test_tensorboard_lets_batch_ends_run_in_a_worker_only_when_they_write_nothing(tmp_path):
+    from callbacks import EpochTensorBoard
+
+    assert EpochTensorBoard(str(tmp_path), write_graph=False).async_safe
+    assert not EpochTensorBoard(str(tmp_path), update_freq="batch").async_safe
+    assert not EpochTensorBoard(str(tmp_path), profile_batch=2).async_safe
+
+
 def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
     model, x, y = tiny_model_and_batch()
 
