@@ -188,6 +188,24 @@ def test_over_cap_configurations_are_rejected_counted_and_never_trained(
         assert json.load(f)["stage_filters"] == [8, 8, 8, 8]
 
 
+def test_a_trial_scores_its_best_epoch_not_its_last(cifar, tmp_path, monkeypatch):
+    fit = keras.Model.fit
+
+    def with_a_late_drop(model, *args, **kwargs):  # the real training, then a history to score
+        history = fit(model, *args, **kwargs)
+        history.history["val_accuracy"] = [0.25, 0.75, 0.5]
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", with_a_late_drop)
+    config = TrainConfig(preset="seed", train_size=256, validation_size=64, data_dir=cifar)
+    result = tune.search(
+        config, tuner="random", max_trials=1, epochs_per_trial=1, directory=str(tmp_path),
+        widths=[[8]] * 4, blocks=[1], dropouts=[0.0], verbose=0,
+    )
+    assert result["best_val_accuracy"] == 0.75
+    assert [float(r["val_accuracy"]) for r in read_summary(result["project_dir"])] == [0.75]
+
+
 def test_a_diverging_trial_is_failed_not_rejected_and_names_no_best(cifar, tmp_path):
     # Six steps at a learning rate of 10**8: the loss becomes NaN.
     config = TrainConfig(preset="seed", batch_size=32, train_size=256, validation_size=64,
