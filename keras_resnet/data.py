@@ -56,10 +56,16 @@ def load_cifar10(data_dir=None):
         DataError: a file is missing, unreadable or malformed (the message
             names it), or tfds cannot reach its download offline.
     """
-    data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
+    data_dir = python_folder(data_dir)
     if data_dir:
         return load_python_folder(data_dir)
     return load_tfds()
+
+
+def python_folder(data_dir=None):
+    """The python-version folder `load_cifar10(data_dir)` reads: `data_dir`,
+    else `$CIFAR10_DIR`; `None` where it loads TensorFlow Datasets'."""
+    return data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
 def _read_pickle(path):

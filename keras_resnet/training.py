@@ -495,7 +495,7 @@ def export_model(model, run_dir, config, class_names):
 
         return export_saved_model(model, config.export_dir, config.model_name, class_names)
     # The data folder's batches.meta names the classes again in the export.
-    folder = config.data_dir or os.environ.get(data_lib.DATA_DIR_ENV)
+    folder = data_lib.python_folder(config.data_dir)
     data_dir = ["--data-dir", os.path.abspath(folder)] if folder else []
     command = shlex.join(["python", "-m", "keras_resnet.export", f"{run_dir}/model.keras", *data_dir])
     if not importlib.util.find_spec("tensorflow"):
