@@ -1,5 +1,7 @@
+import csv
 import json
 import os
+import time
 
 import pytest
 
@@ -12,10 +14,12 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     # beside this one becoming version 2, version 1 untouched, is
     # test_export.py's `test_second_export_is_version_2_and_leaves_version_1`.
     export_dir, run_dir = tmp_path / "exports", tmp_path / "run"
+    started = time.perf_counter()
     out = run_python([
         "train.py", "--epochs", "1", "--train-size", "512", "--batch-size", "128",
         "--data-dir", real_data_dir, "--output-dir", str(run_dir), "--export-dir", str(export_dir),
     ])
+    wall_seconds = time.perf_counter() - started
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for name in ("config.json", "history.csv", "metrics.json", "model.keras",
@@ -38,6 +42,12 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     header, *rows = (run_dir / "history.csv").read_text().splitlines()
     assert {"epoch", "loss", "accuracy", "learning_rate", "images_per_sec"} <= set(header.split(","))
     assert len(rows) == 1
+    # train_seconds is the time in `fit`: at least the epoch's training
+    # steps (512 images at the logged rate), at most the whole command.
+    with open(run_dir / "history.csv") as f:
+        (epoch,) = csv.DictReader(f)
+    steps_seconds = 512 / float(epoch["images_per_sec"])
+    assert steps_seconds <= metrics["train_seconds"] + 0.01 < wall_seconds
 
 
 @pytest.mark.parametrize("flags, message", [
