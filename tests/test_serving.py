@@ -449,6 +449,11 @@ def test_image_conversion(served, tmp_path):
     }
     gray = Image.fromarray(original).convert("L")
     cases["gray.png"] = (gray, np.repeat(np.asarray(gray)[..., None], 3, axis=-1))
+    # A halving averages each 2x2 square: a checkerboard of 0 and 200 is
+    # all 100 (a nearest-pixel resize would keep 0s and 200s).
+    rows, columns = np.indices((64, 64))
+    checker = np.repeat(((rows + columns) % 2 * 200).astype(np.uint8)[..., None], 3, axis=-1)
+    cases["checker.png"] = (Image.fromarray(checker), 100)
     palette = Image.fromarray(original).convert("P", palette=Image.Palette.ADAPTIVE)
     cases["palette.png"] = (palette, np.asarray(palette.convert("RGB")))
     for name, (image, expected) in cases.items():
