@@ -1,13 +1,16 @@
-"""Files that appear whole.
+"""Files that appear whole, and folders that go whole.
 
 Each file is written under a hidden partial name beside it and renamed into
 place (`os.replace`, atomic on one file system): a crash or Ctrl-C during
 the write leaves the last whole file, and at most a partial one that is
-never renamed in.
+never renamed in. A folder that `--overwrite` replaces is renamed aside
+before it is deleted, so it is never left half deleted where it was.
 """
 
 import json
 import os
+import shutil
+import tempfile
 
 PARTIAL_PREFIX = ".partial."
 
@@ -53,3 +56,32 @@ def write_json_atomic(path, payload):
             json.dump(payload, f, indent=2)
 
     write_atomically(path, write)
+
+
+def delete_folder_whole(path):
+    """Deletes the folder `path`, all at once where it was.
+
+    The folder is renamed aside first (one step that works or leaves it
+    whole) and deleted there: a file that cannot be deleted then never
+    leaves half of it behind under its name.
+
+    Returns:
+        None, or the folder aside that holds what could not be deleted.
+
+    Raises:
+        OSError: it could not be renamed aside (its parent is not writable,
+            or it is a mount point); nothing was deleted.
+    """
+    folder = os.path.abspath(path)  # also drops a trailing slash or `/.`
+    aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(folder)}-",
+                             dir=os.path.dirname(folder))
+    try:
+        os.replace(folder, aside)  # onto the empty folder just made
+    except OSError:
+        os.rmdir(aside)
+        raise
+    try:
+        shutil.rmtree(aside)
+    except OSError:
+        return aside
+    return None

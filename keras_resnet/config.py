@@ -233,8 +233,10 @@ class TrainConfig:
                     "--num-processes > 1 shards the training batches on the device: drop "
                     "--augment-on host (several processes augment on the device)."
                 )
-        if self.output_dir is not None and not str(self.output_dir).strip():
-            fail("--output-dir is empty: name a folder, or leave it out for runs/<preset>.")
+        for value, flag, default in ((self.output_dir, "--output-dir", "runs/<preset>"),
+                                     (self.export_dir, "--export-dir", "saved_models")):
+            if problem := empty_folder_problem(value, flag, default):
+                fail(problem)
         if self.output_dir is not None and os.path.isfile(self.output_dir):
             fail(f"--output-dir {self.output_dir!r} is a file, not a folder.")
         if self.output_dir is not None and not can_create_folder(self.output_dir):
@@ -447,6 +449,33 @@ def data_dir_problem(data_dir):
         f" {data_dir!r}; give a python-version "
         "CIFAR-10 folder (data_batch_1..5, test_batch, batches.meta)."
     )
+
+
+def empty_folder_problem(value, flag, default):
+    """Why `value`, given as `flag`, names no folder, or None: an empty or
+    blank value would quietly mean the current folder (the project's own
+    source folder, run from there).
+
+    Args:
+        value: str or None. The value given (None: left out).
+        flag: str. The flag it was given as, e.g. `"--export-dir"`.
+        default: str. What leaving the flag out gives, for the message.
+    """
+    if isinstance(value, str) and not value.strip():
+        return f"{flag} is empty: name a folder, or leave it out for {default}."
+    return None
+
+
+def holds_working_directory(path):
+    """Whether the current folder is `path` or inside it: deleting `path`
+    would pull the folder out from under this process, and every relative
+    path after it (the default export folder, say) would fail."""
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current folder is gone already
+        return False
+    folder = os.path.realpath(path)
+    return here == folder or here.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def can_create_folder(path):

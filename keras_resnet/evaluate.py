@@ -28,6 +28,7 @@ from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import can_create_folder
 from keras_resnet.config import data_dir_problem
+from keras_resnet.config import empty_folder_problem
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
@@ -376,7 +377,7 @@ def build_parser():
                    help="test-time augmentation: flip (2 views, default) or flip-shift (6 views: "
                         "also moved 1 pixel up-left and down-right)")
     p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
-    p.add_argument("--output-dir", help="report folder (default <run>/evaluation, else evaluation/<model>)")
+    p.add_argument("--output-dir", help="report folder (default <run>/evaluation/<model>, else evaluation/<model>)")
     p.add_argument("--batch-size", type=cli.int_in_range(1), default=256)
     p.add_argument("--mistakes", type=cli.int_in_range(0), default=25, help="images in the mistakes grid (default 25; 0: no grid)")
     return p
@@ -472,7 +473,10 @@ def main(argv=None):
         print(f"python -m keras_resnet.evaluate: error: {message}", file=sys.stderr)
         return 2
 
-    if problem := data_dir_problem(args.data_dir):  # "" fell back to $CIFAR10_DIR or tfds
+    if problem := (data_dir_problem(args.data_dir)  # "" fell back to $CIFAR10_DIR or tfds
+                   # "" was taken for the flag left out
+                   or empty_folder_problem(args.run_dir, "--run-dir", "the .keras file's run")
+                   or empty_folder_problem(args.output_dir, "--output-dir", "the default report folder")):
         return fail(problem)
     if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
         return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
@@ -509,7 +513,10 @@ def main(argv=None):
             "no report of this command wrote, which this one would replace; move them, or "
             "choose another --output-dir."
         )
-    os.makedirs(output_dir, exist_ok=True)
+    try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        return fail(f"--output-dir {output_dir} cannot be created ({e.strerror}); choose another folder.")
     class_names = cifar.class_names
     metrics, probabilities = evaluate(
         model, cifar.x_test, cifar.y_test, class_names, TTA_TRANSFORMS[args.tta_views],

@@ -64,7 +64,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         The path of the new version folder.
 
     Raises:
-        ValueError: `model_name` is not one folder name, the model folder
+        ValueError: `export_dir` is empty, `model_name` is not one folder
+            name, the model folder
             cannot be made (a file is in the way), or the model does not
             give one probability per class name.
         ExportError: Keras runs on another backend than TensorFlow, or the
@@ -73,6 +74,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
     import keras
 
     from keras_resnet.config import can_create_folder
+    from keras_resnet.config import empty_folder_problem
     from keras_resnet.config import model_name_problem
 
     if keras.backend.backend() != "tensorflow":
@@ -83,7 +85,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
             "save the model (model.save('model.keras')) and run python -m keras_resnet.export "
             "model.keras, which loads it on TensorFlow."
         )
-    if problem := model_name_problem(model_name):
+    if problem := (empty_folder_problem(export_dir, "--export-dir", "saved_models")
+                   or model_name_problem(model_name)):
         raise ValueError(problem)
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")

@@ -12,20 +12,20 @@ import csv
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
 from callbacks import BACKUP_METADATA
 from callbacks import BACKUP_WEIGHTS
 from callbacks import roll_back_backup
+from keras_resnet.atomic import delete_folder_whole
 from keras_resnet.atomic import is_partial
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import holds_working_directory
 from keras_resnet.config import read_json_object
 from keras_resnet.evaluate import REPORT_FILES
 from keras_resnet.folder_lock import held_elsewhere
@@ -135,31 +135,20 @@ def run_state(path):
 
 
 def _delete_run_dir(path):
-    """Deletes a run folder for `--overwrite`, all at once where the run was.
-
-    The folder is renamed aside first (one step that works or leaves it
-    whole) and deleted there: a file that cannot be deleted then never
-    leaves half a run behind for the same command to take up again.
-    """
-    folder = os.path.abspath(path)  # also drops a trailing slash or `/.`
-    aside = None
+    """Deletes a run folder for `--overwrite`, all at once where the run was
+    (`delete_folder_whole`): never half a run for the same command to take
+    up again."""
     try:
-        aside = tempfile.mkdtemp(prefix=f".overwritten-{os.path.basename(folder)}-",
-                                 dir=os.path.dirname(folder))
-        os.replace(folder, aside)  # onto the empty folder just made
+        left_in = delete_folder_whole(path)
     except OSError as e:
-        if aside:
-            os.rmdir(aside)
         raise ConfigError(
             f"--output-dir {path} cannot be replaced ({e.strerror}: it and its parent folder "
             "must be writable, and it cannot be a mount point); nothing was deleted. Choose "
             "another folder, or empty this one yourself."
         ) from None
-    try:
-        shutil.rmtree(aside)
-    except OSError as e:
-        print(f"Note: the run {path} replaced could not be deleted completely ({e.strerror}: "
-              f"{e.filename}); what is left of it is in {aside}.", file=sys.stderr)
+    if left_in:
+        print(f"Note: the run {path} replaced could not be deleted completely; what is left "
+              f"of it is in {left_in}.", file=sys.stderr)
 
 
 def prepare_run_dir(config, overwrite=False):
@@ -189,6 +178,12 @@ def prepare_run_dir(config, overwrite=False):
             raise ConfigError(
                 f"--output-dir {path} is a link to {os.path.realpath(path)}: to replace "
                 "that run, pass the folder itself to --output-dir."
+            )
+        if overwrite and holds_working_directory(path):
+            raise ConfigError(
+                f"--output-dir {path} is the folder this command runs in, or holds it: "
+                "--overwrite would delete it from under the command. Run it from another "
+                "folder (cd out of the run first)."
             )
         if overwrite:
             foreign = files_no_run_writes(path)

@@ -23,7 +23,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import sys
 import time
 
@@ -36,9 +35,12 @@ from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
 from keras_resnet.config import can_create_folder  # noqa: E402
+from keras_resnet.config import empty_folder_problem  # noqa: E402
 from keras_resnet.config import folder_name_problem  # noqa: E402
+from keras_resnet.config import holds_working_directory  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import read_json_object  # noqa: E402
+from keras_resnet.atomic import delete_folder_whole  # noqa: E402
 from keras_resnet.atomic import is_partial  # noqa: E402
 from keras_resnet.atomic import write_atomically  # noqa: E402
 from keras_resnet.atomic import write_json_atomic  # noqa: E402
@@ -69,6 +71,8 @@ BEST_CONFIG_KEYS = ("preset", *TUNED_KEYS, "batch_size", "momentum", "schedule",
 SEARCH_FILE = "search.json"
 SUMMARY_FILE = "summary.csv"
 BEST_CONFIG_FILE = "best_config.json"
+# What KerasTuner writes in a trial's folder (Keras 3: weights as .weights.h5).
+TRIAL_FILES = {"trial.json", "build_config.json", "checkpoint.weights.h5"}
 SUMMARY_COLUMNS = (
     "trial", "status", "val_accuracy", "params", "epochs", "widths", "blocks",
     "dropout", "learning_rate", "weight_decay",
@@ -313,13 +317,15 @@ def _hypermodel_class():
     return ResNetHyperModel
 
 
-def project_name_problem(project_name):
-    """Why `project_name` cannot name a project folder in `--directory`, or
-    None. It must be one folder name: `--overwrite` deletes the project
-    folder, so `"."` or `""` would delete `--directory` with the other
-    projects in it (and `""` put KerasTuner's files in `untitled_project`)."""
-    return folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
-                               "--directory")
+def project_problem(directory, project_name):
+    """Why `directory` and `project_name` cannot name a project folder, or
+    None. The name must be one folder name: `--overwrite` deletes the
+    project folder, so `"."` or `""` would delete `--directory` with the
+    other projects in it (and `""` put KerasTuner's files in
+    `untitled_project`). An empty `directory` would be the current folder."""
+    return (empty_folder_problem(directory, "--directory", "runs/tuning")
+            or folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
+                                   "--directory"))
 
 
 def _tuner_seed(seed, tuner):
@@ -354,7 +360,7 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         epochs_per_trial: int. Defaults to `10`.
         directory: str. Defaults to `"runs/tuning"`.
         project_name: str. The project folder in `directory`: one folder
-            name (see `project_name_problem`). Defaults to `"resnet"`.
+            name (see `project_problem`). Defaults to `"resnet"`.
         overwrite: bool. Start over instead of continuing. Defaults to `False`.
 
     Raises:
@@ -362,7 +368,7 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
     """
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
-    if problem := project_name_problem(project_name):  # KerasTuner's overwrite deletes it
+    if problem := project_problem(directory, project_name):  # KerasTuner's overwrite deletes it
         raise ConfigError(problem)
     import keras_tuner
 
@@ -478,6 +484,12 @@ def check_project(project_dir, settings, overwrite=False):
             f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), {what}; "
             "choose another --project-name or --directory."
         )
+    if overwrite and os.path.isdir(project_dir) and holds_working_directory(project_dir):
+        raise ConfigError(
+            f"{project_dir} is the folder this command runs in, or holds it: --overwrite would "
+            "delete it from under the command. Run it from another folder (cd out of the project "
+            "first)."
+        )
     if overwrite and (foreign := files_no_search_writes(project_dir)):
         raise ConfigError(
             f"{project_dir} holds files that no search writes ({', '.join(foreign[:5])}), "
@@ -493,11 +505,33 @@ def check_project(project_dir, settings, overwrite=False):
                 "continue it, or choose another --project-name, or pass --overwrite."
             )
     if not _is_worker():
-        if overwrite:  # here, not in KerasTuner: it would delete SEARCH_FILE too
-            shutil.rmtree(project_dir, ignore_errors=True)
-        os.makedirs(project_dir, exist_ok=True)
+        if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
+            _delete_project(project_dir)
+        try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+            os.makedirs(project_dir, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"{project_dir} (--directory, --project-name) cannot be created ({e.strerror}); "
+                "choose another --directory."
+            ) from None
         _hold_project(project_dir)  # the folder --overwrite made, or a new one
         write_json_atomic(path, settings)
+
+
+def _delete_project(project_dir):
+    """Deletes a search for `--overwrite`, all at once (`delete_folder_whole`):
+    never half a project for the same command to take up again."""
+    try:
+        left_in = delete_folder_whole(project_dir)
+    except OSError as e:
+        raise ConfigError(
+            f"{project_dir} cannot be replaced ({e.strerror}: it and its parent folder must be "
+            "writable, and it cannot be a mount point); nothing was deleted. Choose another "
+            "--project-name, or empty this one yourself."
+        ) from None
+    if left_in:
+        print(f"Note: the search {project_dir} replaced could not be deleted completely; what "
+              f"is left of it is in {left_in}.", file=sys.stderr)
 
 
 def _hold_project(project_dir):
@@ -511,19 +545,24 @@ def _hold_project(project_dir):
 
 
 def files_no_search_writes(project_dir):
-    """The names in `project_dir` that neither this command nor KerasTuner
-    writes there (its `oracle.json`, its tuners' `<id>.json` and `trial_*`
-    folders), which `--overwrite` must not delete."""
+    """The paths, relative to `project_dir`, of what neither this command
+    nor KerasTuner writes there (its `oracle.json`, its tuners' `<id>.json`
+    and `trial_*` folders of `TRIAL_FILES`), which `--overwrite` must not
+    delete. A link counts as foreign."""
     ours = {SEARCH_FILE, SUMMARY_FILE, BEST_CONFIG_FILE, "oracle.json"}
     tuner_state = re.compile(r"(tuner\d+|chief|worker[\w-]*)\.json")
     foreign = []
     for name in sorted(os.listdir(project_dir)):
         path = os.path.join(project_dir, name)
-        if os.path.isdir(path):
-            owned = name.startswith("trial_")
-        else:
-            owned = name in ours or tuner_state.fullmatch(name) or is_partial(name)
-        if os.path.islink(path) or not owned:
+        if os.path.islink(path):
+            foreign.append(name)
+        elif os.path.isdir(path) and name.startswith("trial_"):
+            foreign += [os.path.join(name, inner) for inner in sorted(os.listdir(path))
+                        if os.path.islink(os.path.join(path, inner))
+                        or not os.path.isfile(os.path.join(path, inner))
+                        or not (inner in TRIAL_FILES or is_partial(inner))]
+        elif os.path.isdir(path) or not (name in ours or tuner_state.fullmatch(name)
+                                         or is_partial(name)):
             foreign.append(name)
     return foreign
 
@@ -572,7 +611,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             f"validation split of the training set. Received: {config.validation_size!r}"
         )
     config.validate()
-    if problem := project_name_problem(project_name):
+    if problem := project_problem(directory, project_name):
         raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)

@@ -386,6 +386,26 @@ def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, 
     assert (tmp_path / "report").read_text() == "mine"
 
 
+def test_cli_rejects_empty_folders_and_one_it_cannot_make(tmp_path, capsys, tiny_model, fake_cifar,
+                                                         monkeypatch):
+    # "" was taken for the flag left out; a folder that `os.access` allows
+    # but cannot be made (/proc/x, /sys/x as root) was makedirs' traceback.
+    monkeypatch.chdir(tmp_path)
+    tiny_model.save(str(tmp_path / "m.keras"))
+    argv = ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar]
+    for flag, default in (("--output-dir", "the default report folder"),
+                          ("--run-dir", "the .keras file's run")):
+        line = _error_line(capsys, [*argv, flag, ""])
+        assert line.endswith(f"{flag} is empty: name a folder, or leave it out for {default}."), line
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", path)
+    monkeypatch.setattr(os, "makedirs", refuse)
+    line = _error_line(capsys, [*argv, "--output-dir", str(tmp_path / "report")])
+    assert line.endswith(f"--output-dir {tmp_path / 'report'} cannot be created (Operation not "
+                         "permitted); choose another folder."), line
+    assert sorted(os.listdir(tmp_path)) == ["cifar", "m.keras"]  # no report, here or in evaluation/
+
+
 def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
     (tmp_path / "empty").mkdir()
     line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])

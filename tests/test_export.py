@@ -316,6 +316,8 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
 
 @pytest.mark.parametrize("arguments, message", [
     (dict(model_name=None), "--model-name must be a folder name (a str), such as keras_resnet"),
+    # It exported into the current folder: keras_resnet/1 in the source package.
+    (dict(export_dir=""), "--export-dir is empty: name a folder, or leave it out for saved_models."),
     (dict(class_names="abcdefghij"), "`class_names` must be a list or tuple of one-line, non-empty "
                                      "strings. Received: class_names='abcdefghij'"),
     (dict(class_names=None), "Received: class_names=None"),

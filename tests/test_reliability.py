@@ -664,6 +664,24 @@ def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, mon
     assert f"what is left of it is in {aside}." in capsys.readouterr().err
 
 
+def test_an_overwrite_from_inside_the_run_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    # The run was deleted from under the command, which then failed with a
+    # traceback (or, with an absolute --output-dir, at the export): no run.
+    from keras_resnet import run_folder
+    from keras_resnet.config import ConfigError
+
+    run = tmp_path / "run"
+    config = _finished_run(run)
+    monkeypatch.chdir(run / "checkpoints")
+    for output_dir in (str(run), ".."):
+        config.output_dir = output_dir
+        with pytest.raises(ConfigError, match=r"is the folder this command runs in, or holds it: "
+                                              r"--overwrite would delete it from under the command"):
+            run_folder.prepare_run_dir(config, overwrite=True)
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
+    assert os.listdir(run / "checkpoints") == ["best.keras"]
+
+
 def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeypatch):
     from keras_resnet import run_folder
     from keras_resnet.config import ConfigError

@@ -72,6 +72,8 @@ def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
     (["--stage-blocks", "2,0,2,2"],
      "--stage-blocks: must be positive integers separated by commas, got '2,0,2,2'"),
     (["--weight-decay", "-1e-3"], "--weight-decay must be >= 0, got -0.001."),
+    # It exported into the current folder: keras_resnet/1 in the source package.
+    (["--export-dir", ""], "--export-dir is empty: name a folder, or leave it out for saved_models."),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, message, tmp_path):
     out = run_python(["train.py", *flags, "--output-dir", str(tmp_path / "run")])

@@ -23,6 +23,7 @@ from keras_resnet import tune
 from keras_resnet.model import PARAM_CAP
 from keras_resnet.training import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.folder_lock import release_folder
 
 # Narrow networks on the seed preset (7x7/2 stem): a trial takes seconds.
 TINY = [
@@ -116,6 +117,8 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
     assert float(best_row["val_accuracy"]) == max(scores.values())
     ranked = [t["val_accuracy"] for t in result["top"]]
     assert ranked == sorted(scores.values(), reverse=True)
+    # Everything a search wrote is its own: --overwrite may replace it.
+    assert tune.files_no_search_writes(project) == []
 
     with open(result["best_config"]) as f:
         best = json.load(f)
@@ -338,9 +341,11 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
     (["--tuner-id", "chief", "--oracle-port", "99999"], "must be an integer from 1 to 65535, got '99999'"),
     (["--dropouts", ","], "must be numbers separated by commas, got ','"),
     (["--data-dir", "/nonexistent"], "--data-dir: no such folder '/nonexistent'"),
+    # It searched in the current folder (the project's own source folder).
+    (["--directory", ""], "--directory is empty: name a folder, or leave it out for runs/tuning."),
 ])
 def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp_path):
-    out = run_python(["-m", "keras_resnet.tune", *argv, "--directory", str(tmp_path)],
+    out = run_python(["-m", "keras_resnet.tune", "--directory", str(tmp_path), *argv],
                      timeout=60)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr, out.stderr
@@ -401,7 +406,6 @@ def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by
     # Two searches of one project ran the same trials; one failed deep in
     # KerasTuner (h5py's "unable to lock file"), and the files took the other
     # search's results.
-    from keras_resnet.folder_lock import release_folder
 
     project, settings = tmp_path / "resnet", {"tuner": "random", "widths": [[8]]}
     tune.check_project(str(project), settings)  # a search started here...
@@ -445,8 +449,42 @@ def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
         tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
     assert (project / "final.keras").read_text() == "trained from best_config.json"
     (project / "final.keras").unlink()
+    # Inside a trial's folder too: they were deleted without a word.
+    (project / "trial_0000" / "notes.txt").write_text("mine")
+    (project / "trial_0000" / "final").mkdir()
+    with pytest.raises(ConfigError, match=r"holds files that no search writes \(trial_0000/final, "
+                                          r"trial_0000/notes.txt\), which --overwrite would delete"):
+        tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
+    assert (project / "trial_0000" / "notes.txt").read_text() == "mine"
+    (project / "trial_0000" / "notes.txt").unlink()
+    (project / "trial_0000" / "final").rmdir()
     tune.check_project(str(project), {"tuner": "random"}, overwrite=True)  # a search: replaced
     assert os.listdir(project) == ["search.json"]
+
+
+def test_overwrite_from_inside_the_project_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    # The project was deleted from under the command, which then failed
+    # with a traceback and left no search.
+    project = tmp_path / "resnet"
+    tune.check_project(str(project), {"tuner": "random"})
+    release_folder(str(project))
+    (project / "trial_0").mkdir()
+    monkeypatch.chdir(project / "trial_0")
+    for path in (str(project), ".."):
+        with pytest.raises(ConfigError, match=r"is the folder this command runs in, or holds it: "
+                                              r"--overwrite would delete it"):
+            tune.check_project(path, {"tuner": "random"}, overwrite=True)
+    assert sorted(os.listdir(project)) == ["search.json", "trial_0"]
+
+
+def test_a_project_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
+    # /proc/x or /sys/x pass `os.access` as root: makedirs' traceback.
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", path)
+    monkeypatch.setattr(os, "makedirs", refuse)
+    with pytest.raises(ConfigError, match=r"^\S+/resnet \(--directory, --project-name\) cannot be "
+                                          r"created \(Operation not permitted\); choose another"):
+        tune.check_project(str(tmp_path / "resnet"), {"tuner": "random"})
 
 
 def folder_tree(root):
