@@ -162,6 +162,10 @@ def _read_meta(data_dir):
         # The export stores one name per line: it failed there, after training.
         raise DataError(f"{meta_path}: label_names holds {bad[0]!r}; each name must be one "
                         "non-empty line.")
+    if repeated := [name for name in class_names if class_names.count(name) > 1]:
+        # Per-class accuracy is keyed by name: ten "cat" reported one class.
+        raise DataError(f"{meta_path}: label_names holds {repeated[0]!r} "
+                        f"{class_names.count(repeated[0])} times; each class needs a name of its own.")
     return expected, class_names
 
 

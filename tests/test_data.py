@@ -8,6 +8,8 @@ import pytest
 from keras_resnet import data
 from keras_resnet.data import DataError
 
+CLASS_BYTES = [name.encode() for name in data.CLASS_NAMES]
+
 
 def test_real_folder_loads(real_cifar):
     assert real_cifar.x_train.shape == (50000, 32, 32, 3)
@@ -121,6 +123,25 @@ def test_label_names_that_cannot_be_one_line_each_are_refused(fake_cifar, name):
     with pytest.raises(DataError, match=re.escape(f"label_names holds {name!r}; each name must be "
                                                   "one non-empty line.")):
         data.load_cifar10(fake_cifar)
+
+
+@pytest.mark.parametrize("names, message", [
+    ([b"cat"] * 10, "'cat' 10 times"),
+    ([*CLASS_BYTES[:5], b"cat", *CLASS_BYTES[6:]], "'cat' 2 times"),  # "dog" written "cat"
+])
+def test_label_names_that_repeat_a_name_are_refused(fake_cifar, names, message):
+    # They trained: per_class_accuracy in metrics.json collapsed to one
+    # {"cat": ...}, and the export named ten classes "cat".
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="bytes")
+    with open(path, "wb") as f:
+        pickle.dump({**meta, b"label_names": names}, f)
+    expected = re.escape(f"{path}: label_names holds {message}; each class needs a name of its own.")
+    with pytest.raises(DataError, match=expected):
+        data.load_cifar10(fake_cifar)
+    with pytest.raises(DataError, match=expected):  # what `export --data-dir` reads
+        data.read_class_names(fake_cifar)
 
 
 @pytest.mark.parametrize("names", [5, "abcdefghij"])

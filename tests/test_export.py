@@ -314,6 +314,31 @@ def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+def test_export_cli_refuses_a_data_folder_that_names_two_classes_alike(tmp_path, capsys):
+    # Ten "cat" in batches.meta were exported as ten classes named "cat".
+    import pickle
+
+    from keras_resnet import build_model
+    from keras_resnet.export import main
+    from tests.conftest import call_main, write_fake_cifar
+
+    data_dir = write_fake_cifar(str(tmp_path / "data"), per_batch=1, test_count=1)
+    meta_path = os.path.join(data_dir, "batches.meta")
+    with open(meta_path, "rb") as f:
+        meta = pickle.load(f)
+    with open(meta_path, "wb") as f:
+        pickle.dump({**meta, b"label_names": [b"cat"] * 10}, f)
+    checkpoint = str(tmp_path / "m.keras")
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(checkpoint)
+
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(tmp_path / "e"),
+                                      "--data-dir", data_dir], capsys)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"python -m keras_resnet.export: error: {meta_path}: label_names holds "
+                                "'cat' 10 times; each class needs a name of its own."]
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize("arguments, message", [
     (dict(model_name=None), "--model-name must be a folder name (a str), such as keras_resnet"),
     # It exported into the current folder: keras_resnet/1 in the source package.
