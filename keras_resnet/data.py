@@ -106,10 +106,13 @@ def _read_batch(path, expected_count):
         raise DataError(
             f"CIFAR-10 file {path}: labels have dtype {labels.dtype}, expected integers 0-9."
         )
-    if labels.shape != (data.shape[0],):
+    count = data.shape[0]
+    if labels.shape == (count, 1):  # a column, as keras.datasets.cifar10 gives them
+        labels = labels.reshape(count)
+    if labels.shape != (count,):
         raise DataError(
-            f"CIFAR-10 file {path}: {labels.size} labels for "
-            f"{data.shape[0]} images."
+            f"CIFAR-10 file {path}: labels have shape {labels.shape}; expected {count} integers "
+            f"0-9, one per image (a list, or an array of shape ({count},) or ({count}, 1))."
         )
     if expected_count is not None and data.shape[0] != expected_count:
         raise DataError(

@@ -183,6 +183,34 @@ def test_labels_that_are_not_integers_are_refused(fake_cifar, labels, message):
         data.load_cifar10(fake_cifar)
 
 
+def test_labels_in_a_column_load_as_a_list(fake_cifar):
+    # As keras.datasets.cifar10.load_data() gives them, (N, 1): refused as
+    # "200 labels for 200 images".
+    expected = data.load_cifar10(fake_cifar)
+    for name in (*data.TRAIN_FILES, data.TEST_FILE):
+        path = os.path.join(fake_cifar, name)
+        with open(path, "rb") as f:
+            labels = pickle.load(f, encoding="bytes")[b"labels"]
+        rewrite_batch(fake_cifar, name, {b"labels": np.array(labels, "int64")[:, None]})
+    loaded = data.load_cifar10(fake_cifar)
+    for got, want in ((loaded.y_train, expected.y_train), (loaded.y_test, expected.y_test)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("labels, shape", [
+    (np.zeros((1, 20), "int64"), "(1, 20)"),
+    (np.zeros((20, 2), "int64"), "(20, 2)"),
+    (np.zeros(7, "int64"), "(7,)"),
+])
+def test_labels_that_are_not_one_per_image_are_named_by_their_shape(fake_cifar, labels, shape):
+    rewrite_batch(fake_cifar, "data_batch_2", {b"labels": labels})
+    with pytest.raises(DataError, match=re.escape(
+            f"data_batch_2: labels have shape {shape}; expected 20 integers 0-9, one per image "
+            "(a list, or an array of shape (20,) or (20, 1)).")):
+        data.load_cifar10(fake_cifar)
+
+
 def test_wrong_count(fake_cifar):
     rewrite_batch(fake_cifar, "data_batch_5", {
         b"data": np.zeros((7, 3072), np.uint8), b"labels": [0] * 7})
