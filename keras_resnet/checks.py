@@ -10,6 +10,10 @@ import math
 import numbers
 import os
 
+import numpy as np
+
+from keras_resnet.presets import IMAGE_SHAPE
+
 
 def _refuse(name, value, expected):
     # NumPy floats pass as numbers; other NumPy values fail for their type,
@@ -78,3 +82,17 @@ def check_metric_name(name, value):
     """The name of a logged metric (a non-empty `str`)."""
     if not isinstance(value, str) or not value:
         _refuse(name, value, 'the name of a logged metric, e.g. "val_accuracy"')
+
+
+def check_images(name, images, allow_empty=False):
+    """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
+    `allow_empty`; returned as a float32 NumPy array. A model would take
+    others: Keras retraces a network for 28x28 images without a word."""
+    images = np.asarray(images, dtype="float32")
+    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not (len(images) or allow_empty):
+        raise ValueError(
+            f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
+            f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
+            f"(N, {', '.join(map(str, IMAGE_SHAPE))}). Received: shape {images.shape}"
+        )
+    return images

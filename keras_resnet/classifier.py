@@ -2,7 +2,8 @@
 
 `load_classifier(path)` is what `python -m keras_resnet.evaluate` and
 `python -m keras_resnet.predict` load models with (the serving benchmark
-uses `SavedModelClassifier` itself): both kinds answer Keras' `predict(images, batch_size, verbose)`, and a bad
+uses `SavedModelClassifier` itself): both kinds answer Keras' `predict(images, batch_size, verbose)`,
+which refuses images of another shape than (N, 32, 32, 3) in a `ValueError`, and a bad
 path or a foreign model is one `ModelError` whose message says what to pass.
 """
 
@@ -10,6 +11,7 @@ import os
 
 import numpy as np
 
+from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.export import version_folders
@@ -25,7 +27,47 @@ class ModelError(ValueError):
     """The model is missing or not a keras-resnet classifier."""
 
 
-class SavedModelClassifier:
+class _Classifier:
+    """What both kinds share: a `predict` that checks the images first."""
+
+    def predict(self, images, batch_size=256, verbose=0):
+        """Probabilities of (N, 32, 32, 3) images in 0-255, as float32
+        (N, 10) numpy, batch by batch (like `Model.predict`).
+
+        Raises:
+            ValueError: `images` are not a batch of 32x32 RGB images (the
+                model would take 28x28 ones, or fail deep inside), or
+                `batch_size` is not a positive integer.
+        """
+        check_int("batch_size", batch_size)
+        images = check_images("images", images, allow_empty=True)
+        if not len(images):  # Keras' own predict fails on it
+            return np.zeros((0, NUM_CLASSES), "float32")
+        return self._predict(images, batch_size, verbose)
+
+
+class KerasClassifier(_Classifier):
+    """A `.keras` classifier (from `model.load_model`) whose `predict` checks
+    its images: once Keras' own has traced 32x32 images, it retraces the
+    network for 28x28 or one-channel ones and classifies them without a word.
+
+    Attributes:
+        model: the Keras model.
+        name: its name.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.name = model.name
+
+    def count_params(self):
+        return self.model.count_params()
+
+    def _predict(self, images, batch_size, verbose):
+        return self.model.predict(images, batch_size=batch_size, verbose=verbose)
+
+
+class SavedModelClassifier(_Classifier):
     """An exported SavedModel's `serving_default`, with Keras' `predict()`,
     and its class names (from the `class_names` signature when it has one).
 
@@ -103,11 +145,9 @@ class SavedModelClassifier:
         images = self._tf.constant(images, dtype=self._tf.float32)
         return self._serve(images=images)["probabilities"].numpy()
 
-    def predict(self, images, batch_size=256, verbose=0):
-        """Probabilities of `images`, batch by batch (like `Model.predict`)."""
+    def _predict(self, images, batch_size, verbose):
         import keras
 
-        check_int("batch_size", batch_size)
         count = len(images)
         progress = keras.utils.Progbar(count) if verbose else None
         outputs = []
@@ -115,8 +155,6 @@ class SavedModelClassifier:
             outputs.append(self(images[start : start + batch_size]))
             if progress:
                 progress.update(min(start + batch_size, count))
-        if not outputs:
-            return np.zeros((0, NUM_CLASSES), "float32")
         return np.concatenate(outputs)
 
 
@@ -180,8 +218,8 @@ def load_classifier(path):
 
     Returns:
         `(model, kind)`: something with `predict(images, batch_size, verbose)`
-        and `name` (a Keras model, or a `SavedModelClassifier` that also has
-        `class_names`), and `"keras"` or `"saved_model"`.
+        and `name` (a `KerasClassifier`, or a `SavedModelClassifier` that also
+        has `class_names`), and `"keras"` or `"saved_model"`.
 
     Raises:
         ModelError: the path is missing or not a keras-resnet classifier.
@@ -199,6 +237,6 @@ def load_classifier(path):
     from keras_resnet.model import load_model
 
     try:
-        return load_model(path), "keras"
+        return KerasClassifier(load_model(path)), "keras"
     except ValueError as e:
         raise ModelError(str(e)) from None

@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
@@ -32,7 +33,6 @@ from keras_resnet.config import empty_folder_problem
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
-from keras_resnet.presets import IMAGE_SHAPE
 from keras_resnet.presets import NUM_CLASSES
 
 
@@ -89,12 +89,7 @@ def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
         A list of `1 + len(transforms)` arrays of shape (N, classes).
     """
     check_int("batch_size", batch_size)
-    images = np.asarray(images, dtype="float32")
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not len(images):
-        raise ValueError(
-            f"`images` must be a batch of one or more {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB "
-            f"images, shape (N, {', '.join(map(str, IMAGE_SHAPE))}). Received: shape {images.shape}"
-        )
+    images = check_images("images", images)
     views = [images] + [transform(images) for transform in transforms]
     return [
         np.asarray(model.predict(view, batch_size=batch_size, verbose=verbose))

@@ -305,6 +305,27 @@ def test_signature_rejects_wrong_dtype_or_shape(loaded, dtype, shape, error):
         serve(images=tf.zeros(shape, dtype))
 
 
+def test_a_classifier_checks_its_images_before_the_model_gets_them(served):
+    # Once a .keras model had predicted 32x32 images, Keras retraced it for
+    # 28x28 or one-channel ones and classified them without a word; an empty
+    # batch died in Keras' UnboundLocalError; a SavedModel raised TensorFlow's
+    # InvalidArgumentError from tf.ensure_shape.
+    from keras_resnet.classifier import load_classifier
+
+    for path in (served.keras_path, served.version_dir):
+        classifier, kind = load_classifier(path)
+        np.testing.assert_allclose(classifier.predict(served.images[:2].astype("float32")),
+                                   served.probabilities[:2],
+                                   atol=1e-4, err_msg=kind)
+        for shape in ((2, 28, 28, 3), (2, 32, 32, 1), (32, 32, 3), (2, 3, 32, 32)):
+            with pytest.raises(ValueError) as info:
+                classifier.predict(np.zeros(shape, "float32"))
+            assert str(info.value) == ("`images` must be a batch of 32x32 RGB images, shape "
+                                       f"(N, 32, 32, 3). Received: shape {shape}"), kind
+        empty = classifier.predict(np.zeros((0, 32, 32, 3), "uint8"), batch_size=4)
+        assert (empty.shape, empty.dtype) == ((0, 10), np.float32), kind
+
+
 # === python -m keras_resnet.predict ===
 
 
