@@ -326,6 +326,40 @@ def test_a_classifier_checks_its_images_before_the_model_gets_them(served):
         assert (empty.shape, empty.dtype) == ((0, 10), np.float32), kind
 
 
+def test_the_highest_version_is_the_highest_number(tmp_path):
+    # Sorted as names, "9" comes after "10".
+    from keras_resnet.classifier import resolve_saved_model
+
+    for version in ("9", "10"):
+        (tmp_path / "m" / version).mkdir(parents=True)
+        (tmp_path / "m" / version / "saved_model.pb").write_bytes(b"")
+    assert resolve_saved_model(str(tmp_path / "m")) == str(tmp_path / "m" / "10")
+
+
+def save_serving_module(path, row):
+    """A SavedModel whose serving_default gives every image the outputs `row`."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda images: {"probabilities": tf.tile(tf.constant([row], tf.float32),
+                                                 [tf.shape(images)[0], 1])},
+        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return str(path)
+
+
+def test_a_saved_model_of_another_number_of_classes_is_refused(tmp_path):
+    from keras_resnet.classifier import ModelError
+    from keras_resnet.classifier import load_classifier
+
+    path = save_serving_module(tmp_path / "eleven", [1 / 11] * 11)
+    with pytest.raises(ModelError) as info:
+        load_classifier(path)
+    assert str(info.value) == (f"{path} is not a CIFAR-10 classifier: serving_default maps "
+                               "(None, 32, 32, 3) to (None, 11), expected (None, 32, 32, 3) to (None, 10).")
+
+
 # === python -m keras_resnet.predict ===
 
 
