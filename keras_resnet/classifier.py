@@ -165,9 +165,11 @@ def probabilities_problem(row):
     which would also make predict's JSON invalid)."""
     row = np.asarray(row, dtype=np.float64)
     total = float(row.sum())
-    if row.min() >= 0 and abs(total - 1) <= PROBABILITY_SUM_TOLERANCE:
-        return None
-    return f"does not output class probabilities (one image's outputs sum to {total:.3g}, not 1)"
+    if not abs(total - 1) <= PROBABILITY_SUM_TOLERANCE:  # NaN too
+        return f"does not output class probabilities (one image's outputs sum to {total:.3g}, not 1)"
+    if row.min() < 0:
+        return f"does not output class probabilities (one image's outputs include {row.min():.3g}, below 0)"
+    return None
 
 
 def _first_line(error):

@@ -360,6 +360,20 @@ def test_a_saved_model_of_another_number_of_classes_is_refused(tmp_path):
                                "(None, 32, 32, 3) to (None, 11), expected (None, 32, 32, 3) to (None, 10).")
 
 
+def test_a_saved_model_with_a_negative_output_is_refused(tmp_path):
+    # Outputs that sum to 1 but hold a negative value are no probabilities
+    # (the refusal read "sum to 1, not 1").
+    from keras_resnet.classifier import ModelError
+    from keras_resnet.classifier import load_classifier
+
+    path = save_serving_module(tmp_path / "negative", [-0.5, 1.5] + [0.0] * 8)
+    with pytest.raises(ModelError) as info:
+        load_classifier(path)
+    assert str(info.value) == (f"{path} does not output class probabilities (one image's outputs "
+                               "include -0.5, below 0): export a model that ends with a softmax, "
+                               "as build_model's does.")
+
+
 # === python -m keras_resnet.predict ===
 
 
