@@ -509,9 +509,12 @@ def test_image_conversion(served, tmp_path):
     enlarged = np.asarray(Image.fromarray(original).resize((96, 96), Image.Resampling.NEAREST))
     wide = np.zeros((96, 131, 3), np.uint8)
     wide[:, 17:113] = enlarged  # (131 - 96) // 2 = 17 columns cut on the left
+    tall = np.zeros((131, 96, 3), np.uint8)
+    tall[17:113] = enlarged  # and 17 rows at the top
     cases = {
         "exact.png": (Image.fromarray(original), original),
         "enlarged.png": (Image.fromarray(wide), original),
+        "enlarged_tall.png": (Image.fromarray(tall), original),
         "transparent.png": (Image.new("RGBA", (50, 40), (10, 20, 30, 0)), 255),
         "half_black.png": (Image.new("LA", (40, 50), (0, 128)), 127),
         "gray16.png": (Image.fromarray(np.full((8, 8), 32896, np.uint16)), 128),
@@ -525,8 +528,19 @@ def test_image_conversion(served, tmp_path):
     cases["checker.png"] = (Image.fromarray(checker), 100)
     palette = Image.fromarray(original).convert("P", palette=Image.Palette.ADAPTIVE)
     cases["palette.png"] = (palette, np.asarray(palette.convert("RGB")))
-    for name, (image, expected) in cases.items():
-        image.save(tmp_path / name)
+    # A tRNS chunk's transparent palette entry or RGB colour is white too.
+    halves = np.zeros((32, 32), np.uint8)
+    halves[16:] = 1
+    two_colours = Image.fromarray(halves, "P")
+    two_colours.putpalette([10, 20, 30, 200, 100, 50])
+    expected = np.full((32, 32, 3), 255, np.uint8)
+    expected[16:] = (200, 100, 50)
+    cases["palette_trns.png"] = (two_colours, expected, dict(transparency=0))
+    cases["rgb_trns.png"] = (two_colours.convert("RGB"), expected, dict(transparency=(10, 20, 30)))
+    for name, (image, expected, *options) in cases.items():
+        image.save(tmp_path / name, **(options[0] if options else {}))
+        if options:  # the file has its tRNS chunk
+            assert Image.open(tmp_path / name).info["transparency"] == options[0]["transparency"]
         array = load_image(str(tmp_path / name))
         assert array.dtype == np.uint8 and array.shape == (32, 32, 3), name
         np.testing.assert_array_equal(array, np.broadcast_to(expected, (32, 32, 3)), name)
