@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import build_model, data
-from keras_resnet.config import ConfigError, TrainConfig
+from keras_resnet.config import MAX_EPOCHS, ConfigError, TrainConfig
 from keras_resnet.training import compile_model, fit_inputs, learning_rate_schedule
 from tests.conftest import run_python
 
@@ -133,6 +133,31 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match=r"--flip must be one of \['random', 'alternating'\], got 'sideways'"):
         TrainConfig.from_dict({"flip": "sideways"}).validate()
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
+
+
+@pytest.mark.parametrize("refused, accepted, message", [
+    # Each range's bound, refused, beside the nearest value it takes: a
+    # momentum (or smoothing, dropout) of 1 trains nothing, a seed of 2**32
+    # overflows NumPy's, and 90 is a percentage where a fraction is meant.
+    (dict(momentum=1.0), dict(momentum=0.999), "--momentum must be in [0, 1), got 1.0."),
+    (dict(label_smoothing=1.0), dict(label_smoothing=0.999),
+     "--label-smoothing must be in [0, 1), got 1.0."),
+    (dict(dropout=1.0), dict(dropout=0.999), "--dropout must be in [0, 1), got 1.0."),
+    (dict(seed=2**32), dict(seed=2**32 - 1), "--seed must be in [0, 2**32), got 4294967296."),
+    (dict(target_accuracy=90), dict(target_accuracy=1), "--target-accuracy must be in (0, 1], got 90."),
+    (dict(epochs=MAX_EPOCHS + 1), dict(epochs=MAX_EPOCHS),
+     "--epochs must be at most 1,000,000, got 1000001."),
+    (dict(checkpoint_seconds=-1), dict(checkpoint_seconds=0), "--checkpoint-seconds must be >= 0, got -1."),
+    (dict(num_processes=2, process_id=2), dict(num_processes=2, process_id=1),
+     "--process-id must be in [0, 2), got 2."),
+])
+def test_config_refuses_each_range_at_its_bound(refused, accepted, message, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # what several processes need (read, not loaded)
+    several = dict(coordinator_address="localhost:1234") if "num_processes" in refused else {}
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**refused, **several).validate()
+    assert str(info.value) == message
+    TrainConfig(**accepted, **several).validate()
 
 
 @pytest.mark.parametrize("settings, message", [
