@@ -363,6 +363,18 @@ def test_weight_decay_is_keras_own_with_the_schedule_evaluated_once_per_step(bac
         np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
 
 
+def test_another_stage_count_keeps_the_presets_first_stride():
+    # Three stages on the seed preset (strides 1, 2, 2, 2): its first stage
+    # keeps the stem's resolution, and each later one halves it. Striding
+    # the first too would drop a resolution the preset never drops.
+    config = TrainConfig(stage_filters=[8, 8, 8], stage_blocks=[1, 1, 1])
+    assert config.model_overrides()["stage_strides"] == [1, 2, 2]
+    model = build_model(config.preset, **config.model_overrides())
+    sides = [model.get_layer(name).output.shape[1]
+             for name in ("stem_relu", "stage1_block1", "stage2_block1", "stage3_block1")]
+    assert sides == [16, 16, 8, 4]
+
+
 def test_bn_momentum_overrides_the_presets():
     config = TrainConfig(preset="fast", bn_momentum=0.6)
     assert config.model_overrides() == {"bn_momentum": 0.6}
