@@ -260,6 +260,35 @@ def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
     assert prepare_run_dir(config) == run_dir
 
 
+def test_settings_added_later_count_as_their_defaults(tmp_path):
+    # A run folder from before a setting existed resumes: the setting had
+    # its default then. (As layout.json's arguments, above.)
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.run_folder import prepare_run_dir
+
+    config = TrainConfig(output_dir=str(tmp_path / "run"))
+    run_dir = prepare_run_dir(config)
+    path = os.path.join(run_dir, "config.json")
+    older = json.loads(open(path).read())
+    del older["offset_lr_scale"]  # as written before the setting existed
+    open(path, "w").write(json.dumps(older))
+    assert prepare_run_dir(config) == run_dir
+
+
+@pytest.mark.parametrize("setting", [dict(checkpoint_seconds=600), dict(tta_views="flip-shift")])
+def test_a_run_resumes_with_other_placement_settings(tmp_path, setting):
+    # How often checkpoints are written and how the result is evaluated
+    # change nothing that is trained: a stopped run resumes with others.
+    import dataclasses
+
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.run_folder import prepare_run_dir
+
+    config = TrainConfig(output_dir=str(tmp_path / "run"))
+    run_dir = prepare_run_dir(config)
+    assert prepare_run_dir(dataclasses.replace(config, **setting)) == run_dir
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--train-size", "2000"], "--train-size 2000 is larger than the 100 training images"),
     (["--batch-size", "256"], "--batch-size 256 is larger than the 100 training images"),
