@@ -262,9 +262,9 @@ def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
 def test_processes_resume_after_the_epoch_that_every_one_backed_up(tmp_path):
     # A kill caught process 0 after its backup of epoch 3 and process 1
     # before it: both must resume after epoch 2.
-    from tests.test_checkpoints import back_up_three_epochs
+    from tests.test_checkpoints import back_up_epochs
 
-    backup, _, _ = back_up_three_epochs(tmp_path / "run0")
+    backup, _, _ = back_up_epochs(tmp_path / "run0")
     (tmp_path / "run1" / "backup").mkdir(parents=True)
     for name in ("latest.weights.h5", "training_metadata.json"):
         with open(os.path.join(backup, name + ".bkp"), "rb") as f:

@@ -35,14 +35,16 @@ class FilesSeen(keras.callbacks.Callback):
         self.seen.append(os.path.exists(self.path))
 
 
-def fit_with_schedule(tmp_path, min_seconds, scores):
+def fit_with_schedule(tmp_path, min_seconds, scores, stop=()):
+    """`stop`: callbacks placed before the schedule, as train.py places
+    those that stop training."""
     keras.utils.set_random_seed(0)
     model, x, y = tiny_model_and_batch()
     metric, schedule = FakeMetric(scores), CheckpointSchedule(min_seconds)
     best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
     seen = FilesSeen(last)
     model.fit(x, y, batch_size=8, epochs=len(scores), verbose=0, callbacks=[
-        metric, schedule,
+        metric, *stop, schedule,
         AtomicModelCheckpoint(best, monitor="score", schedule=schedule),
         AtomicModelCheckpoint(last, schedule=schedule),
         ScheduledBackupAndRestore(str(tmp_path / "backup"), schedule, delete_checkpoint=False),
@@ -63,9 +65,46 @@ def test_spaced_checkpoints_write_at_the_end_and_keep_the_best_epoch(tmp_path):
 
 
 def test_zero_seconds_checkpoints_every_epoch(tmp_path):
-    weights, best, _, seen = fit_with_schedule(tmp_path, 0, [0.1, 0.2, 0.9, 0.3])
+    weights, best, _, seen = fit_with_schedule(tmp_path, 0, [0.1, 0.2, 0.9, 0.9])
     assert seen == [True, True, True, True]
+    # The first epoch of the best score: a later one that only ties it
+    # does not replace it.
     assert all(np.array_equal(a, b) for a, b in zip(best, weights[2]))
+
+
+def test_a_run_stopped_early_checkpoints_its_last_epoch(tmp_path):
+    # Reaching the target ends the run at epoch 2 of 4, long before the
+    # interval: its checkpoints and backup must still hold that epoch.
+    from callbacks import StopAtAccuracy
+
+    weights, best, last, seen = fit_with_schedule(
+        tmp_path, 1e9, [0.1, 0.9, 0.3, 0.2], stop=[StopAtAccuracy(0.5, monitor="score")])
+    assert seen == [False, True]
+    assert all(np.array_equal(a, b) for a, b in zip(best, weights[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(last, weights[1]))
+    with open(tmp_path / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 2
+
+
+def test_the_interval_counts_from_the_last_checkpoint(monkeypatch):
+    # With 5 s between checkpoints, epochs ending at 6, 8 and 12 s: the
+    # first writes, the second is 2 s after it and waits, the third is due.
+    from types import SimpleNamespace
+
+    from callbacks import checkpoint
+
+    clock = iter([0.0, 6.0, 8.0, 12.0])
+    monkeypatch.setattr(checkpoint, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    model, _, _ = tiny_model_and_batch()
+    schedule = CheckpointSchedule(5)
+    schedule.set_model(model)
+    schedule.set_params({"epochs": 10})
+    schedule.on_train_begin()
+    due = []
+    for epoch in range(3):
+        schedule.on_epoch_end(epoch)
+        due.append(schedule.due)
+    assert due == [True, False, True]
 
 
 def test_an_epoch_end_serializes_the_model_once_for_both_checkpoints(tmp_path):
@@ -107,15 +146,15 @@ def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(kept, metric.weights[0]))
 
 
-def back_up_three_epochs(tmp_path):
-    """Fits three epochs backing up after each (the latest backup and the
+def back_up_epochs(tmp_path, count=3):
+    """Fits `count` epochs backing up after each (the latest backup and the
     one before it); returns the backup folder, the model and each epoch's
     weights."""
     keras.utils.set_random_seed(0)
     model, x, y = tiny_model_and_batch()
-    metric, schedule = FakeMetric([0.1, 0.2, 0.3]), CheckpointSchedule(0)
+    metric, schedule = FakeMetric([0.1, 0.2, 0.3][:count]), CheckpointSchedule(0)
     backup = str(tmp_path / "backup")
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+    model.fit(x, y, batch_size=8, epochs=count, verbose=0, callbacks=[
         metric, schedule,
         ScheduledBackupAndRestore(backup, schedule, double_checkpoint=True, delete_checkpoint=False),
     ])
@@ -161,7 +200,7 @@ def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, 
     from keras_resnet import training
     from keras_resnet.config import TrainConfig
 
-    backup, model, weights = back_up_three_epochs(tmp_path)
+    backup, model, weights = back_up_epochs(tmp_path)
     path = os.path.join(backup, broken)
     with open(path, "r+b") as f:  # cut short, as by a failing disk
         f.truncate(os.path.getsize(path) // 2)
@@ -181,7 +220,7 @@ def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, 
 
 
 def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, capsys):
-    backup, model, weights = back_up_three_epochs(tmp_path)
+    backup, model, weights = back_up_epochs(tmp_path)
     record = os.path.join(backup, "training_metadata.json")
     with open(record, "w") as f:  # stopped before the epoch-3 record replaced epoch 2's
         f.write(open(record + ".bkp").read())
@@ -196,7 +235,7 @@ def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, 
 def test_a_first_backup_stopped_before_its_record_starts_over(tmp_path, capsys):
     # A stop between the weights and the record of the very first backup:
     # there is no epoch to resume from, and nothing lost but that epoch.
-    backup, _, _ = back_up_three_epochs(tmp_path)
+    backup, _, _ = back_up_epochs(tmp_path)
     for name in ("training_metadata.json", "latest.weights.h5.bkp", "training_metadata.json.bkp"):
         os.remove(os.path.join(backup, name))
     assert recover_backup(backup) == 0
@@ -206,7 +245,7 @@ def test_a_first_backup_stopped_before_its_record_starts_over(tmp_path, capsys):
 
 
 def test_a_process_ahead_of_the_others_rolls_back_one_backup(tmp_path, capsys):
-    backup, model, weights = back_up_three_epochs(tmp_path)
+    backup, model, weights = back_up_epochs(tmp_path)
     with pytest.raises(BackupUnreadable, match="is after epoch 3, and the one before it is not after epoch 1"):
         roll_back_backup(backup, 1)  # the backup before holds epoch 2, not 1
     assert backup_epochs(backup) == 3 and backup_weights_equal(model, backup, weights[2])
@@ -223,6 +262,21 @@ def test_a_process_ahead_of_the_others_rolls_back_one_backup(tmp_path, capsys):
         os.remove(os.path.join(backup, name))  # as after the first backup
     roll_back_backup(backup, 0)  # another process had backed nothing up
     assert os.listdir(backup) == [] and recover_backup(backup) == 0
+
+
+def test_a_roll_back_to_the_first_epoch_keeps_its_backup(tmp_path, capsys):
+    # Back to epoch 1 is back to a backup, not to none.
+    backup, model, weights = back_up_epochs(tmp_path, count=2)
+    roll_back_backup(backup, 1)
+    assert backup_epochs(backup) == 1 and backup_weights_equal(model, backup, weights[0])
+    assert recover_backup(backup) == 1
+
+
+def test_backups_other_than_at_epoch_ends_are_refused(tmp_path):
+    # Keras' `save_freq=N` backs up every N steps, in a way the schedule
+    # and `recover_backup` know nothing of.
+    with pytest.raises(ValueError, match="^ScheduledBackupAndRestore backs up at epoch ends only.$"):
+        ScheduledBackupAndRestore(str(tmp_path / "backup"), CheckpointSchedule(), save_freq=5)
 
 
 def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, tmp_path):
