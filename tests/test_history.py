@@ -110,3 +110,27 @@ def test_a_history_value_that_is_not_finite_is_no_best_epoch(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,val_accuracy\r\n0,0.5\r\n1,nan\r\n2,inf\r\n3,NA\r\n")
     assert best_in_history(str(path), "val_accuracy") == 0.5
+
+
+def test_the_best_epoch_of_a_history_is_its_highest_value(tmp_path):
+    from keras_resnet.run_folder import best_in_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,val_accuracy\r\n0,0.5\r\n1,0.7\r\n2,0.6\r\n")
+    assert best_in_history(str(path), "val_accuracy") == 0.7  # not the last epoch's
+
+
+def test_a_row_cut_short_of_its_line_end_is_ended_when_trimmed(tmp_path):
+    # A stop while a row was written can leave it without its "\r\n": the
+    # resumed run's first row would then continue that line.
+    from keras_resnet.run_folder import trim_history
+
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,loss\r\n0,2.5\r\n1,2.4")
+    trim_history(str(path), 2)  # the backup held 2 epochs
+    model, x, y = tiny_model_and_batch()
+    model.fit(x, y, batch_size=8, epochs=3, initial_epoch=2, verbose=0,
+              callbacks=[HistoryCSVLogger(str(path))])
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [line.split(b",")[0] for line in lines] == [b"epoch", b"0", b"1", b"2"]
+    assert lines[2] == b"1,2.4\r\n" and all(line.endswith(b"\r\n") for line in lines)
