@@ -202,6 +202,23 @@ def test_read_history_reads_the_header_columns_of_a_row_with_more_fields(tmp_pat
     np.testing.assert_allclose(columns["loss"], [2.3, 2.0])
 
 
+def test_a_column_logged_in_some_epochs_is_plotted_against_1_based_epochs(tmp_path, monkeypatch):
+    # Validation every other epoch (`validation_freq=2`) leaves "NA" in the
+    # epochs without it: the curve is drawn at the epochs that have it, and
+    # the epochs count from 1, as train.py prints them (CSVLogger's from 0).
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,val_loss\n0,2.5,NA\n1,2.3,2.2\n2,2.1,NA\n")
+    np.testing.assert_allclose(ev.read_history(str(history))["val_loss"], [np.nan, 2.2, np.nan])
+    figures = []
+    new_figure = ev._new_figure
+    monkeypatch.setattr(ev, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    assert sorted(ev.plot_training_curves(str(history), str(tmp_path / "curves"))) == ["loss"]
+    (axes,) = figures[0].axes
+    assert [line.get_label() for line in axes.lines] == ["training", "validation"]
+    for line in axes.lines:
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+
+
 def test_a_diverged_history_gives_a_warning_not_an_empty_curve(tmp_path, capsys):
     history = tmp_path / "history.csv"
     history.write_text("epoch,accuracy,learning_rate,loss\n0,0.1,0.05,nan\n1,0.1,0.1,nan\n")
@@ -521,6 +538,34 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
     for key in ("test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
         assert keras_result[key] == saved_result[key], key
     assert keras_result["test_loss"] == pytest.approx(saved_result["test_loss"], abs=1e-5)
+
+
+def test_cli_tta_reports_the_tta_details_and_the_plain_loss(tmp_path, tiny_model, capsys):
+    # With --tta, the per-class accuracy and the confusion matrix describe
+    # the TTA predictions (as the API's details="tta"); the test loss stays
+    # the plain prediction's, which the TTA views do not change.
+    from keras_resnet.data import load_cifar10
+
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=100)
+    model = str(tmp_path / "m.keras")
+    tiny_model.save(model)
+    reports = {}
+    for name, flags in (("plain", []), ("tta", ["--tta"])):
+        argv = ["--model", model, "--data-dir", data, "--mistakes", "0",
+                "--output-dir", str(tmp_path / name), *flags]
+        assert ev.main(argv) == 0
+        capsys.readouterr()
+        reports[name] = json.loads((tmp_path / name / "evaluation.json").read_text())
+    test = load_cifar10(data)
+    api = {details: ev.evaluate(tiny_model, test.x_test, test.y_test, details=details)[0]
+           for details in ("plain", "tta")}
+    assert api["plain"]["confusion_matrix"] != api["tta"]["confusion_matrix"]  # else no test
+    assert api["plain"]["test_loss"] == api["tta"]["test_loss"]
+    for name in ("plain", "tta"):
+        assert reports[name]["details"] == name
+        assert reports[name]["confusion_matrix"] == api[name]["confusion_matrix"]
+        assert reports[name]["per_class_accuracy"] == pytest.approx(api[name]["per_class_accuracy"])
+        assert reports[name]["test_loss"] == pytest.approx(api["plain"]["test_loss"], abs=1e-6)
 
 
 def test_a_saved_model_version_has_one_report_however_it_is_named(
