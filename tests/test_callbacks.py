@@ -70,6 +70,26 @@ def test_throughput_counts_every_step_when_batch_ends_come_out_of_order():
     assert 30 / (after - before) <= logs["images_per_sec"] <= 30 / 0.15
 
 
+def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
+    # Epoch 2 starts 10 s in and takes 1 s for its two steps of 10 images:
+    # 20 images per second, not 20 over the 11 s since epoch 1 began.
+    from types import SimpleNamespace
+
+    from callbacks import throughput
+
+    clock = iter([0.0, 1.0, 2.0, 10.0, 10.5, 11.0])
+    monkeypatch.setattr(throughput, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    logger, rates = ThroughputLogger(batch_size=10), []
+    for epoch in range(2):
+        logs = {}
+        logger.on_epoch_begin(epoch)
+        for step in range(2):
+            logger.on_train_batch_end(step)
+        logger.on_epoch_end(epoch, logs)
+        rates.append(logs["images_per_sec"])
+    assert rates == [10.0, 20.0]
+
+
 @pytest.mark.parametrize("make, received", [
     (lambda: StopAtAccuracy(True), "target=True"),
     (lambda: StopAtAccuracy("0.9"), "target='0.9'"),  # a TypeError from `<` before
