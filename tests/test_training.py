@@ -270,6 +270,22 @@ def test_lookahead_restarts_from_a_ramped_average_every_five_steps(real_cifar, t
     assert (restored.total_steps, restored.lookahead_momentum, restored.period) == (12, 0.9, 5)
 
 
+def test_lookahead_momentum_stays_at_its_end_value_past_total_steps():
+    # `fit` called again steps past `total_steps`: the ramp holds at
+    # `lookahead_momentum` (unclamped, the momentum kept growing with the
+    # steps, and once past 1 the average diverged).
+    from keras_resnet.optimizers import LookaheadSGD
+
+    optimizer = LookaheadSGD(total_steps=4, lookahead_momentum=0.5)
+    weight = keras.Variable(np.full((2,), 3.0, "float32"))
+    optimizer.build([weight])
+    (average,) = optimizer._model_variables_moving_average
+    average.assign(np.ones((2,), "float32"))
+    optimizer.iterations.assign(8)  # twice total_steps
+    optimizer._update_model_variables_moving_average([weight])
+    np.testing.assert_allclose(average.numpy(), [2.0, 2.0])  # 0.5 * 1 + 0.5 * 3
+
+
 def test_lookahead_arguments_are_checked():
     from keras_resnet.optimizers import LookaheadSGD
     from keras_resnet.optimizers import OffsetScaledSGD
