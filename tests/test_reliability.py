@@ -897,3 +897,25 @@ def test_a_run_folder_in_use_by_another_run_is_refused(
     code, _, err = run_train_main([*argv, "--output-dir", str(tmp_path / "runs" / "seed-2")], capsys)
     assert code == 2 and "holds a finished run" in err
     folder_held_by_another_process(tmp_path / "runs" / "seed-2")
+
+
+def test_the_folder_an_overwrite_makes_is_held_in_its_turn(tmp_path):
+    # --overwrite replaces the run folder: the lock on the old one's inode
+    # does not hold the new one, which another run could then have taken.
+    import dataclasses
+
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.folder_lock import release_folder
+    from keras_resnet.run_folder import prepare_run_dir
+
+    config = TrainConfig(output_dir=str(tmp_path / "run"))
+    run = prepare_run_dir(config)
+    inode = os.stat(run).st_ino
+    try:
+        assert prepare_run_dir(dataclasses.replace(config, learning_rate=0.05), overwrite=True) == run
+        assert os.stat(run).st_ino != inode  # a new folder
+        other = run_python(["-c", "import sys; from keras_resnet.folder_lock import hold_folder; "
+                            "print(hold_folder(sys.argv[1]))", run])
+        assert other.stdout.strip() == "False", other.stderr
+    finally:
+        release_folder(run)
