@@ -204,7 +204,7 @@ def main(argv=None):
             print(
                 f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "
                 f"(checkpoints are at most --checkpoint-seconds {config.checkpoint_seconds:g} apart).\n"
-                f"Resume with: python train.py --resume {shlex.quote(run_dir)}",
+                f"Resume with: {resume_command(run_dir)}",
                 file=sys.stderr,
             )
         else:
@@ -213,6 +213,16 @@ def main(argv=None):
         return 130
     print(json.dumps(metrics))
     return 0
+
+
+def resume_command(run_dir):
+    """The command that resumes `run_dir` on the backend that trained it (a
+    plain shell would take TensorFlow, and the rest of a JAX run with it)."""
+    import keras
+
+    backend = keras.backend.backend()
+    prefix = "" if backend == "tensorflow" else f"KERAS_BACKEND={backend} "
+    return f"{prefix}python train.py --resume {shlex.quote(run_dir)}"
 
 
 if __name__ == "__main__":

@@ -167,6 +167,13 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     code, _, err = run_train_main(argv, capsys)
     assert code == 130 and f"The run is saved in {saved} after epoch 1" in err
     assert "Resume with: python train.py --resume runs/seed" in err
+    # A JAX run's line names its backend: the bare command resumed it on
+    # TensorFlow.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    import train
+
+    assert train.resume_command("runs/my seed") == (
+        "KERAS_BACKEND=jax python train.py --resume 'runs/my seed'")
 
 
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
