@@ -254,30 +254,19 @@ def test_unfinished_run_of_a_changed_preset_is_not_resumed_into_another_network(
     assert not os.path.exists(os.path.join(run_dir, "layout.json"))
 
 
-def test_layout_arguments_added_later_count_as_their_defaults(tmp_path):
+@pytest.mark.parametrize("file, key", [("layout.json", "pooled_shortcut"),
+                                       ("config.json", "offset_lr_scale")])
+def test_settings_added_later_count_as_their_defaults(tmp_path, file, key):
+    # A run folder from before a network argument or a setting existed
+    # resumes: it had its default then.
     from keras_resnet.config import TrainConfig
     from keras_resnet.run_folder import prepare_run_dir
 
     config = TrainConfig(output_dir=str(tmp_path / "run"))  # seed: pooled_shortcut False
     run_dir = prepare_run_dir(config)
-    path = os.path.join(run_dir, "layout.json")
+    path = os.path.join(run_dir, file)
     older = json.loads(open(path).read())
-    del older["pooled_shortcut"]  # as written before the argument existed
-    open(path, "w").write(json.dumps(older))
-    assert prepare_run_dir(config) == run_dir
-
-
-def test_settings_added_later_count_as_their_defaults(tmp_path):
-    # A run folder from before a setting existed resumes: the setting had
-    # its default then. (As layout.json's arguments, above.)
-    from keras_resnet.config import TrainConfig
-    from keras_resnet.run_folder import prepare_run_dir
-
-    config = TrainConfig(output_dir=str(tmp_path / "run"))
-    run_dir = prepare_run_dir(config)
-    path = os.path.join(run_dir, "config.json")
-    older = json.loads(open(path).read())
-    del older["offset_lr_scale"]  # as written before the setting existed
+    del older[key]  # as written before it existed
     open(path, "w").write(json.dumps(older))
     assert prepare_run_dir(config) == run_dir
 
