@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from keras_resnet.checks import check_bool
+from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_number
 from keras_resnet.checks import check_positive_ints
@@ -236,12 +237,7 @@ def adapt_whitening(model, images, batch_size=500):
             f"`model` must be a keras.Model, such as build_model's. Received: model={model!r}"
         )
     check_int("batch_size", batch_size)
-    shape = getattr(images, "shape", None)
-    if shape is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE or not shape[0]:
-        raise ValueError(
-            "`adapt_whitening` expects a non-empty batch of (32, 32, 3) images, "
-            f"pixels in 0-255. Received: shape={shape}"
-        )
+    images = check_images("images", images)
     model = inference_model(model)  # the stem is not fitted to augmented images
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):

@@ -438,9 +438,10 @@ def test_patch_whitening_rejects_bad_arguments():
         PatchWhitening(2).adapt(np.zeros((12, 12, 3)))
     with pytest.raises(ValueError, match=r"at least 3x3. Received: shape=\(4, 2, 2, 3\)"):
         PatchWhitening(3).adapt(np.zeros((4, 2, 2, 3)))
-    with pytest.raises(ValueError, match=r"Received: shape=\(0, 32, 32, 3\)"):
+    with pytest.raises(ValueError, match=r"one or more 32x32 RGB images, shape \(N, 32, 32, 3\). "
+                                         r"Received: shape \(0, 32, 32, 3\)"):
         adapt_whitening(build_model("fast-cpu"), np.zeros((0, 32, 32, 3)))
-    with pytest.raises(ValueError, match=r"Received: shape=\(5, 28, 28, 3\)"):
+    with pytest.raises(ValueError, match=r"Received: shape \(5, 28, 28, 3\)"):
         adapt_whitening(build_model("fast-cpu"), np.zeros((5, 28, 28, 3)))
 
 
