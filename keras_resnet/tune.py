@@ -255,12 +255,11 @@ def _hypermodel_class():
 
             Raises:
                 keras_tuner.errors.FailedTrialError: the network has more
-                    than `PARAM_CAP` parameters; it is never trained.
+                    than `PARAM_CAP` parameters; it is never built or
+                    trained (counted from the shapes).
             """
             config = self.trial_config(hp)
-            keras.utils.set_random_seed(config.seed)
-            model = build_network(config, allow_over_cap=True)
-            params = self._params[network_key(config)] = model.count_params()
+            params = self.count_params(config)
             if params > PARAM_CAP:
                 self.rejected += 1
                 raise keras_tuner.errors.FailedTrialError(
@@ -268,7 +267,8 @@ def _hypermodel_class():
                     f"cap of {PARAM_CAP:,}. Received: stage_filters="
                     f"{config.stage_filters}, stage_blocks={config.stage_blocks}"
                 )
-            return model
+            keras.utils.set_random_seed(config.seed)
+            return build_network(config)
 
         def fit(self, hp, model, train, validation, epochs, initial_epoch=0,
                 callbacks=None, **kwargs):

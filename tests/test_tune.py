@@ -159,14 +159,22 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
 def test_over_cap_configurations_are_rejected_counted_and_never_trained(
     cifar, tmp_path, monkeypatch
 ):
-    trained_sizes = []
-    fit = keras.Model.fit
+    from keras_resnet import training
+
+    trained_sizes, built_sizes = [], []
+    fit, build_model = keras.Model.fit, training.build_model
 
     def spy(model, *args, **kwargs):
         trained_sizes.append(model.count_params())
         return fit(model, *args, **kwargs)
 
+    def build_spy(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        built_sizes.append(model.count_params())
+        return model
+
     monkeypatch.setattr(keras.Model, "fit", spy)
+    monkeypatch.setattr(training, "build_model", build_spy)
     config = TrainConfig(preset="seed", train_size=256, validation_size=64, seed=4,
                          data_dir=cifar)
     # A last stage of 768 or 800 filters is over the cap. With this seed the
@@ -187,6 +195,9 @@ def test_over_cap_configurations_are_rejected_counted_and_never_trained(
         for r in rejected)
     assert len(trained_sizes) == result["completed"] == result["trained"] >= 1
     assert max(trained_sizes) <= PARAM_CAP
+    # Not even built: counted from the shapes (each was built, weights and
+    # all, only to be counted).
+    assert len(built_sizes) >= result["completed"] and max(built_sizes) <= PARAM_CAP
     with open(result["best_config"]) as f:
         assert json.load(f)["stage_filters"] == [8, 8, 8, 8]
 
