@@ -497,13 +497,21 @@ def check_project(project_dir, settings, overwrite=False):
         )
     if os.path.isfile(path) and not overwrite:
         saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        changed = sorted(k for k in settings if k != "data_dir" and saved.get(k) != settings[k])
         if changed:
             raise ConfigError(
                 f"{project_dir} holds a search with other settings "
                 f"({', '.join(changed)}); rerun it with the same settings to "
                 "continue it, or choose another --project-name, or pass --overwrite."
             )
+        # A data folder may move, so another one is noted, not refused (a
+        # project from before it was recorded has no "data_dir").
+        if "data_dir" in saved and saved["data_dir"] != settings.get("data_dir"):
+            def named(folder):
+                return folder or "TensorFlow Datasets' cifar10"
+            print(f"Note: {project_dir} was searched on the data in {named(saved['data_dir'])}; "
+                  f"it goes on with {named(settings.get('data_dir'))}, and the trials of both are "
+                  "ranked together.", file=sys.stderr)
     if not _is_worker():
         if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
             _delete_project(project_dir)
@@ -618,6 +626,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     settings = dict(
         tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
         **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
+        data_dir=os.path.abspath(config.data_dir) if config.data_dir else None,
     )
     # Settings checked: now load Keras, and the data before the project
     # records these settings (a split the data cannot give would otherwise

@@ -413,6 +413,21 @@ def test_a_project_of_other_settings_is_not_continued(tmp_path):
         tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
 
 
+def test_a_search_continued_on_another_data_folder_says_so(tmp_path, capsys):
+    # It went on without a word, ranking trials of two datasets together. A
+    # folder may move, so it is a note, not a refusal.
+    project = str(tmp_path / "resnet")
+    tune.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
+    tune.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
+    assert capsys.readouterr().err == ""
+    tune.check_project(project, {"tuner": "random", "data_dir": None})
+    assert capsys.readouterr().err == (
+        f"Note: {project} was searched on the data in /data/a; it goes on with TensorFlow "
+        "Datasets' cifar10, and the trials of both are ranked together.\n")
+    with open(os.path.join(project, tune.SEARCH_FILE)) as f:
+        assert json.load(f)["data_dir"] is None  # the folder it goes on with
+
+
 def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by_another_process):
     # Two searches of one project ran the same trials; one failed deep in
     # KerasTuner (h5py's "unable to lock file"), and the files took the other
