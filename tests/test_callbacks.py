@@ -119,6 +119,7 @@ def test_tensorboard_lets_batch_ends_run_in_a_worker_only_when_they_write_nothin
 
     assert EpochTensorBoard(str(tmp_path), write_graph=False).async_safe
     assert not EpochTensorBoard(str(tmp_path), update_freq="batch").async_safe
+    assert not EpochTensorBoard(str(tmp_path), update_freq=10).async_safe  # every 10 batches
     assert not EpochTensorBoard(str(tmp_path), profile_batch=2).async_safe
 
 

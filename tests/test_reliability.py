@@ -915,3 +915,29 @@ def test_the_folder_an_overwrite_makes_is_held_in_its_turn(tmp_path):
         assert other.stdout.strip() == "False", other.stderr
     finally:
         release_folder(run)
+
+
+def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
+    # flock fails with ENOLCK/EOPNOTSUPP on some network file systems: every
+    # run there would be refused as "in use".
+    from keras_resnet import folder_lock
+
+    def no_locks(*args):
+        raise OSError(37, "No locks available")
+    monkeypatch.setattr(folder_lock.fcntl, "flock", no_locks)
+    try:
+        assert folder_lock.hold_folder(str(tmp_path))
+    finally:
+        folder_lock.release_folder(str(tmp_path))
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_up_front(tmp_path, monkeypatch):
+    # As root every folder passes the permission bits, so `os.access` is
+    # what says a read-only folder is one.
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False)
+    with pytest.raises(ConfigError, match=r"--output-dir '.*run' cannot be created or written to as "
+                                          r"a folder\.$"):
+        TrainConfig(output_dir=str(tmp_path / "run")).validate()

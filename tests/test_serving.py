@@ -465,7 +465,7 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     out = run_python([
         "-m", "keras_resnet.predict", "--model", served.model_dir,
         image_files.real[0], str(not_image), str(tmp_path / "missing.jpg"),
-        str(bomb), str(big), "--max-pixels", "100000",
+        str(bomb), str(big), str(tmp_path), "--max-pixels", "100000",
     ])
     assert out.returncode == 2
     assert out.stdout == ""
@@ -479,6 +479,7 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
         f"error: {big}: 400x300 = 120,000 pixels, over the limit of 100,000 (a "
         "possible decompression bomb). Pass --max-pixels with a larger value "
         "to read it anyway.",
+        f"error: {tmp_path}: not a file; pass image files.",
     ]
 
 
