@@ -423,6 +423,25 @@ def test_cli_rejects_empty_folders_and_one_it_cannot_make(tmp_path, capsys, tiny
     assert sorted(os.listdir(tmp_path)) == ["cifar", "m.keras"]  # no report, here or in evaluation/
 
 
+def test_cli_rejects_a_run_dir_without_history_and_a_link_where_a_plot_goes(
+        tmp_path, capsys, tiny_model, fake_cifar):
+    # Without the first, a wrong --run-dir was a warning and exit 0; without
+    # the second, the plot was written through the link, outside the report.
+    tiny_model.save(str(tmp_path / "m.keras"))
+    argv = ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar]
+    (tmp_path / "not_a_run").mkdir()
+    line = _error_line(capsys, [*argv, "--run-dir", str(tmp_path / "not_a_run")])
+    assert line.endswith(f"--run-dir {tmp_path / 'not_a_run'} holds no history.csv of a training run.")
+    report = tmp_path / "report"
+    report.mkdir()
+    os.symlink(tmp_path / "elsewhere.png", report / "confusion_matrix.png")  # to nowhere
+    line = _error_line(capsys, [*argv, "--output-dir", str(report)])
+    assert line.endswith(f"{report / 'confusion_matrix.png'} is not a file (a folder, or a link to "
+                         "nowhere), where the report writes one: move it, or choose another "
+                         "--output-dir."), line
+    assert not (tmp_path / "elsewhere.png").exists()
+
+
 def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
     (tmp_path / "empty").mkdir()
     line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])
