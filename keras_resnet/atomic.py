@@ -66,7 +66,8 @@ def delete_folder_whole(path):
     leaves half of it behind under its name.
 
     Returns:
-        None, or the folder aside that holds what could not be deleted.
+        None, or `(aside, error)`: the folder aside that holds what could
+        not be deleted, and the `OSError` that stopped the deletion.
 
     Raises:
         OSError: it could not be renamed aside (its parent is not writable,
@@ -82,6 +83,6 @@ def delete_folder_whole(path):
         raise
     try:
         shutil.rmtree(aside)
-    except OSError:
-        return aside
+    except OSError as e:
+        return aside, e
     return None

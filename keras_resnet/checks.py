@@ -88,11 +88,13 @@ def check_images(name, images, allow_empty=False):
     """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
     `allow_empty`; returned as a float32 NumPy array. A model would take
     others: Keras retraces a network for 28x28 images without a word."""
-    images = np.asarray(images, dtype="float32")
+    wanted = (f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
+              f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
+              f"(N, {', '.join(map(str, IMAGE_SHAPE))})")
+    try:
+        images = np.asarray(images, dtype="float32")
+    except (TypeError, ValueError):  # a tf.data.Dataset, a string, ragged lists
+        raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}") from None
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not (len(images) or allow_empty):
-        raise ValueError(
-            f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
-            f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
-            f"(N, {', '.join(map(str, IMAGE_SHAPE))}). Received: shape {images.shape}"
-        )
+        raise ValueError(f"{wanted}. Received: shape {images.shape}")
     return images

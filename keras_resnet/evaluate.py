@@ -142,7 +142,8 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
     """Test metrics of a classifier, with and without test-time augmentation.
 
     Args:
-        model: a Keras model or a `SavedModelClassifier`.
+        model: a Keras model, or what `load_classifier` gives (a
+            `KerasClassifier` or a `SavedModelClassifier`).
         images, labels: (N, 32, 32, 3) images in 0-255 and their int
             labels, shape (N,) or (N, 1).
         class_names: names of the classes, for `per_class_accuracy`.

@@ -162,7 +162,8 @@ def predict(classifier, images, top_k=3, class_names=CLASS_NAMES):
     """Top-k predictions for a (N, 32, 32, 3) array of images.
 
     Args:
-        classifier: a Keras model or a `classifier.SavedModelClassifier`.
+        classifier: a Keras model, or what `classifier.load_classifier`
+            gives (a `KerasClassifier` or a `SavedModelClassifier`).
 
     Returns:
         A list with one list per image of `top_k` dicts `class_id`,

@@ -147,8 +147,9 @@ def _delete_run_dir(path):
             "another folder, or empty this one yourself."
         ) from None
     if left_in:
-        print(f"Note: the run {path} replaced could not be deleted completely; what is left "
-              f"of it is in {left_in}.", file=sys.stderr)
+        aside, error = left_in
+        print(f"Note: the run {path} replaced could not be deleted completely ({error.strerror}: "
+              f"{error.filename}); what is left of it is in {aside}.", file=sys.stderr)
 
 
 def prepare_run_dir(config, overwrite=False):

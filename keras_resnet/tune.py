@@ -490,7 +490,12 @@ def check_project(project_dir, settings, overwrite=False):
             "delete it from under the command. Run it from another folder (cd out of the project "
             "first)."
         )
-    if overwrite and (foreign := files_no_search_writes(project_dir)):
+    if overwrite and os.path.islink(project_dir):  # it cannot be renamed aside
+        raise ConfigError(
+            f"{project_dir} is a link to {os.path.realpath(project_dir)}: to replace that search, "
+            "pass the folder itself (--directory, --project-name)."
+        )
+    if overwrite and os.path.isdir(project_dir) and (foreign := files_no_search_writes(project_dir)):
         raise ConfigError(
             f"{project_dir} holds files that no search writes ({', '.join(foreign[:5])}), "
             "which --overwrite would delete; move them out or choose another --project-name."
@@ -538,8 +543,10 @@ def _delete_project(project_dir):
             "--project-name, or empty this one yourself."
         ) from None
     if left_in:
-        print(f"Note: the search {project_dir} replaced could not be deleted completely; what "
-              f"is left of it is in {left_in}.", file=sys.stderr)
+        aside, error = left_in
+        print(f"Note: the search {project_dir} replaced could not be deleted completely "
+              f"({error.strerror}: {error.filename}); what is left of it is in {aside}.",
+              file=sys.stderr)
 
 
 def _hold_project(project_dir):

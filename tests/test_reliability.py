@@ -169,9 +169,13 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     assert "Resume with: python train.py --resume runs/seed" in err
     # A JAX run's line names its backend: the bare command resumed it on
     # TensorFlow.
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     import train
 
+    monkeypatch.setattr(train, "resume_command", lambda run_dir: f"RESUME {run_dir}")
+    code, _, err = run_train_main(argv, capsys)  # the line is resume_command's
+    assert code == 130 and "Resume with: RESUME runs/seed" in err
+    monkeypatch.undo()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     assert train.resume_command("runs/my seed") == (
         "KERAS_BACKEND=jax python train.py --resume 'runs/my seed'")
 
@@ -686,7 +690,9 @@ def test_an_overwrite_that_cannot_delete_a_file_leaves_no_half_run(tmp_path, mon
     assert os.listdir(run / "checkpoints") == []
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(".overwritten-run-")]
     assert os.listdir(aside / "checkpoints") == ["best.keras"]
-    assert f"what is left of it is in {aside}." in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "could not be deleted completely (Operation not permitted: best.keras)" in err
+    assert f"what is left of it is in {aside}." in err
 
 
 def test_an_overwrite_from_inside_the_run_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
@@ -705,6 +711,11 @@ def test_an_overwrite_from_inside_the_run_is_refused_and_deletes_nothing(tmp_pat
             run_folder.prepare_run_dir(config, overwrite=True)
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.json"]
     assert os.listdir(run / "checkpoints") == ["best.keras"]
+    # A folder whose name begins with the run's is another folder.
+    (tmp_path / "run2").mkdir()
+    monkeypatch.chdir(tmp_path / "run2")
+    config.output_dir = str(run)
+    assert run_folder.prepare_run_dir(config, overwrite=True) == str(run)
 
 
 def test_an_overwrite_that_cannot_move_the_run_deletes_nothing(tmp_path, monkeypatch):

@@ -324,6 +324,11 @@ def test_a_classifier_checks_its_images_before_the_model_gets_them(served):
                                        f"(N, 32, 32, 3). Received: shape {shape}"), kind
         empty = classifier.predict(np.zeros((0, 32, 32, 3), "uint8"), batch_size=4)
         assert (empty.shape, empty.dtype) == ((0, 10), np.float32), kind
+        # Not arrays at all: NumPy's TypeError ("float() argument must be...").
+        for images, name in (([[1, 2], [3]], "list"), ("cat.png", "str"), (object(), "object")):
+            with pytest.raises(ValueError, match=r"^`images` must be a batch of 32x32 RGB images, "
+                                                 rf"shape \(N, 32, 32, 3\), as an array. Received: {name}$"):
+                classifier.predict(images)
 
 
 def test_the_highest_version_is_the_highest_number(tmp_path):

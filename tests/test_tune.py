@@ -488,6 +488,23 @@ def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
     assert os.listdir(project) == ["search.json"]
 
 
+def test_overwrite_of_a_new_project_starts_it_and_of_a_link_is_refused(tmp_path):
+    # A project not made yet: files_no_search_writes' FileNotFoundError,
+    # after the data had loaded. A link: it cannot be renamed aside, and the
+    # error blamed permissions (before that, rmtree ignored it and the old
+    # search went on despite --overwrite).
+    project = tmp_path / "resnet"
+    tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
+    assert os.listdir(project) == [tune.SEARCH_FILE]
+    release_folder(str(project))
+    (tmp_path / "links").mkdir()
+    os.symlink(project, tmp_path / "links" / "resnet")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/links/resnet is a link to {project}: to "
+                                          r"replace that search, pass the folder itself"):
+        tune.check_project(str(tmp_path / "links" / "resnet"), {"tuner": "random"}, overwrite=True)
+    assert os.listdir(project) == [tune.SEARCH_FILE]
+
+
 def test_overwrite_from_inside_the_project_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
     # The project was deleted from under the command, which then failed
     # with a traceback and left no search.
