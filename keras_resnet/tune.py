@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras-free imports only: flags and settings are checked before Keras and a
 # backend load (`ResNetHyperModel` and the search load them).
 from keras_resnet import cli  # noqa: E402
+from keras_resnet.checks import check_int  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
@@ -619,6 +620,11 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         ConfigError, DataError: bad settings or data.
     """
     start = time.perf_counter()
+    # Before anything is written: a project that recorded a bad call's
+    # settings refuses the corrected one. KerasTuner takes 0 trials for "no limit".
+    if tuner not in TUNERS:
+        raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
+    check_int("max_trials", max_trials)
     config = dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
     if not config.validation_size:
         raise ConfigError(

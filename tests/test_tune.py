@@ -363,6 +363,17 @@ def test_bad_flags_exit_2_with_one_line_before_loading_keras(argv, expected, tmp
     assert not os.listdir(tmp_path)
 
 
+def test_a_bad_tuner_or_trial_count_from_python_leaves_no_project_behind(cifar, tmp_path):
+    # A bad tuner was refused after search.json was written, which then
+    # refused the corrected call; max_trials=0 searched without end.
+    config = TrainConfig(train_size=256, validation_size=64, data_dir=cifar)
+    with pytest.raises(ConfigError, match=r"^Unknown tuner 'grid'\. Choose one of"):
+        tune.search(config, tuner="grid", directory=str(tmp_path), widths=[[8]] * 4)
+    with pytest.raises(ValueError, match=r"^`max_trials` must be a positive integer. Received: max_trials=0$"):
+        tune.search(config, tuner="random", max_trials=0, directory=str(tmp_path), widths=[[8]] * 4)
+    assert not os.listdir(tmp_path)
+
+
 def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
     # The project would record these settings and refuse the corrected
     # command as "a search with other settings".
