@@ -8,7 +8,9 @@ import dataclasses
 import json
 import math
 import os
+import sys
 
+from keras_resnet.atomic import delete_folder_whole
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
 
@@ -476,6 +478,35 @@ def holds_working_directory(path):
         return False
     folder = os.path.realpath(path)
     return here == folder or here.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def delete_for_overwrite(path, named, what, choose):
+    """Deletes the folder `path` that `--overwrite` replaces, all at once
+    (`atomic.delete_folder_whole`): never half of it for the same command to
+    take up again.
+
+    Args:
+        path: str. The folder.
+        named: str. How the refusal names it, e.g. `"--output-dir runs/seed"`.
+        what: str. What it holds, for the note, e.g. `"run"`.
+        choose: str. What to choose instead, e.g. `"another folder"`.
+
+    Raises:
+        ConfigError: it cannot be renamed aside; nothing was deleted.
+    """
+    try:
+        left_in = delete_folder_whole(path)
+    except OSError as e:
+        raise ConfigError(
+            f"{named} cannot be replaced ({e.strerror}: it and its parent folder must be "
+            f"writable, and it cannot be a mount point); nothing was deleted. Choose {choose}, "
+            "or empty this one yourself."
+        ) from None
+    if left_in:
+        aside, error = left_in
+        print(f"Note: the {what} {path} replaced could not be deleted completely "
+              f"({error.strerror}: {error.filename}); what is left of it is in {aside}.",
+              file=sys.stderr)
 
 
 def can_create_folder(path):

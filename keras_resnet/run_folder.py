@@ -12,19 +12,18 @@ import csv
 import json
 import math
 import os
-import sys
 
 import numpy as np
 
 from callbacks import BACKUP_METADATA
 from callbacks import BACKUP_WEIGHTS
 from callbacks import roll_back_backup
-from keras_resnet.atomic import delete_folder_whole
 from keras_resnet.atomic import is_partial
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import delete_for_overwrite
 from keras_resnet.config import holds_working_directory
 from keras_resnet.config import read_json_object
 from keras_resnet.evaluate import REPORT_FILES
@@ -134,24 +133,6 @@ def run_state(path):
             "unfinished": saved is not None and not finished}
 
 
-def _delete_run_dir(path):
-    """Deletes a run folder for `--overwrite`, all at once where the run was
-    (`delete_folder_whole`): never half a run for the same command to take
-    up again."""
-    try:
-        left_in = delete_folder_whole(path)
-    except OSError as e:
-        raise ConfigError(
-            f"--output-dir {path} cannot be replaced ({e.strerror}: it and its parent folder "
-            "must be writable, and it cannot be a mount point); nothing was deleted. Choose "
-            "another folder, or empty this one yourself."
-        ) from None
-    if left_in:
-        aside, error = left_in
-        print(f"Note: the run {path} replaced could not be deleted completely ({error.strerror}: "
-              f"{error.filename}); what is left of it is in {aside}.", file=sys.stderr)
-
-
 def prepare_run_dir(config, overwrite=False):
     """Creates or reopens the run folder; never reuses one silently.
 
@@ -193,7 +174,7 @@ def prepare_run_dir(config, overwrite=False):
                     f"--output-dir {path} holds files that no run writes ({', '.join(foreign[:5])}), "
                     "which --overwrite would delete; move them out or choose another folder."
                 )
-            _delete_run_dir(path)
+            delete_for_overwrite(path, f"--output-dir {path}", "run", "another folder")
         elif state["config"] != identity:
             changed = sorted(
                 k for k in set(identity) | set(state["config"])

@@ -36,12 +36,12 @@ from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
 from keras_resnet.config import can_create_folder  # noqa: E402
+from keras_resnet.config import delete_for_overwrite  # noqa: E402
 from keras_resnet.config import empty_folder_problem  # noqa: E402
 from keras_resnet.config import folder_name_problem  # noqa: E402
 from keras_resnet.config import holds_working_directory  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import read_json_object  # noqa: E402
-from keras_resnet.atomic import delete_folder_whole  # noqa: E402
 from keras_resnet.atomic import is_partial  # noqa: E402
 from keras_resnet.atomic import write_atomically  # noqa: E402
 from keras_resnet.atomic import write_json_atomic  # noqa: E402
@@ -520,7 +520,7 @@ def check_project(project_dir, settings, overwrite=False):
                   "ranked together.", file=sys.stderr)
     if not _is_worker():
         if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
-            _delete_project(project_dir)
+            delete_for_overwrite(project_dir, project_dir, "search", "another --project-name")
         try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
             os.makedirs(project_dir, exist_ok=True)
         except OSError as e:
@@ -530,24 +530,6 @@ def check_project(project_dir, settings, overwrite=False):
             ) from None
         _hold_project(project_dir)  # the folder --overwrite made, or a new one
         write_json_atomic(path, settings)
-
-
-def _delete_project(project_dir):
-    """Deletes a search for `--overwrite`, all at once (`delete_folder_whole`):
-    never half a project for the same command to take up again."""
-    try:
-        left_in = delete_folder_whole(project_dir)
-    except OSError as e:
-        raise ConfigError(
-            f"{project_dir} cannot be replaced ({e.strerror}: it and its parent folder must be "
-            "writable, and it cannot be a mount point); nothing was deleted. Choose another "
-            "--project-name, or empty this one yourself."
-        ) from None
-    if left_in:
-        aside, error = left_in
-        print(f"Note: the search {project_dir} replaced could not be deleted completely "
-              f"({error.strerror}: {error.filename}); what is left of it is in {aside}.",
-              file=sys.stderr)
 
 
 def _hold_project(project_dir):
