@@ -7,6 +7,7 @@ tuner and the benchmarks.
 """
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -132,12 +133,13 @@ def distribution_scope(config):
 
 def build_network(config, allow_over_cap=False):
     """`config`'s network (its preset and overrides), its layers under the
-    dtype policy of `config.precision`; the global policy stays float32."""
-    keras.mixed_precision.set_dtype_policy(config.precision)
+    dtype policy of `config.precision`; the global policy is left as it was."""
+    outer_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
     try:
         return build_model(config.preset, allow_over_cap=allow_over_cap, **config.model_overrides())
     finally:
-        keras.mixed_precision.set_dtype_policy("float32")
+        keras.config.set_dtype_policy(outer_policy)
 
 
 def learning_rate_schedule(config, steps_per_epoch):
@@ -389,27 +391,35 @@ def evaluate_held_out(model, x, y, batch_size, class_names, tta_views="flip", pr
 def train(config, overwrite=False):
     """Trains, evaluates and exports one run; returns the metrics dict.
 
+    `config` itself is left as it was: the folder chosen without
+    `output_dir` is the metrics' `run_dir`.
+
     Raises:
         ConfigError, data.DataError: bad settings or data (nothing written).
         callbacks.TrainingDiverged: the loss became NaN or infinite.
     """
     config.validate()
+    config = dataclasses.replace(config)
+    outer_distribution = keras.distribution.distribution()
     # First: JAX multi-host must start before any JAX computation.
     scope, device_count = distribution_scope(config)
-    config.check_model()
-    if config.output_dir is None and not can_create_folder(RUNS_ROOT):
-        raise ConfigError(
-            f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
-            "to as a folder: move what is there, or pass --output-dir."
-        )
-    cifar, train_data, validation = prepare_data(config)
-    if config.output_dir is None:  # just before it is made: runs started together differ
-        config.output_dir = default_output_dir(config)
-    try:  # prepare_run_dir holds the folder, also when it then refuses it
-        run_dir = prepare_run_dir(config, overwrite=overwrite)
-        return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
-    finally:
-        release_folder(config.output_dir)
+    try:
+        config.check_model()
+        if config.output_dir is None and not can_create_folder(RUNS_ROOT):
+            raise ConfigError(
+                f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
+                "to as a folder: move what is there, or pass --output-dir."
+            )
+        cifar, train_data, validation = prepare_data(config)
+        if config.output_dir is None:  # just before it is made: runs started together differ
+            config.output_dir = default_output_dir(config)
+        try:  # prepare_run_dir holds the folder, also when it then refuses it
+            run_dir = prepare_run_dir(config, overwrite=overwrite)
+            return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
+        finally:
+            release_folder(config.output_dir)
+    finally:  # on JAX, data parallelism is Keras' global distribution
+        keras.distribution.set_distribution(outer_distribution)
 
 
 def _train_in(run_dir, config, cifar, train_data, validation, scope, device_count):

@@ -502,3 +502,56 @@ def test_train_fits_the_whitening_stem_to_its_training_images(fake_cifar, tmp_pa
     expected.adapt(keras.ops.convert_to_numpy(model.get_layer("normalize")(x_train)))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(stem.kernel),
                                keras.ops.convert_to_numpy(expected.kernel), rtol=1e-4, atol=1e-4)
+
+
+def test_build_network_leaves_the_callers_dtype_policy_as_it_was():
+    # It reset the global policy to float32 afterwards, whatever it had been.
+    from keras_resnet.training import build_network
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_network(TrainConfig(preset="seed", stage_filters=[8, 8, 8, 8], precision="mixed_bfloat16"))
+        assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
+        assert keras.config.dtype_policy().name == "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_train_leaves_the_callers_config_alone(fake_cifar, tmp_path, monkeypatch):
+    # It wrote the folder it chose into `config.output_dir`: the same config
+    # trained again went back to the first, finished run.
+    from keras_resnet.training import train
+
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(preset="fast-cpu", epochs=1, batch_size=20, stage_filters=[8, 8, 16, 16],
+                         data_dir=fake_cifar, export=False)
+    first, second = train(config)["run_dir"], train(config)["run_dir"]
+    assert config.output_dir is None
+    assert (first, second) == (os.path.join("runs", "fast-cpu"), os.path.join("runs", "fast-cpu-2"))
+    assert (tmp_path / first / "metrics.json").is_file() and (tmp_path / second / "metrics.json").is_file()
+
+
+def test_a_failed_jax_data_parallel_train_leaves_no_distribution_behind(tmp_path):
+    # `--distribute` sets Keras' global distribution; a train that then
+    # failed left it set for whatever the process did next.
+    from tests.conftest import write_fake_cifar
+
+    cifar = write_fake_cifar(str(tmp_path / "cifar"))
+    with open(os.path.join(cifar, "data_batch_3"), "wb") as f:
+        f.write(b"not a pickle")  # found by the settings' checks, read after the distribution is set
+    script = r"""
+import sys, keras
+from keras_resnet.config import TrainConfig
+from keras_resnet.data import DataError
+from keras_resnet.training import train
+try:
+    train(TrainConfig(distribute=True, batch_size=64, data_dir=sys.argv[1], output_dir=sys.argv[2]))
+except DataError as e:
+    print("refused:", e)
+print("distribution:", keras.distribution.distribution())
+"""
+    out = run_python(["-c", script, cifar, str(tmp_path / "run")],
+                     env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("refused:") and lines[-1] == "distribution: None"
