@@ -84,6 +84,18 @@ def check_metric_name(name, value):
         _refuse(name, value, 'the name of a logged metric, e.g. "val_accuracy"')
 
 
+def check_class_names(name, names):
+    """Class names: a list or tuple of one-line, non-empty strings, each
+    given once (`class_names.txt` holds one per line, and per-class
+    accuracy is keyed by name)."""
+    if not (isinstance(names, (list, tuple)) and all(
+            isinstance(n, str) and n.strip() and n.splitlines() == [n] for n in names)):
+        _refuse(name, names, "a list or tuple of one-line, non-empty strings")
+    if repeated := [n for n in names if names.count(n) > 1]:
+        _refuse(name, names, f"a list or tuple of distinct names ({repeated[0]!r} is given "
+                             f"{names.count(repeated[0])} times)")
+
+
 def check_images(name, images, allow_empty=False):
     """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
     `allow_empty`; returned as a float32 NumPy array. A model would take

@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.checks import check_class_names
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.classifier import ModelError
@@ -158,11 +159,13 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
         `details` names.
 
     Raises:
-        ValueError: for `details`, or labels that are not one class index
-            per image (`class_labels`).
+        ValueError: for `details`, `class_names` that are not distinct
+            one-line names, or labels that are not one class index per
+            image (`class_labels`).
     """
     if details not in ("plain", "tta"):
         raise ValueError(f'`details` must be "plain" or "tta". Received: {details!r}')
+    check_class_names("class_names", class_names)
     labels = class_labels(labels, len(images), len(class_names))
     views = predict_views(model, images, transforms, batch_size, verbose)
     if views[0].shape[-1] != len(class_names):

@@ -65,17 +65,19 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
 
     Raises:
         ValueError: `export_dir` is empty, `model_name` is not one folder
-            name, the model folder
-            cannot be made (a file is in the way), or the model does not
-            give one probability per class name.
+            name, `class_names` are not distinct one-line names, the model
+            does not map 32x32 RGB images to one probability per class name,
+            or the model folder cannot be made (a file is in the way).
         ExportError: Keras runs on another backend than TensorFlow, or the
             model folder cannot be created.
     """
     import keras
 
+    from keras_resnet.checks import check_class_names
     from keras_resnet.config import can_create_folder
     from keras_resnet.config import empty_folder_problem
     from keras_resnet.config import model_name_problem
+    from keras_resnet.model import classifier_problem
 
     if keras.backend.backend() != "tensorflow":
         # The serving function calls TensorFlow on the model's outputs,
@@ -90,19 +92,11 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         raise ValueError(problem)
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")
-    if not (isinstance(class_names, (list, tuple)) and all(
-            isinstance(name, str) and name.strip() and name.splitlines() == [name]
-            for name in class_names)):
-        raise ValueError(  # class_names.txt holds one per line
-            "`class_names` must be a list or tuple of one-line, non-empty strings. "
-            f"Received: class_names={class_names!r}"
-        )
-    classes = model.output_shape[-1]
-    if classes != len(class_names):
-        raise ValueError(
-            f"the model gives {classes} probabilities per image, but {len(class_names)} class "
-            "names were given: pass one name per class (class_names=...)."
-        )
+    check_class_names("class_names", class_names)
+    if problem := classifier_problem(model, classes=len(class_names)):
+        hint = (": pass one class name per output (class_names=...)"
+                if model.output_shape[-1] != len(class_names) else "")
+        raise ValueError(f"`model` {problem}{hint}.")
     model_dir = os.path.join(export_dir, model_name)
     if not can_create_folder(model_dir):  # was a bare "[Errno 17] File exists"
         raise ValueError(

@@ -302,22 +302,24 @@ def load_model(path):
                       "load only models saved by train.py or built from this project's layers")
         raise ValueError(f"Cannot load {path} as a keras-resnet model: {reason}") from None
     model = inference_model(model)
-    expected = f"expected (None, 32, 32, 3) to (None, {NUM_CLASSES})"
-    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != NUM_CLASSES:
-        raise ValueError(
-            f"{path} is not a CIFAR-10 classifier: it maps "
-            f"{model.input_shape} to {model.output_shape}, {expected}."
-        )
+    if problem := classifier_problem(model):
+        raise ValueError(f"{path} {problem}.")
+    return model
+
+
+def classifier_problem(model, classes=NUM_CLASSES):
+    """What keeps `model` from mapping 32x32 RGB images to probabilities of
+    `classes` classes, as the end of a sentence about it; None if nothing."""
+    expected = f"expected (None, {', '.join(map(str, IMAGE_SHAPE))}) to (None, {classes})"
+    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != classes:
+        return (f"is not a CIFAR-10 classifier: it maps {model.input_shape} to "
+                f"{model.output_shape}, {expected}")
     outputs = model(keras.ops.zeros((1, *IMAGE_SHAPE)), training=False)
     if keras.tree.is_nested(outputs):  # a dict of one passes the shape check
-        raise ValueError(
-            f"{path} is not a CIFAR-10 classifier: its output is a "
-            f"{type(outputs).__name__} of {len(outputs)}, not one array; {expected}."
-        )
+        return (f"is not a CIFAR-10 classifier: its output is a {type(outputs).__name__} "
+                f"of {len(outputs)}, not one array; {expected}")
     from keras_resnet.classifier import probabilities_problem
 
     if problem := probabilities_problem(keras.ops.convert_to_numpy(outputs)[0]):
-        raise ValueError(
-            f"{path} {problem}: end the model with a softmax, as build_model does."
-        )
-    return model
+        return f"{problem}: end the model with a softmax, as build_model does"
+    return None

@@ -623,6 +623,13 @@ def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypat
         (lambda: ev.evaluate(tiny_model, x, y, batch_size="32"), "Received: batch_size='32'"),
         (lambda: ev.evaluate(tiny_model, x, y, class_names=tuple("abcdefghijk")),
          "`class_names` must name each of the model's 10 classes. Received: 11 names"),
+        # Per-class accuracy is keyed by name: it reported one class "a";
+        # a string of ten letters was taken for ten names.
+        (lambda: ev.evaluate(tiny_model, x, y, class_names=("a",) * 10),
+         r"`class_names` must be a list or tuple of distinct names \('a' is given 10 times\)"),
+        (lambda: ev.evaluate(tiny_model, x, y, class_names="abcdefghij"),
+         "`class_names` must be a list or tuple of one-line, non-empty strings. "
+         "Received: class_names='abcdefghij'"),
         (lambda: ev.most_confident_mistakes(np.full((5, 10), 0.1), y, count=-1),
          "`count` must be a non-negative integer. Received: count=-1"),
     ):

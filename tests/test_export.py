@@ -349,6 +349,9 @@ def test_export_cli_refuses_a_data_folder_that_names_two_classes_alike(tmp_path,
     (dict(class_names=[*"abcdefghi", "two\nlines"]), "Received: class_names=['a'"),
     (dict(class_names=[*"abcdefghi", "two\rlines"]), "Received: class_names=['a'"),
     (dict(model=None), "`model` must be a Keras model. Received: model=None"),
+    # Ten "cat" served one class name for every class.
+    (dict(class_names=["cat"] * 10), "`class_names` must be a list or tuple of distinct names "
+                                     "('cat' is given 10 times)"),
 ])
 def test_the_export_api_names_a_bad_argument(arguments, message, tmp_path):
     # A string of ten letters was exported as ten names, a name with a line
@@ -358,26 +361,41 @@ def test_the_export_api_names_a_bad_argument(arguments, message, tmp_path):
 
     from keras_resnet.export import export_saved_model
 
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
     with pytest.raises(ValueError) as info:
         export_saved_model(**{"model": model, "export_dir": str(tmp_path / "exports"), **arguments})
     assert message in str(info.value)
     assert not (tmp_path / "exports").exists()
 
 
-def test_the_export_api_refuses_a_model_of_other_classes_and_other_backends(tmp_path):
+@pytest.mark.parametrize("input_shape, units, activation, message", [
+    ((32, 32, 3), 100, "softmax", "it maps (None, 32, 32, 3) to (None, 100), expected (None, 32, 32, 3) "
+                                  "to (None, 10): pass one class name per output"),
+    # These were exported: logits served as "probabilities", and a 28x28
+    # model failed deep in TensorFlow, leaving an empty model folder.
+    ((32, 32, 3), 10, None, "does not output class probabilities"),
+    ((28, 28, 1), 10, "softmax", "it maps (None, 28, 28, 1) to (None, 10), expected (None, 32, 32, 3)"),
+])
+def test_the_export_api_refuses_a_model_that_is_not_a_classifier_of_probabilities(
+        tmp_path, input_shape, units, activation, message):
     import keras
 
     from keras_resnet.export import export_saved_model
 
-    hundred = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(100)])
-    with pytest.raises(ValueError, match="gives 100 probabilities per image, but 10 class names"):
-        export_saved_model(hundred, str(tmp_path / "exports"))
+    model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(units, activation=activation)])
+    with pytest.raises(ValueError) as info:
+        export_saved_model(model, str(tmp_path / "exports"))
+    assert str(info.value).startswith("`model` ") and message in str(info.value)
     assert not (tmp_path / "exports").exists()
+
+
+def test_the_export_api_refuses_other_backends(tmp_path):
     script = """
 import sys, keras
 from keras_resnet.export import ExportError, export_saved_model
-model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
 try:
     export_saved_model(model, sys.argv[1])
 except ExportError as e:
