@@ -39,7 +39,7 @@ RUNS_ROOT = "runs"
 _KINDS = {
     "str": "str", "str | None": "str", "int": "int", "int | None": "int",
     "float": "float", "float | None": "float", "bool": "bool",
-    "list | None": "list of ints",
+    "list | None": "a non-empty list of positive integers",
 }
 
 
@@ -52,9 +52,9 @@ def _is_kind(value, kind):
         return isinstance(value, int)
     if kind == "float":
         return isinstance(value, (int, float))
-    if kind == "list of ints":
-        return isinstance(value, (list, tuple)) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
+    if kind == "a non-empty list of positive integers":  # widths and block counts
+        return isinstance(value, (list, tuple)) and bool(value) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
         )
     return isinstance(value, str)
 

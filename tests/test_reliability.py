@@ -337,6 +337,8 @@ def test_bad_data_folder_exits_2(fake_cifar, tmp_path, capsys):
     ({"preset": ["seed"]}, "preset must be str, got ['seed']"),
     ({"learning_rate": 10**400}, "learning_rate must be at most 1e+300 in size, got an integer of 401 digits."),
     ({"momentum": 1e301}, "momentum must be at most 1e+300 in size, got 1e+301."),
+    # It advised "pass --stage-blocks with 0 values too, e.g. --stage-blocks ."
+    ({"stage_filters": []}, "stage_filters must be a non-empty list of positive integers, got [] (list)."),
 ])
 def test_bad_config_json_exits_2(tmp_path, content, message):
     path = tmp_path / "config.json"

@@ -166,12 +166,19 @@ def test_config_refuses_each_range_at_its_bound(refused, accepted, message, monk
     (dict(cutout=True), "TrainConfig: cutout must be int, got True (bool)."),
     (dict(export="no"), "TrainConfig: export must be bool, got 'no' (str)."),
     (dict(learning_rate="0.1"), "TrainConfig: learning_rate must be float, got '0.1' (str)."),
-    (dict(stage_filters=8), "TrainConfig: stage_filters must be list of ints, got 8 (int)."),
+    (dict(stage_filters=8), "TrainConfig: stage_filters must be a non-empty list of positive integers, "
+                            "got 8 (int)."),
+    # An empty list advised "pass --stage-blocks with 0 values too"; a zero
+    # width quoted build_model's Python argument.
+    (dict(stage_filters=[]), "TrainConfig: stage_filters must be a non-empty list of positive integers, "
+                             "got [] (list)."),
+    (dict(stage_blocks=[2, 0, 2, 2]), "TrainConfig: stage_blocks must be a non-empty list of positive "
+                                      "integers, got [2, 0, 2, 2] (list)."),
     # NumPy values, as a sweep over np.linspace gives them, say how to pass them.
     (dict(seed=np.int64(1)), "TrainConfig: seed must be int, got np.int64(1) (int64): pass Python "
                              "numbers (`.item()` of a NumPy scalar, `.tolist()` of an array)."),
     (dict(stage_filters=list(np.array([8, 8, 8, 8]))),
-     "TrainConfig: stage_filters must be list of ints, got [np.int64(8), np.int64(8), np.int64(8), "
+     "TrainConfig: stage_filters must be a non-empty list of positive integers, got [np.int64(8), np.int64(8), np.int64(8), "
      "np.int64(8)] (list): pass Python numbers (`.item()` of a NumPy scalar, `.tolist()` of an array)."),
 ])
 def test_a_config_built_in_python_is_checked_before_anything_is_written(
