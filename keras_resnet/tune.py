@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -31,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keras-free imports only: flags and settings are checked before Keras and a
 # backend load (`ResNetHyperModel` and the search load them).
 from keras_resnet import cli  # noqa: E402
+from keras_resnet.checks import check_bool  # noqa: E402
+from keras_resnet.checks import check_choice  # noqa: E402
 from keras_resnet.checks import check_int  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
@@ -116,35 +119,46 @@ def search_space(preset, widths=None, blocks=None, dropouts=DROPOUT_CHOICES,
     stages = len(PRESETS[preset]["stage_filters"])
     widths = default_widths(preset) if widths is None else widths
     blocks = BLOCK_CHOICES if blocks is None else blocks
-    if blocks and all(isinstance(b, int) for b in blocks):
+    if isinstance(blocks, (list, tuple)) and blocks and all(_is_count(b) for b in blocks):
         blocks = [blocks] * stages
     for name, value in (("widths", widths), ("blocks", blocks)):
-        if len(value) != stages or not all(
-            isinstance(choices, (list, tuple)) and choices
-            and all(isinstance(v, int) and v > 0 for v in choices)
+        if not isinstance(value, (list, tuple)) or len(value) != stages or not all(
+            isinstance(choices, (list, tuple)) and choices and all(_is_count(v) for v in choices)
             for choices in value
         ):
             raise ConfigError(
                 f"`{name}` must hold one non-empty list of positive ints per "
                 f"stage ({stages} for preset {preset!r}). Received: {name}={value!r}"
             )
-    if not dropouts or not all(0 <= d < 1 for d in dropouts):
-        raise ConfigError(f"`dropouts` must be in [0, 1). Received: dropouts={dropouts!r}")
+    if not (isinstance(dropouts, (list, tuple)) and dropouts
+            and all(_is_number(d) and 0 <= d < 1 for d in dropouts)):
+        raise ConfigError(
+            f"`dropouts` must be a non-empty list of numbers in [0, 1). Received: dropouts={dropouts!r}"
+        )
     ranges = {}
     for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
-        low, high = (value, value) if isinstance(value, (int, float)) else value
-        if not 0 < low <= high:
+        pair = (value, value) if _is_number(value) else value
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(_is_number, pair))
+                and 0 < pair[0] <= pair[1] < math.inf):
             raise ConfigError(
-                f"`{name}` must be a positive number or a range (low, high) with "
-                f"0 < low <= high. Received: {name}={value!r}"
+                f"`{name}` must be a positive, finite number or a range (low, high) "
+                f"of them with low <= high. Received: {name}={value!r}"
             )
-        ranges[name] = [float(low), float(high)]
+        ranges[name] = [float(pair[0]), float(pair[1])]
     return dict(
         widths=[sorted(set(choices)) for choices in widths],
         blocks=[sorted(set(choices)) for choices in blocks],
         dropouts=sorted(set(float(d) for d in dropouts)),
         **ranges,
     )
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_number(value):  # NaN fails every comparison that follows
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def __getattr__(name):
@@ -599,14 +613,23 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         counts; the chief and a single process, those of the whole search.
 
     Raises:
-        ConfigError, DataError: bad settings or data.
+        ConfigError, DataError: bad settings or data (nothing written).
+        ValueError: an argument of the wrong type or out of range, named.
     """
     start = time.perf_counter()
     # Before anything is written: a project that recorded a bad call's
     # settings refuses the corrected one. KerasTuner takes 0 trials for "no limit".
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"`config` must be a TrainConfig. Received: config={config!r}")
     if tuner not in TUNERS:
         raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
     check_int("max_trials", max_trials)
+    check_int("epochs_per_trial", epochs_per_trial)
+    if not isinstance(directory, (str, os.PathLike)):  # "" is `project_problem`'s
+        raise ConfigError(f"`directory` must be a path (a str or os.PathLike). Received: directory={directory!r}")
+    check_bool("overwrite", overwrite)
+    check_choice("verbose", verbose, (0, 1, 2, "auto"))  # as `fit` takes it
+    check_int("top", top, minimum=0)
     config = dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
     if not config.validation_size:
         raise ConfigError(

@@ -374,6 +374,40 @@ def test_a_bad_tuner_or_trial_count_from_python_leaves_no_project_behind(cifar, 
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    # Each was a TypeError or a ValueError from inside (`replace()`, `len()`,
+    # unpacking), or went through: top=-1 printed all but the last trial,
+    # overwrite="yes" was taken as true, an infinite rate and a weight decay
+    # of True were searched, and widths of True reached build_model.
+    (dict(config=None), "`config` must be a TrainConfig. Received: config=None"),
+    (dict(epochs_per_trial="10"), "`epochs_per_trial` must be a positive integer. Received: epochs_per_trial='10'"),
+    (dict(directory=None), "`directory` must be a path (a str or os.PathLike). Received: directory=None"),
+    (dict(overwrite="yes"), "`overwrite` must be True or False. Received: overwrite='yes'"),
+    (dict(verbose="x"), "`verbose` must be one of (0, 1, 2, 'auto'). Received: verbose='x'"),
+    (dict(top=-1), "`top` must be a non-negative integer. Received: top=-1"),
+    (dict(widths=3), "`widths` must hold one non-empty list of positive ints per stage (4 for preset "
+                     "'seed'). Received: widths=3"),
+    (dict(widths=[[True]] * 4), "Received: widths=[[True], [True], [True], [True]]"),
+    (dict(blocks=5), "`blocks` must hold one non-empty list of positive ints per stage"),
+    (dict(dropouts=0.1), "`dropouts` must be a non-empty list of numbers in [0, 1). Received: dropouts=0.1"),
+    (dict(dropouts=["a"]), "Received: dropouts=['a']"),
+    (dict(learning_rate="x"), "`learning_rate` must be a positive, finite number or a range (low, high) "
+                              "of them with low <= high. Received: learning_rate='x'"),
+    (dict(learning_rate=(1, 2, 3)), "Received: learning_rate=(1, 2, 3)"),
+    (dict(learning_rate=None), "Received: learning_rate=None"),
+    (dict(learning_rate=(0.1, float("inf"))), "Received: learning_rate=(0.1, inf)"),
+    (dict(weight_decay=True), "Received: weight_decay=True"),
+])
+def test_the_search_api_names_a_bad_argument_before_anything_is_written(cifar, tmp_path, arguments, message):
+    config = TrainConfig(train_size=256, validation_size=64, data_dir=cifar)
+    call = dict(config=config, tuner="random", max_trials=1, directory=str(tmp_path / "search"),
+                widths=[[8]] * 4, blocks=[1], verbose=0)
+    with pytest.raises(ValueError) as info:
+        tune.search(**{**call, **arguments})
+    assert message in str(info.value)
+    assert not os.listdir(tmp_path)
+
+
 def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
     # The project would record these settings and refuse the corrected
     # command as "a search with other settings".
