@@ -313,6 +313,11 @@ class PatchWhitening(layers.Layer):
 
     def build(self, input_shape):
         k, channels = self.kernel_size, input_shape[-1]
+        if channels is None:  # it sizes the kernel
+            raise ValueError(
+                "`PatchWhitening` needs inputs with a known number of channels. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
         # === Weights ===
         # Until `adapt`, the identity and its negative: patches pass through.
         identity = np.eye(k * k * channels, dtype="float32")

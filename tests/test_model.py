@@ -385,6 +385,8 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "strides=True": lambda: ResidualBlock(8, strides=True),
     "epsilon=None": lambda: PatchWhitening(2, epsilon=None),
     "kernel_size=True": lambda: PatchWhitening(True),
+    # The channels it whitens size its kernel: a TypeError of None * int.
+    "input_shape=(None, None, None, None)": lambda: PatchWhitening(2)(keras.Input((None, None, None))),
     "padding=True": lambda: RandomPadCrop(True),
     "size=True": lambda: RandomCutout(True),
     # Taken for Keras' default, glorot_uniform, not the documented he_normal.
