@@ -303,3 +303,27 @@ def test_a_run_whose_backups_cannot_be_read_is_refused_in_one_line(fake_cifar, t
         os.remove(backup / name)
     with pytest.raises(ConfigError, match="there is none before it"):
         training.train(config)
+
+
+def test_a_backup_whose_arrays_cannot_be_read_counts_as_unreadable(tmp_path):
+    # A file whose layout opens but whose data fails to read (a disk error;
+    # here a corrupt compressed chunk) must not be restored from.
+    import h5py
+
+    from callbacks.checkpoint import BACKUP_METADATA, BACKUP_WEIGHTS
+
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / BACKUP_METADATA).write_text(json.dumps({"epoch": 3}))
+    weights = str(backup / BACKUP_WEIGHTS)
+    with h5py.File(weights, "w") as f:
+        data = f.create_dataset("layer/vars/0", data=np.arange(4096, dtype="float32"), chunks=(4096,),
+                                compression="gzip")
+        chunk = data.id.get_chunk_info(0)
+    assert backup_epochs(str(backup)) == 3  # whole, it is read
+    with open(weights, "r+b") as f:
+        f.seek(chunk.byte_offset + chunk.size // 2)
+        f.write(b"\xff" * 16)
+    with h5py.File(weights, "r") as f:  # the layout still opens
+        assert list(f["layer/vars"]) == ["0"]
+    assert backup_epochs(str(backup)) is None
