@@ -195,10 +195,11 @@ def main(argv=None):
         parser.exit(2, f"train.py: error: {e}\n")
     except (TrainingDiverged, ExportError) as e:
         parser.exit(1, f"train.py: error: {e}\n")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # Without --output-dir the folder is chosen after the data loads:
-        # the one this command would resume, if any.
-        run_dir = config.output_dir or default_output_dir(config)
+        # `train` names it, or, stopped before that, the one this command
+        # would resume, if any.
+        run_dir = config.output_dir or getattr(e, "run_dir", None) or default_output_dir(config)
         epochs = backup_epochs(os.path.join(run_dir, "backup"))
         if epochs:
             print(

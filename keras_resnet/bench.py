@@ -177,13 +177,15 @@ def bench_pipeline_training(config, x, y, steps, repeats):
     from keras_resnet.training import build_network
     from keras_resnet.training import compile_model
     from keras_resnet.training import fit_inputs
+    from keras_resnet.training import run_globals
 
-    trainer, steps_per_epoch, kwargs = fit_inputs(
-        build_network(config), config, (x, y), None
-    )
-    compile_model(trainer, config, steps_per_epoch)
-    epochs = math.ceil((1 + repeats) * steps / steps_per_epoch)
-    return _timed_fit(trainer, config.batch_size, steps, repeats, epochs, **kwargs)
+    with run_globals():  # the training wrapper float32, as train.py's
+        trainer, steps_per_epoch, kwargs = fit_inputs(
+            build_network(config), config, (x, y), None
+        )
+        compile_model(trainer, config, steps_per_epoch)
+        epochs = math.ceil((1 + repeats) * steps / steps_per_epoch)
+        return _timed_fit(trainer, config.batch_size, steps, repeats, epochs, **kwargs)
 
 
 def bench_input_pipeline(config, x, y, steps, repeats):

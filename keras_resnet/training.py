@@ -131,6 +131,23 @@ def distribution_scope(config):
     raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 
 
+@contextlib.contextmanager
+def run_globals():
+    """Keras' global state as a run needs it inside, the caller's again
+    after: the dtype policy at float32, so that what a run builds besides
+    its network (the training wrapper, its augmenter, the loss scaling
+    `compile` adds for `mixed_float16`) is float32 whatever policy the
+    caller set (the network takes `config.precision`: `build_network`);
+    and the distribution, which `distribution_scope` sets on JAX."""
+    outer_policy, outer_distribution = keras.config.dtype_policy(), keras.distribution.distribution()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(outer_policy)
+        keras.distribution.set_distribution(outer_distribution)
+
+
 def build_network(config, allow_over_cap=False):
     """`config`'s network (its preset and overrides), its layers under the
     dtype policy of `config.precision`; the global policy is left as it was."""
@@ -392,7 +409,9 @@ def train(config, overwrite=False):
     """Trains, evaluates and exports one run; returns the metrics dict.
 
     `config` itself is left as it was: the folder chosen without
-    `output_dir` is the metrics' `run_dir`.
+    `output_dir` is the metrics' `run_dir` (and a `KeyboardInterrupt`'s
+    `run_dir`, once chosen). Keras' global dtype policy and distribution
+    are the caller's again after (`run_globals`).
 
     Raises:
         ConfigError, data.DataError: bad settings or data (nothing written).
@@ -400,10 +419,9 @@ def train(config, overwrite=False):
     """
     config.validate()
     config = dataclasses.replace(config)
-    outer_distribution = keras.distribution.distribution()
-    # First: JAX multi-host must start before any JAX computation.
-    scope, device_count = distribution_scope(config)
-    try:
+    with run_globals():
+        # First: JAX multi-host must start before any JAX computation.
+        scope, device_count = distribution_scope(config)
         config.check_model()
         if config.output_dir is None and not can_create_folder(RUNS_ROOT):
             raise ConfigError(
@@ -416,10 +434,11 @@ def train(config, overwrite=False):
         try:  # prepare_run_dir holds the folder, also when it then refuses it
             run_dir = prepare_run_dir(config, overwrite=overwrite)
             return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
+        except KeyboardInterrupt as e:
+            e.run_dir = config.output_dir  # for the line that says where the run is kept
+            raise
         finally:
             release_folder(config.output_dir)
-    finally:  # on JAX, data parallelism is Keras' global distribution
-        keras.distribution.set_distribution(outer_distribution)
 
 
 def _train_in(run_dir, config, cifar, train_data, validation, scope, device_count):

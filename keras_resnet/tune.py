@@ -650,6 +650,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     # records these settings (a split the data cannot give would otherwise
     # leave a project that refuses the corrected command).
     from keras_resnet.training import prepare_data
+    from keras_resnet.training import run_globals
 
     hypermodel = _hypermodel_class()(config, **space)
     # KerasTuner builds the smallest network first: refuse it before the
@@ -677,7 +678,8 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             ) from None
 
         try:
-            tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
+            with run_globals():  # each trial's training wrapper float32, as train.py's
+                tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
         except KeyboardInterrupt:
             if not _is_worker():  # the table so far; the interrupted trial is `running`
                 write_results(summarize(tuner_, hypermodel), project_dir)

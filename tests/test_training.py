@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import json
 import math
@@ -522,6 +523,37 @@ def test_build_network_leaves_the_callers_dtype_policy_as_it_was():
         assert keras.config.dtype_policy().name == "mixed_float16"
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_runs_under_a_callers_mixed_policy_build_all_but_the_network_float32(
+        fake_cifar, tmp_path, monkeypatch):
+    # Once build_network gave the caller's policy back, the training wrapper
+    # (and, for mixed_float16, the loss scaling `compile` adds) took it.
+    from keras_resnet import bench, tune
+    from keras_resnet.training import train
+
+    compiled = []
+    compile_ = keras.Model.compile
+
+    def recording_compile(self, *args, **kwargs):
+        compiled.append(self.dtype_policy.name)
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", recording_compile)
+    config = TrainConfig(preset="fast-cpu", epochs=1, batch_size=20, stage_filters=[8, 8, 16, 16],
+                         validation_size=20, data_dir=fake_cifar, augment_on="device", export=False)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        train(dataclasses.replace(config, output_dir=str(tmp_path / "run")))
+        tune.search(config, tuner="random", max_trials=1, epochs_per_trial=1, directory=str(tmp_path / "tune"),
+                    widths=[[8], [8], [16], [16]], blocks=[1], verbose=0)
+        cifar = data.load_cifar10(fake_cifar)
+        bench.bench_pipeline_training(config, cifar.x_train, cifar.y_train, steps=1, repeats=1)
+        assert keras.config.dtype_policy().name == "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    # (`compile` wraps the optimizer in loss scaling for a mixed_float16 model.)
+    assert len(compiled) == 3 and set(compiled) == {"float32"}, compiled
 
 
 def test_train_leaves_the_callers_config_alone(fake_cifar, tmp_path, monkeypatch):
