@@ -94,8 +94,9 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")
     check_class_names("class_names", class_names)
     if problem := classifier_problem(model, classes=len(class_names)):
-        hint = (": pass one class name per output (class_names=...)"
-                if model.output_shape[-1] != len(class_names) else "")
+        other_count = (isinstance(model.output_shape, tuple) and len(model.output_shape) == 2
+                       and model.output_shape[-1] != len(class_names))
+        hint = ": pass one class name per output (class_names=...)" if other_count else ""
         raise ValueError(f"`model` {problem}{hint}.")
     model_dir = os.path.join(export_dir, model_name)
     if not can_create_folder(model_dir):  # was a bare "[Errno 17] File exists"

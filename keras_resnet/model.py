@@ -311,7 +311,7 @@ def classifier_problem(model, classes=NUM_CLASSES):
     """What keeps `model` from mapping 32x32 RGB images to probabilities of
     `classes` classes, as the end of a sentence about it; None if nothing."""
     expected = f"expected (None, {', '.join(map(str, IMAGE_SHAPE))}) to (None, {classes})"
-    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or model.output_shape[-1] != classes:
+    if tuple(model.input_shape[1:]) != IMAGE_SHAPE or tuple(model.output_shape[1:]) != (classes,):
         return (f"is not a CIFAR-10 classifier: it maps {model.input_shape} to "
                 f"{model.output_shape}, {expected}")
     outputs = model(keras.ops.zeros((1, *IMAGE_SHAPE)), training=False)

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -137,9 +138,8 @@ def search_space(preset, widths=None, blocks=None, dropouts=DROPOUT_CHOICES,
         )
     ranges = {}
     for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay)):
-        pair = (value, value) if _is_number(value) else value
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(_is_number, pair))
-                and 0 < pair[0] <= pair[1] < math.inf):
+        pair = _bounds(value)
+        if not (pair and 0 < pair[0] <= pair[1] < math.inf):
             raise ConfigError(
                 f"`{name}` must be a positive, finite number or a range (low, high) "
                 f"of them with low <= high. Received: {name}={value!r}"
@@ -157,8 +157,20 @@ def _is_count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _is_number(value):  # NaN fails every comparison that follows
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_number(value):  # NumPy's too; NaN fails every comparison that follows
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounds(value):
+    """`(low, high)` of a number, or of a pair of numbers (a list, a tuple,
+    an array); None for anything else."""
+    if _is_number(value):
+        return value, value
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if _is_number(low) and _is_number(high) else None
 
 
 def __getattr__(name):

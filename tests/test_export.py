@@ -376,6 +376,9 @@ def test_the_export_api_names_a_bad_argument(arguments, message, tmp_path):
     # model failed deep in TensorFlow, leaving an empty model folder.
     ((32, 32, 3), 10, None, "does not output class probabilities"),
     ((28, 28, 1), 10, "softmax", "it maps (None, 28, 28, 1) to (None, 10), expected (None, 32, 32, 3)"),
+    # A probability per class in a (1, 10) row passed as one per class.
+    ((32, 32, 3), (1, 10), "softmax", "it maps (None, 32, 32, 3) to (None, 1, 10), expected (None, 32, 32, 3) "
+                                      "to (None, 10)."),
 ])
 def test_the_export_api_refuses_a_model_that_is_not_a_classifier_of_probabilities(
         tmp_path, input_shape, units, activation, message):
@@ -383,11 +386,27 @@ def test_the_export_api_refuses_a_model_that_is_not_a_classifier_of_probabilitie
 
     from keras_resnet.export import export_saved_model
 
-    model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
-                              keras.layers.Dense(units, activation=activation)])
+    head = ([keras.layers.Dense(units, activation=activation)] if isinstance(units, int) else
+            [keras.layers.Dense(units[-1], activation=activation), keras.layers.Reshape(units)])
+    model = keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(), *head])
     with pytest.raises(ValueError) as info:
         export_saved_model(model, str(tmp_path / "exports"))
     assert str(info.value).startswith("`model` ") and message in str(info.value)
+    assert not (tmp_path / "exports").exists()
+
+
+def test_the_export_api_names_two_outputs_without_blaming_the_class_names(tmp_path):
+    import keras
+
+    from keras_resnet.export import export_saved_model
+
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.Flatten()(inputs)
+    outputs = [keras.layers.Dense(10, activation="softmax")(features) for _ in range(2)]
+    with pytest.raises(ValueError) as info:
+        export_saved_model(keras.Model(inputs, outputs), str(tmp_path / "exports"))
+    assert str(info.value) == ("`model` is not a CIFAR-10 classifier: it maps (None, 32, 32, 3) to "
+                               "[(None, 10), (None, 10)], expected (None, 32, 32, 3) to (None, 10).")
     assert not (tmp_path / "exports").exists()
 
 

@@ -408,6 +408,19 @@ def test_the_search_api_names_a_bad_argument_before_anything_is_written(cifar, t
     assert not os.listdir(tmp_path)
 
 
+def test_a_space_of_numpy_numbers_is_taken_as_python_floats():
+    # A sweep over np.arange or an array of bounds: refused for a commit, with
+    # "must be a positive, finite number ... Received: np.float32(0.1)".
+    space = tune.search_space("seed", widths=[[8]] * 4, blocks=[1],
+                              dropouts=list(np.arange(0, 0.3, 0.1, dtype="float32")),
+                              learning_rate=np.array([1e-3, 1e-1]),
+                              weight_decay=(np.float32(1e-4), np.float64(1e-3)))
+    assert json.loads(json.dumps(space)) == space
+    assert space["dropouts"] == pytest.approx([0.0, 0.1, 0.2]) and space["learning_rate"] == [1e-3, 1e-1]
+    assert space["weight_decay"] == pytest.approx([1e-4, 1e-3])
+    assert all(type(v) is float for v in [*space["dropouts"], *space["learning_rate"], *space["weight_decay"]])
+
+
 def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
     # The project would record these settings and refuse the corrected
     # command as "a search with other settings".
