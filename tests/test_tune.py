@@ -419,6 +419,9 @@ def test_a_space_of_numpy_numbers_is_taken_as_python_floats():
     assert space["dropouts"] == pytest.approx([0.0, 0.1, 0.2]) and space["learning_rate"] == [1e-3, 1e-1]
     assert space["weight_decay"] == pytest.approx([1e-4, 1e-3])
     assert all(type(v) is float for v in [*space["dropouts"], *space["learning_rate"], *space["weight_decay"]])
+    # One number is a range of one value.
+    space = tune.search_space("seed", widths=[[8]] * 4, learning_rate=np.float32(0.5), weight_decay=1e-3)
+    assert space["learning_rate"] == [0.5, 0.5] and space["weight_decay"] == [1e-3, 1e-3]
 
 
 def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
