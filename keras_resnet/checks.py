@@ -31,6 +31,16 @@ def _is_int(value, minimum):
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
+def is_number(value):
+    """Whether `value` is a real number (NumPy's too), not a boolean."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_positive_ints(values):
+    """Whether `values` is a non-empty list or tuple of positive integers."""
+    return isinstance(values, (list, tuple)) and bool(values) and all(_is_int(v, 1) for v in values)
+
+
 def check_int(name, value, minimum=1, maximum=None):
     """An integer of at least `minimum` (and at most `maximum`, if given)."""
     if maximum is not None:
@@ -43,15 +53,13 @@ def check_int(name, value, minimum=1, maximum=None):
 
 def check_positive_ints(name, values):
     """A non-empty list (or tuple) of positive integers."""
-    if not isinstance(values, (list, tuple)) or not values or not all(
-        _is_int(v, 1) for v in values
-    ):
+    if not is_positive_ints(values):
         _refuse(name, values, "a non-empty list of positive integers")
 
 
 def check_number(name, value, low, high=None):
     """A finite real number in `[low, high)`, or `> low` when `high` is `None`."""
-    in_range = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+    in_range = is_number(value) and (
         (isinstance(value, numbers.Integral) or math.isfinite(value))  # no float of 10**400
         and (value > low if high is None else low <= value < high)
     )

@@ -11,6 +11,7 @@ import os
 import sys
 
 from keras_resnet.atomic import delete_folder_whole
+from keras_resnet.checks import is_positive_ints
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
 
@@ -53,9 +54,7 @@ def _is_kind(value, kind):
     if kind == "float":
         return isinstance(value, (int, float))
     if kind == "a non-empty list of positive integers":  # widths and block counts
-        return isinstance(value, (list, tuple)) and bool(value) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-        )
+        return is_positive_ints(value)
     return isinstance(value, str)
 
 

@@ -132,6 +132,17 @@ def distribution_scope(config):
 
 
 @contextlib.contextmanager
+def global_dtype_policy(name):
+    """Keras' global dtype policy `name` inside, the caller's again after."""
+    outer_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(outer_policy)
+
+
+@contextlib.contextmanager
 def run_globals():
     """Keras' global state as a run needs it inside, the caller's again
     after: the dtype policy at float32, so that what a run builds besides
@@ -139,24 +150,19 @@ def run_globals():
     `compile` adds for `mixed_float16`) is float32 whatever policy the
     caller set (the network takes `config.precision`: `build_network`);
     and the distribution, which `distribution_scope` sets on JAX."""
-    outer_policy, outer_distribution = keras.config.dtype_policy(), keras.distribution.distribution()
-    keras.config.set_dtype_policy("float32")
+    outer_distribution = keras.distribution.distribution()
     try:
-        yield
+        with global_dtype_policy("float32"):
+            yield
     finally:
-        keras.config.set_dtype_policy(outer_policy)
         keras.distribution.set_distribution(outer_distribution)
 
 
 def build_network(config, allow_over_cap=False):
     """`config`'s network (its preset and overrides), its layers under the
     dtype policy of `config.precision`; the global policy is left as it was."""
-    outer_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.precision)
-    try:
+    with global_dtype_policy(config.precision):
         return build_model(config.preset, allow_over_cap=allow_over_cap, **config.model_overrides())
-    finally:
-        keras.config.set_dtype_policy(outer_policy)
 
 
 def learning_rate_schedule(config, steps_per_epoch):

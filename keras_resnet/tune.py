@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import json
 import math
-import numbers
 import os
 import re
 import sys
@@ -36,6 +35,8 @@ from keras_resnet import cli  # noqa: E402
 from keras_resnet.checks import check_bool  # noqa: E402
 from keras_resnet.checks import check_choice  # noqa: E402
 from keras_resnet.checks import check_int  # noqa: E402
+from keras_resnet.checks import is_number  # noqa: E402
+from keras_resnet.checks import is_positive_ints  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
@@ -120,19 +121,17 @@ def search_space(preset, widths=None, blocks=None, dropouts=DROPOUT_CHOICES,
     stages = len(PRESETS[preset]["stage_filters"])
     widths = default_widths(preset) if widths is None else widths
     blocks = BLOCK_CHOICES if blocks is None else blocks
-    if isinstance(blocks, (list, tuple)) and blocks and all(_is_count(b) for b in blocks):
+    if is_positive_ints(blocks):  # the same choices for every stage
         blocks = [blocks] * stages
     for name, value in (("widths", widths), ("blocks", blocks)):
-        if not isinstance(value, (list, tuple)) or len(value) != stages or not all(
-            isinstance(choices, (list, tuple)) and choices and all(_is_count(v) for v in choices)
-            for choices in value
-        ):
+        if not (isinstance(value, (list, tuple)) and len(value) == stages
+                and all(map(is_positive_ints, value))):
             raise ConfigError(
                 f"`{name}` must hold one non-empty list of positive ints per "
                 f"stage ({stages} for preset {preset!r}). Received: {name}={value!r}"
             )
     if not (isinstance(dropouts, (list, tuple)) and dropouts
-            and all(_is_number(d) and 0 <= d < 1 for d in dropouts)):
+            and all(is_number(d) and 0 <= d < 1 for d in dropouts)):
         raise ConfigError(
             f"`dropouts` must be a non-empty list of numbers in [0, 1). Received: dropouts={dropouts!r}"
         )
@@ -153,24 +152,16 @@ def search_space(preset, widths=None, blocks=None, dropouts=DROPOUT_CHOICES,
     )
 
 
-def _is_count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _is_number(value):  # NumPy's too; NaN fails every comparison that follows
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _bounds(value):
     """`(low, high)` of a number, or of a pair of numbers (a list, a tuple,
-    an array); None for anything else."""
-    if _is_number(value):
+    an array); None for anything else. (NaN fails every comparison after.)"""
+    if is_number(value):
         return value, value
     try:
         low, high = value
     except (TypeError, ValueError):
         return None
-    return (low, high) if _is_number(low) and _is_number(high) else None
+    return (low, high) if is_number(low) and is_number(high) else None
 
 
 def __getattr__(name):
