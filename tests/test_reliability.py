@@ -144,7 +144,7 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     # had one.
     import keras
 
-    from keras_resnet import training
+    from keras_resnet import run_folder, training
 
     class StopInSecondEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -157,7 +157,12 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     monkeypatch.chdir(tmp_path)
     argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3", "--stage-filters",
             "8,8,8,8", "--checkpoint-seconds", "0", "--no-export"]
-    code, _, err = run_train_main(argv, capsys)
+    with monkeypatch.context() as m:
+        # The interrupt names the folder the run chose: train() leaves the
+        # caller's config alone, and train.py choosing again could name
+        # another stopped run of these settings.
+        m.setattr(run_folder, "default_output_dir", lambda config, root="runs": "runs/another-run")
+        code, _, err = run_train_main(argv, capsys)
     saved = os.path.join("runs", "seed", "backup")
     assert code == 130 and f"The run is saved in {saved} after epoch 1" in err
 
@@ -178,32 +183,6 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     assert train.resume_command("runs/my seed") == (
         "KERAS_BACKEND=jax python train.py --resume 'runs/my seed'")
-
-
-def test_ctrl_c_names_the_folder_the_run_chose_not_one_chosen_again(fake_cifar, tmp_path,
-                                                                    monkeypatch, capsys):
-    # train() leaves the caller's config alone, and train.py chose the folder
-    # again after the Ctrl-C: another run of these settings, stopped in the
-    # meantime, was named instead (its folder and its epoch).
-    import keras
-
-    from keras_resnet import run_folder, training
-
-    class StopInSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    make_callbacks = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
-        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
-    monkeypatch.setattr(run_folder, "default_output_dir", lambda config, root="runs": "runs/another-run")
-    monkeypatch.chdir(tmp_path)
-    argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3", "--stage-filters",
-            "8,8,8,8", "--checkpoint-seconds", "0", "--no-export"]
-    code, _, err = run_train_main(argv, capsys)
-    assert code == 130 and "The run is saved in " + os.path.join("runs", "seed", "backup") + " after epoch 1" in err
-    assert "Resume with: python train.py --resume runs/seed" in err
 
 
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
