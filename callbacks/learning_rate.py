@@ -40,6 +40,7 @@ def learning_rate_reader(optimizer):
         # The optimizer's state comes in as arguments: read inside, the
         # variables would be traced in as constants, fixed at the first call.
         with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            return optimizer.learning_rate
+            # A fixed rate is a variable, not an array: convert it.
+            return keras.ops.convert_to_tensor(optimizer.learning_rate)
 
     return lambda: float(rate_given([variable.value for variable in variables]))

@@ -131,6 +131,26 @@ print(np.array_equal(resumed, whole[4:]), np.array_equal(resumed, whole[:4]))
     assert out.stdout.split()[-2:] == ["True", "False"]
 
 
+def test_a_fixed_learning_rate_is_logged_on_jax():
+    # A float rate (a variable, not a schedule) came out of the compiled read
+    # as the variable itself: a ValueError at the first epoch's end.
+    script = """
+import json
+import keras, numpy as np
+from callbacks import LearningRateLogger
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+halve = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=10)
+history = model.fit(np.zeros((32, 8)), np.zeros(32), epochs=3, verbose=0,
+                    callbacks=[halve, LearningRateLogger()])
+print(json.dumps(history.history["learning_rate"]))
+"""
+    out = run_python(["-c", script], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    # The rate after each epoch, as TensorFlow logs it (halved from the second on).
+    assert json.loads(out.stdout.splitlines()[-1]) == pytest.approx([0.05, 0.025, 0.0125])
+
+
 def test_the_logged_learning_rate_is_compiled_once_on_jax(tmp_path):
     # Read eagerly, a warmup schedule's `ops.cond` made JAX compile a fresh
     # program at every epoch end (60-80 ms here), in the logger and again in
