@@ -31,9 +31,11 @@ class CheckpointSchedule(keras.callbacks.Callback):
     callback spaces them out: due at most every
     `min_seconds`, and always after the last epoch and when training stops
     early. Place it after the callbacks that stop training and before the
-    ones that consult `due`. The `AtomicModelCheckpoint`s that share it
-    serialize the model once per epoch end: a second one copies the file
-    the first wrote (`written`).
+    ones that consult it (`due_at`, which refuses a schedule that has not
+    run at that epoch's end); a stop it did not see is written as training
+    ends. The `AtomicModelCheckpoint`s that share it serialize the model
+    once per epoch end: a second one copies the file the first wrote
+    (`written`).
 
     Args:
         min_seconds: float. Least time between two checkpoints; 0 writes
@@ -45,18 +47,33 @@ class CheckpointSchedule(keras.callbacks.Callback):
         check_number("min_seconds", min_seconds, 0, math.inf)
         self.min_seconds = min_seconds
         self.due = False
+        self.epoch = None  # the epoch whose end `due` is about
         self.written = None  # a file holding the model as this epoch left it
 
     def on_train_begin(self, logs=None):
         self._last = time.monotonic()
+        self.epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
         last_epoch = epoch + 1 >= self.params.get("epochs", 0) or self.model.stop_training
         self.due = last_epoch or now - self._last >= self.min_seconds
+        self.epoch = epoch
         self.written = None
         if self.due:
             self._last = now
+
+    def due_at(self, epoch):
+        """`due` at the end of `epoch`; a `ValueError` if this schedule has
+        not run there (left out of `fit`, or placed after the callback that
+        asks): checkpoints would silently never, or late, be written."""
+        if self.epoch != epoch:
+            raise ValueError(
+                f"The CheckpointSchedule has not run at the end of epoch {epoch + 1}: pass it to "
+                "`fit` too, before the callbacks that consult it, e.g. "
+                "callbacks=[schedule, AtomicModelCheckpoint(..., schedule=schedule)]."
+            )
+        return self.due
 
 
 def warn_once(callback, message):
@@ -128,19 +145,35 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                 "`filepath` must end in `.keras`, the format `model.save` writes. "
                 f"Received: filepath={self.filepath!r}"
             )
+        if "{" in self.filepath:  # else one file of that name, written over at every epoch
+            raise ValueError(
+                "`filepath` is one file, not a template: for a file per epoch "
+                "(\"ckpt-{epoch:02d}.keras\"), use keras.callbacks.ModelCheckpoint. "
+                f"Received: filepath={self.filepath!r}"
+            )
         self.monitor = monitor
         self.best = initial_value_threshold
         self.schedule = schedule
         self._pending = None  # the best epoch's weights, not yet written
+        self._unsaved = False  # the latest epoch (without `monitor`), not yet written
 
     def on_train_begin(self, logs=None):
         # A partial file left by a crash is junk; it is never renamed into place.
         if os.path.exists(partial_path(self.filepath)):
             os.remove(partial_path(self.filepath))
+        self._unsaved = False
+
+    def on_train_end(self, logs=None):
+        # A stop the schedule did not see (a callback after it ended
+        # training) left the last epoch, or the best, unwritten.
+        if self._unsaved:
+            self._save_current()
+        self.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        due = self.schedule is None or self.schedule.due
+        due = self.schedule is None or self.schedule.due_at(epoch)
         if self.monitor is None:
+            self._unsaved = not due
             if due:
                 self._save_current()
             return
@@ -168,6 +201,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             save_atomically(self.model, self.filepath)
         if self.schedule is not None:
             self.schedule.written = self.filepath
+        self._unsaved = False
 
     def flush(self):
         """Writes the best epoch's weights if they wait in memory. Call it
@@ -377,7 +411,7 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
             ) from None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.schedule.due:
+        if self.schedule.due_at(epoch):
             self._back_up(epochs=epoch + 1)
 
     def _back_up(self, epochs):

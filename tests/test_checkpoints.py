@@ -327,3 +327,46 @@ def test_a_backup_whose_arrays_cannot_be_read_counts_as_unreadable(tmp_path):
     with h5py.File(weights, "r") as f:  # the layout still opens
         assert list(f["layer/vars"]) == ["0"]
     assert backup_epochs(str(backup)) is None
+
+
+@pytest.mark.parametrize("order", ["schedule left out", "schedule after"])
+def test_a_schedule_that_has_not_run_at_the_epoch_end_is_an_error_naming_the_order(tmp_path, order):
+    # Its `due` stayed False (left out of `fit`) or was the epoch before's
+    # (placed after the checkpoints): nothing was ever written, silently.
+    model, x, y = tiny_model_and_batch()
+    schedule = CheckpointSchedule(0)
+    for checkpoint in (AtomicModelCheckpoint(str(tmp_path / "last.keras"), schedule=schedule),
+                       ScheduledBackupAndRestore(str(tmp_path / "backup"), schedule)):
+        callbacks = [checkpoint] if order == "schedule left out" else [checkpoint, schedule]
+        with pytest.raises(ValueError, match=r"The CheckpointSchedule has not run at the end of epoch 1: "
+                                             r"pass it to `fit` too, before the callbacks that consult it"):
+            model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+
+
+def test_a_stop_after_the_schedule_decided_still_writes_the_checkpoints(tmp_path):
+    # EarlyStopping placed after the schedule (Keras users list it last): the
+    # schedule had found the last epoch not due, so the best epoch's weights
+    # waited in memory when `fit` returned, and the last epoch was never saved.
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+
+    class Score(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["score"] = [0.1, 0.9, 0.3][epoch]
+            self.weights.append(self.model.get_weights())
+
+    class StopAfterThree(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 2
+
+    score, schedule = Score(), CheckpointSchedule(1e9)
+    best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
+    model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[
+        score, schedule, AtomicModelCheckpoint(best, monitor="score", schedule=schedule),
+        AtomicModelCheckpoint(last, schedule=schedule), StopAfterThree()])
+    assert all(np.array_equal(a, b) for a, b in zip(load_model(best).get_weights(), score.weights[1]))
+    assert all(np.array_equal(a, b) for a, b in zip(load_model(last).get_weights(), score.weights[2]))
