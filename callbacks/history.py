@@ -23,7 +23,7 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
     columns, so that a resumed run's rows line up with the rows before them.
 
     Args:
-        filename: str. The CSV file: created, or appended to.
+        filename: str. The CSV file: created (its folder too), or appended to.
 
     Example:
     ```python
@@ -33,7 +33,13 @@ class HistoryCSVLogger(keras.callbacks.CSVLogger):
 
     def __init__(self, filename):
         check_path("filename", filename)  # Keras' logger fails on it only as training starts
+        if os.path.isdir(filename):
+            raise ValueError(f"`filename` must be a file's path, not a folder's. Received: filename={filename!r}")
         super().__init__(filename, append=True)
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
+        super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.keys is None:

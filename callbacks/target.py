@@ -21,7 +21,7 @@ class StopAtAccuracy(keras.callbacks.Callback):
     ```python
     stop = StopAtAccuracy(0.94)
     model.fit(x, y, validation_data=(x_val, y_val), epochs=30, callbacks=[stop])
-    stop.stopped_epoch  # the epoch that reached 94%, or None
+    stop.stopped_epoch  # the epoch that reached 94% (counted from 1), or None
     ```
     """
 
@@ -32,9 +32,18 @@ class StopAtAccuracy(keras.callbacks.Callback):
                 f"`target` must be a number in (0, 1]. Received: target={target!r}"
             )
         check_metric_name("monitor", monitor)
+        if monitor.endswith("loss"):  # it starts above any target
+            raise ValueError(
+                "`monitor` must be an accuracy, which training stops at once it reaches "
+                "`target`; for a loss, use keras.callbacks.EarlyStopping. "
+                f"Received: monitor={monitor!r}"
+            )
         self.target = target
         self.monitor = monitor
         self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.stopped_epoch = None  # this `fit`'s, as Keras' EarlyStopping
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

@@ -11,7 +11,10 @@ from keras_resnet.checks import check_int
 class ThroughputLogger(keras.callbacks.Callback):
     """Adds `images_per_sec` (training images per second) to each epoch's logs.
 
-    The time counts the training steps only, not validation. Because it writes
+    The time counts the training steps only, not validation; the first
+    epoch's steps include tracing and compiling the train step (on JAX, most
+    of that epoch on a small model): read the speed from later epochs
+    (`train.py` reports the median over all). Because it writes
     into the logs, the figure lands in the history, `history.csv` and
     TensorBoard like any metric; place it before those callbacks.
 

@@ -108,6 +108,11 @@ def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
     (lambda: ScheduledBackupAndRestore("backup", None), "schedule=None"),
     (lambda: HistoryCSVLogger(None), "filename=None"),
     (lambda: StopAtAccuracy(0.9, monitor=None), "monitor=None"),
+    # Stopped at the first epoch: a loss starts above any target in (0, 1].
+    (lambda: StopAtAccuracy(0.5, monitor="val_loss"), "monitor='val_loss'"),
+    # Keras' ModelCheckpoint formats these; here one file named
+    # "ckpt-{epoch:02d}.keras" was written over every epoch.
+    (lambda: AtomicModelCheckpoint("ckpt-{epoch:02d}.keras"), "filepath='ckpt-{epoch:02d}.keras'"),
 ])
 def test_callback_arguments_are_a_value_error_quoting_them(make, received):
     with pytest.raises(ValueError, match=re.escape(f"Received: {received}")):
@@ -137,6 +142,10 @@ def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
     never = StopAtAccuracy(0.99)
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), never])
     assert never.stopped_epoch is None and len(history.history["loss"]) == 4
+    # Used again, it says what this `fit` did (it kept the first fit's epoch).
+    stop.target = 0.99
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), stop])
+    assert stop.stopped_epoch is None and len(history.history["loss"]) == 4
 
 
 def test_a_monitored_metric_missing_from_the_logs_is_warned_about_once(tmp_path):

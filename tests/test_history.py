@@ -23,6 +23,20 @@ def test_a_run_without_validation_has_no_val_columns(tmp_path):
     assert all(float(value) >= 0 for row in rows for value in row)  # no "NA"
 
 
+def test_the_folder_of_the_file_is_made_and_a_folder_for_the_file_is_refused(tmp_path):
+    # The docstring's own example, "run/history.csv", failed with
+    # FileNotFoundError as training began; a folder gave IsADirectoryError.
+    import pytest
+
+    model, x, y = tiny_model_and_batch()
+    path = tmp_path / "run" / "history.csv"
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[HistoryCSVLogger(str(path))])
+    assert read_rows(path)[0] == ["epoch", "loss"]
+    with pytest.raises(ValueError, match=r"`filename` must be a file's path, not a folder's. "
+                                         r"Received: filename='.*run'"):
+        HistoryCSVLogger(str(tmp_path / "run"))
+
+
 def test_a_run_with_validation_logs_it_every_epoch(tmp_path):
     model, x, y = tiny_model_and_batch()
     path = tmp_path / "history.csv"
