@@ -5,6 +5,7 @@ import numbers
 import keras
 
 from callbacks.checkpoint import warn_once
+from keras_resnet.checks import check_choice
 from keras_resnet.checks import check_metric_name
 
 
@@ -15,6 +16,8 @@ class StopAtAccuracy(keras.callbacks.Callback):
         target: float in (0, 1]. The accuracy to reach.
         monitor: str. The logged metric to watch. Defaults to
             `"val_accuracy"`.
+        verbose: 0 or 1. Whether to print a line when training stops.
+            Defaults to `1`.
 
     Example:
 
@@ -25,7 +28,7 @@ class StopAtAccuracy(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, target, monitor="val_accuracy"):
+    def __init__(self, target, monitor="val_accuracy", verbose=1):
         super().__init__()
         if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0.0 < target <= 1.0:
             raise ValueError(
@@ -38,8 +41,10 @@ class StopAtAccuracy(keras.callbacks.Callback):
                 "`target`; for a loss, use keras.callbacks.EarlyStopping. "
                 f"Received: monitor={monitor!r}"
             )
+        check_choice("verbose", verbose, (0, 1))
         self.target = target
         self.monitor = monitor
+        self.verbose = verbose
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
@@ -53,7 +58,6 @@ class StopAtAccuracy(keras.callbacks.Callback):
         if value is not None and value >= self.target:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
-            print(
-                f"\nReached {self.monitor}={value:.4f} >= {self.target} at "
-                f"epoch {epoch + 1}; stopping."
-            )
+            if self.verbose:
+                print(f"\nReached {self.monitor}={value:.4f} >= {self.target} at "
+                      f"epoch {epoch + 1}; stopping.")

@@ -110,6 +110,7 @@ def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
     (lambda: StopAtAccuracy(0.9, monitor=None), "monitor=None"),
     # Stopped at the first epoch: a loss starts above any target in (0, 1].
     (lambda: StopAtAccuracy(0.5, monitor="val_loss"), "monitor='val_loss'"),
+    (lambda: StopAtAccuracy(0.5, verbose="yes"), "verbose='yes'"),
     # Keras' ModelCheckpoint formats these; here one file named
     # "ckpt-{epoch:02d}.keras" was written over every epoch.
     (lambda: AtomicModelCheckpoint("ckpt-{epoch:02d}.keras"), "filepath='ckpt-{epoch:02d}.keras'"),
@@ -146,6 +147,11 @@ def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
     stop.target = 0.99
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), stop])
     assert stop.stopped_epoch is None and len(history.history["loss"]) == 4
+    capsys.readouterr()
+    quiet = StopAtAccuracy(0.5, verbose=0)  # as Keras' EarlyStopping(verbose=0): no line
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), quiet])
+    assert quiet.stopped_epoch == 2 and len(history.history["loss"]) == 2
+    assert "Reached" not in capsys.readouterr().out
 
 
 def test_a_monitored_metric_missing_from_the_logs_is_warned_about_once(tmp_path):
