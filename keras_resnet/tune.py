@@ -341,6 +341,8 @@ def project_problem(directory, project_name):
     project folder, so `"."` or `""` would delete `--directory` with the
     other projects in it (and `""` put KerasTuner's files in
     `untitled_project`). An empty `directory` would be the current folder."""
+    if not isinstance(directory, (str, os.PathLike)):
+        return f"`directory` must be a path (a str or os.PathLike). Received: directory={directory!r}"
     return (empty_folder_problem(directory, "--directory", "runs/tuning")
             or folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
                                    "--directory"))
@@ -628,8 +630,6 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
     check_int("max_trials", max_trials)
     check_int("epochs_per_trial", epochs_per_trial)
-    if not isinstance(directory, (str, os.PathLike)):  # "" is `project_problem`'s
-        raise ConfigError(f"`directory` must be a path (a str or os.PathLike). Received: directory={directory!r}")
     check_bool("overwrite", overwrite)
     check_choice("verbose", verbose, (0, 1, 2, "auto"))  # as `fit` takes it
     check_int("top", top, minimum=0)
