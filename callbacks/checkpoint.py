@@ -110,31 +110,45 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to one `.keras` file at epoch ends, atomically.
 
     Without `monitor`, the file holds the latest epoch. With it, the epoch
-    with the highest value of that metric: its weights are kept in memory
+    with the best value of that metric: its weights are kept in memory
     when it happens and written when the schedule says checkpoints are due,
     so that spacing checkpoints out never loses the best epoch.
 
     Args:
         filepath: str. The `.keras` path.
-        monitor: str or `None`. A metric to maximize, e.g. `"val_accuracy"`
-            (a loss is refused: its highest value is the worst epoch).
-        initial_value_threshold: float or `None`. Only values above it count
-            (on resume: the best value so far).
+        monitor: str or `None`. The metric that picks the best epoch, e.g.
+            `"val_accuracy"`.
+        initial_value_threshold: float or `None`. Only values better than it
+            count (on resume: the best value so far).
         schedule: a `CheckpointSchedule`, or `None` to write every epoch.
+        mode: `"auto"`, `"max"` or `"min"`: whether the best value of
+            `monitor` is its highest or its lowest. `"auto"` infers it as
+            Keras' `ModelCheckpoint` does: lowest for a loss, else the
+            compiled metric's own direction (a `ValueError` at the first
+            epoch end when the metric has none).
+
+    Example:
+
+    ```python
+    schedule = CheckpointSchedule(min_seconds=60)
+    model.fit(..., callbacks=[
+        schedule,
+        AtomicModelCheckpoint("best.keras", monitor="val_accuracy", schedule=schedule),
+        AtomicModelCheckpoint("last.keras", schedule=schedule),
+    ])
+    ```
     """
 
-    def __init__(self, filepath, monitor=None, initial_value_threshold=None, schedule=None):
+    def __init__(
+        self, filepath, monitor=None, initial_value_threshold=None, schedule=None, mode="auto"
+    ):
         super().__init__()
         # Checked here: each of these failed only at the first epoch's end.
         check_path("filepath", filepath)
         if monitor is not None:
             check_metric_name("monitor", monitor)
-            if monitor.endswith("loss"):
-                raise ValueError(
-                    "`monitor` is maximized (the epoch of its highest value is kept): a loss "
-                    "would keep the worst epoch; monitor an accuracy, or use Keras' "
-                    f"ModelCheckpoint(mode=\"min\"). Received: monitor={monitor!r}"
-                )
+        if mode not in ("auto", "max", "min"):  # Keras' ModelCheckpoint falls back to "auto"
+            raise ValueError(f'`mode` must be "auto", "max" or "min". Received: mode={mode!r}')
         if initial_value_threshold is not None:
             check_number("initial_value_threshold", initial_value_threshold, -math.inf, math.inf)
         if schedule is not None:
@@ -152,6 +166,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                 f"Received: filepath={self.filepath!r}"
             )
         self.monitor = monitor
+        self.mode = mode
+        self._direction = None if mode == "auto" else mode  # inferred in `fit` for "auto"
         self.best = initial_value_threshold
         self.schedule = schedule
         self._pending = None  # the best epoch's weights, not yet written
@@ -162,6 +178,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if os.path.exists(partial_path(self.filepath)):
             os.remove(partial_path(self.filepath))
         self._unsaved = False
+        if self.mode == "auto":
+            self._direction = None  # this model's metric may go the other way
 
     def on_train_end(self, logs=None):
         # A stop the schedule did not see (a callback after it ended
@@ -181,7 +199,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if value is None:
             warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}, so "
                              f"{self.filepath} keeps the best epoch of those that log it.")
-        improved = value is not None and (self.best is None or value > self.best)
+        improved = value is not None and (self.best is None or self._better(value, self.best))
         if improved:
             self.best = value
             self._pending = None if due else self.model.get_weights()
@@ -189,6 +207,11 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
                 self._save_current()
         elif due:
             self.flush()
+
+    def _better(self, value, best):
+        if self._direction is None:
+            self._direction = _best_direction(self.model, self.monitor)
+        return value > best if self._direction == "max" else value < best
 
     def _save_current(self):
         # The model as this epoch left it: serialized once per epoch end,
@@ -216,6 +239,27 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         finally:
             self.model.set_weights(current)
         self._pending = None
+
+
+def _best_direction(model, monitor):
+    """`"max"` or `"min"`, as Keras' `ModelCheckpoint(mode="auto")` infers
+    it: a loss is minimized, a compiled metric goes its own direction."""
+    name = monitor.removeprefix("val_")
+    if name.endswith("loss"):
+        return "min"
+
+    def compiled(metrics):  # Keras nests the compiled metrics in containers
+        for metric in metrics:
+            inner = getattr(metric, "metrics", None)
+            yield from compiled(inner) if isinstance(inner, list) else (metric,)
+
+    for metric in compiled(model.metrics):
+        if metric.name == name and getattr(metric, "_direction", None) in ("up", "down"):
+            return "max" if metric._direction == "up" else "min"
+    raise ValueError(
+        f"AtomicModelCheckpoint cannot tell whether a higher or a lower `{monitor}` is "
+        f'better: pass mode="max" or mode="min".'
+    )
 
 
 class BackupMismatch(ValueError):

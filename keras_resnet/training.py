@@ -373,6 +373,7 @@ def make_callbacks(config, run_dir, monitor):
         AtomicModelCheckpoint(
             os.path.join(run_dir, "checkpoints", "best.keras"),
             monitor=monitor,
+            mode="max",
             # On resume, the best so far is in the history, not in memory.
             initial_value_threshold=best_in_history(csv_path, monitor),
             schedule=schedule,

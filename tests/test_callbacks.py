@@ -98,12 +98,12 @@ def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
     (lambda: ThroughputLogger(0), "batch_size=0"),
     # Refused only after the first epoch had trained, naming a temporary file.
     (lambda: AtomicModelCheckpoint("run/model"), "filepath='run/model'"),
-    # Accepted, then failed at the first epoch's end (or, for a loss, kept
-    # the worst epoch without a word).
+    # Accepted, then failed at the first epoch's end (or, for the mode,
+    # fell back to "auto" as Keras' ModelCheckpoint does).
     (lambda: AtomicModelCheckpoint("b.keras", "accuracy", initial_value_threshold="0.5"),
      "initial_value_threshold='0.5'"),
     (lambda: AtomicModelCheckpoint("b.keras", schedule="epoch"), "schedule='epoch'"),
-    (lambda: AtomicModelCheckpoint("b.keras", monitor="val_loss"), "monitor='val_loss'"),
+    (lambda: AtomicModelCheckpoint("b.keras", monitor="val_loss", mode="lowest"), "mode='lowest'"),
     (lambda: AtomicModelCheckpoint(None), "filepath=None"),
     (lambda: ScheduledBackupAndRestore("backup", None), "schedule=None"),
     (lambda: HistoryCSVLogger(None), "filename=None"),

@@ -15,14 +15,15 @@ from tests.conftest import poison_logits_at, tiny_model_and_batch
 
 
 class FakeMetric(keras.callbacks.Callback):
-    """Puts a chosen `score` into each epoch's logs and remembers the weights."""
+    """Puts a chosen value of `name` into each epoch's logs and remembers
+    the weights."""
 
-    def __init__(self, scores):
+    def __init__(self, scores, name="score"):
         super().__init__()
-        self.scores, self.weights = scores, []
+        self.scores, self.name, self.weights = scores, name, []
 
     def on_epoch_end(self, epoch, logs=None):
-        logs["score"] = self.scores[epoch]
+        logs[self.name] = self.scores[epoch]
         self.weights.append(self.model.get_weights())
 
 
@@ -45,7 +46,7 @@ def fit_with_schedule(tmp_path, min_seconds, scores, stop=()):
     seen = FilesSeen(last)
     model.fit(x, y, batch_size=8, epochs=len(scores), verbose=0, callbacks=[
         metric, *stop, schedule,
-        AtomicModelCheckpoint(best, monitor="score", schedule=schedule),
+        AtomicModelCheckpoint(best, monitor="score", schedule=schedule, mode="max"),
         AtomicModelCheckpoint(last, schedule=schedule),
         ScheduledBackupAndRestore(str(tmp_path / "backup"), schedule, delete_checkpoint=False),
         seen,
@@ -117,7 +118,7 @@ def test_an_epoch_end_serializes_the_model_once_for_both_checkpoints(tmp_path):
     best, last = tmp_path / "best.keras", tmp_path / "last.keras"
     model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
         metric, schedule,
-        AtomicModelCheckpoint(str(best), monitor="score", schedule=schedule),
+        AtomicModelCheckpoint(str(best), monitor="score", schedule=schedule, mode="max"),
         AtomicModelCheckpoint(str(last), schedule=schedule),
     ])
     # Epochs 1 and 2 improve: best.keras is written and last.keras copies
@@ -128,13 +129,39 @@ def test_an_epoch_end_serializes_the_model_once_for_both_checkpoints(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["best.keras", "last.keras"]
 
 
+@pytest.mark.parametrize("monitor, metrics, best_epoch", [
+    ("loss", [], 2),  # lowest: before, a loss was refused (the highest was kept)
+    ("mae", ["mae"], 2),  # lowest: before, the worst epoch was kept without a word
+    ("accuracy", ["accuracy"], 1),  # highest
+])
+def test_the_best_epoch_goes_the_monitored_metrics_way(tmp_path, monitor, metrics, best_epoch):
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+    model.compile("sgd", "categorical_crossentropy", metrics=metrics)
+    logs = FakeMetric([0.5, 0.9, 0.1, 0.3], name=monitor)
+    best = str(tmp_path / "best.keras")
+    model.fit(x, y, batch_size=8, epochs=4, verbose=0,
+              callbacks=[logs, AtomicModelCheckpoint(best, monitor=monitor)])
+    saved = load_model(best).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, logs.weights[best_epoch]))
+
+
+def test_a_metric_of_no_known_direction_asks_for_a_mode(tmp_path):
+    model, x, y = tiny_model_and_batch()
+    logs = FakeMetric([0.5, 0.9])
+    with pytest.raises(ValueError, match='higher or a lower `score`.*mode="max" or mode="min"'):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+            logs, AtomicModelCheckpoint(str(tmp_path / "best.keras"), monitor="score")])
+
+
 def test_best_epoch_waiting_in_memory_is_written_when_training_diverges(tmp_path):
     from callbacks import StopOnDivergence, TrainingDiverged
 
     keras.utils.set_random_seed(0)
     model, x, y = tiny_model_and_batch()
     metric, schedule = FakeMetric([0.9, 0.1, 0.5]), CheckpointSchedule(1e9)
-    best = AtomicModelCheckpoint(str(tmp_path / "best.keras"), monitor="score", schedule=schedule)
+    best = AtomicModelCheckpoint(
+        str(tmp_path / "best.keras"), monitor="score", schedule=schedule, mode="max")
     try:
         model.fit(x, y, batch_size=8, epochs=3, verbose=0,
                   callbacks=[StopOnDivergence(), metric, schedule, best, poison_logits_at(2)])
@@ -366,7 +393,7 @@ def test_a_stop_after_the_schedule_decided_still_writes_the_checkpoints(tmp_path
     score, schedule = Score(), CheckpointSchedule(1e9)
     best, last = str(tmp_path / "best.keras"), str(tmp_path / "last.keras")
     model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[
-        score, schedule, AtomicModelCheckpoint(best, monitor="score", schedule=schedule),
+        score, schedule, AtomicModelCheckpoint(best, monitor="score", schedule=schedule, mode="max"),
         AtomicModelCheckpoint(last, schedule=schedule), StopAfterThree()])
     assert all(np.array_equal(a, b) for a, b in zip(load_model(best).get_weights(), score.weights[1]))
     assert all(np.array_equal(a, b) for a, b in zip(load_model(last).get_weights(), score.weights[2]))
