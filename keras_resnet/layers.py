@@ -81,6 +81,29 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
+def own_initializer(initializer, index):
+    """A copy of `initializer` for one of several kernels.
+
+    A Keras random initializer keeps one seed and draws the same values at
+    every call, so kernels sharing one instance start from the same draws
+    (scaled by fan-in). Each copy draws its own: an unseeded one gets a new
+    seed (from Python's `random`, as `keras.utils.set_random_seed` sets it),
+    a seeded one `seed + index`. One drawing from a `SeedGenerator`, or a
+    plain function, is returned as it is.
+    """
+    if not isinstance(initializer, keras.initializers.Initializer) or isinstance(
+        getattr(initializer, "seed", None), keras.random.SeedGenerator
+    ):
+        return initializer
+    config = initializer.get_config()
+    if isinstance(config.get("seed"), int):
+        config["seed"] += index
+    return type(initializer).from_config(config)
+
+
+CONVOLUTIONS = ("conv1", "conv2", "projection")  # a `ResidualBlock`'s, in `own_initializer` order
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ResidualBlock(layers.Layer):
     """Basic residual block: two 3x3 convolutions with a shortcut.
@@ -107,7 +130,8 @@ class ResidualBlock(layers.Layer):
             a shortcut of fewer than 16 channels is sliced, then projected
             at stride 1, which computes the same).
             Defaults to `1`.
-        kernel_initializer: str or initializer for the convolutions.
+        kernel_initializer: str or initializer for the convolutions (each
+            convolution draws its own values from a copy of it).
             Defaults to `"he_normal"`.
         bn_momentum: float. Momentum of the batch normalization moving
             statistics. Defaults to `0.9`.
@@ -169,7 +193,7 @@ class ResidualBlock(layers.Layer):
                 strides=strides,
                 padding="same",
                 use_bias=False,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=own_initializer(self.kernel_initializer, CONVOLUTIONS.index(name)),
                 dtype=self.dtype_policy,
                 name=name,
             )

@@ -40,6 +40,25 @@ def test_block_shapes_stride_2_and_width_change():
     assert widen.projection.strides == (1, 1)
 
 
+@pytest.mark.parametrize("initializer", ["he_normal", keras.initializers.HeNormal(seed=3)])
+def test_the_convolutions_of_a_block_start_from_draws_of_their_own(initializer):
+    # One initializer instance was shared, and a Keras one keeps its seed:
+    # conv1 and conv2 of a 16->16 block started equal, the projection from
+    # the same draws scaled by its fan-in.
+    def kernels():
+        block = ResidualBlock(16, strides=2, kernel_initializer=initializer)
+        block(np.zeros((1, 8, 8, 16), "float32"))
+        return [keras.ops.convert_to_numpy(conv.kernel).ravel()[:256]
+                for conv in (block.conv1, block.conv2, block.projection)]
+
+    keras.utils.set_random_seed(0)
+    first = kernels()
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert abs(np.corrcoef(first[a], first[b])[0, 1]) < 0.3
+    keras.utils.set_random_seed(0)  # still reproducible, seeded or not
+    assert all(np.array_equal(a, b) for a, b in zip(first, kernels()))
+
+
 def test_block_rejects_bad_arguments():
     with pytest.raises(ValueError, match="filters=0"):
         ResidualBlock(0)
