@@ -192,6 +192,7 @@ class ResidualBlock(layers.Layer):
                 kernel_size,
                 strides=strides,
                 padding="same",
+                data_format="channels_last",  # not keras.json's: the network is NHWC
                 use_bias=False,
                 kernel_initializer=own_initializer(self.kernel_initializer, CONVOLUTIONS.index(name)),
                 dtype=self.dtype_policy,
@@ -217,7 +218,11 @@ class ResidualBlock(layers.Layer):
         inner_shape = self.conv1.compute_output_shape(input_shape)
         if pooled_branch:
             self.pool = layers.MaxPooling2D(
-                self.strides, padding="same", dtype=self.dtype_policy, name="pool"
+                self.strides,
+                padding="same",
+                data_format="channels_last",
+                dtype=self.dtype_policy,
+                name="pool",
             )
             inner_shape = self.pool.compute_output_shape(inner_shape)
         self.bn1.build(inner_shape)
@@ -230,7 +235,11 @@ class ResidualBlock(layers.Layer):
         self.shortcut_pool = None
         if self.pooled_shortcut and self.strides != 1:
             self.shortcut_pool = layers.AveragePooling2D(
-                self.strides, padding="same", dtype=self.dtype_policy, name="shortcut_pool"
+                self.strides,
+                padding="same",
+                data_format="channels_last",
+                dtype=self.dtype_policy,
+                name="shortcut_pool",
             )
         # A strided 1x1 convolution reads every `strides`-th position (its
         # "same" padding is zero): slicing those, then convolving at stride
@@ -328,6 +337,7 @@ class PatchWhitening(layers.Layer):
         super().__init__(**kwargs)
         check_int("kernel_size", kernel_size)
         check_number("epsilon", epsilon, 0)
+        self.input_spec = keras.InputSpec(ndim=4)  # a batch of images: Keras names a wrong rank
         # === Config ===
         self.kernel_size = kernel_size
         self.epsilon = epsilon
@@ -396,7 +406,9 @@ class PatchWhitening(layers.Layer):
         self.kernel.assign(self._kernel_from(projection.astype("float32")))
 
     def call(self, inputs):
-        return keras.ops.conv(inputs, self.kernel, strides=1, padding="same")
+        return keras.ops.conv(
+            inputs, self.kernel, strides=1, padding="same", data_format="channels_last"
+        )
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self._output_channels(input_shape[-1]))

@@ -59,6 +59,11 @@ def build_model(
             at full resolution and max-pool, `pooled_shortcut=True` gives
             every strided block the ResNet-D shortcut, `zero_init_residual=True` a
             residual branch that starts at zero (see `ResidualBlock`).
+            `dtype` is the layers' dtype policy, e.g. `"mixed_bfloat16"`
+            (the softmax stays float32). With `"mixed_float16"`, compile
+            with `keras.optimizers.LossScaleOptimizer(optimizer)`, as
+            `train.py` does: Keras adds loss scaling by itself only under a
+            global `mixed_float16` policy, and float16 gradients underflow.
 
     Returns:
         A `keras.Model` mapping `(None, 32, 32, 3)` pixels in 0-255 to
@@ -98,6 +103,7 @@ def build_model(
             config["stem_kernel_size"],
             strides=config["stem_strides"],
             padding="same",
+            data_format="channels_last",  # not keras.json's: the network is NHWC
             use_bias=False,
             kernel_initializer="he_normal",
             dtype=dtype,
@@ -121,7 +127,7 @@ def build_model(
                 dtype=dtype,
                 name=f"stage{stage}_block{block}",
             )(x)
-    x = layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
+    x = layers.GlobalAveragePooling2D(data_format="channels_last", dtype=dtype, name="avg_pool")(x)
     if config["dropout"]:
         x = layers.Dropout(config["dropout"], dtype=dtype, name="dropout")(x)
     x = layers.Dense(config["num_classes"], dtype=dtype, name="logits")(x)
@@ -151,6 +157,10 @@ def _check_layout(config):
             "`stage_filters`, `stage_blocks` and `stage_strides` must have "
             f"the same length. Received: stage_filters={stage_filters}, "
             f"stage_blocks={stage_blocks}, stage_strides={stage_strides}"
+        )
+    if any(strides not in (1, 2) for strides in stage_strides):  # else ResidualBlock's `strides`
+        raise ValueError(
+            f"`stage_strides` must hold 1s and 2s. Received: stage_strides={stage_strides}"
         )
     check_int("stem_kernel_size", config["stem_kernel_size"])
     check_int("stem_strides", config["stem_strides"])
@@ -229,8 +239,10 @@ def adapt_whitening(model, images, batch_size=500):
         batch_size: int. Images per `predict` batch. Defaults to `500`.
 
     Raises:
-        ValueError: `model` is not a Keras model, `images` is not a non-empty
-            batch of 32x32 RGB images or holds NaN or infinite values.
+        ValueError: `model` is not a Keras model, or wraps a network with
+            such a layer (other than `inference_model` unwraps), or `images`
+            is not a non-empty batch of 32x32 RGB images or holds NaN or
+            infinite values.
     """
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -239,10 +251,26 @@ def adapt_whitening(model, images, batch_size=500):
     check_int("batch_size", batch_size)
     images = check_images("images", images)
     model = inference_model(model)  # the stem is not fitted to augmented images
+    for layer in model.layers:  # else it silently stays unfitted
+        if isinstance(layer, keras.Model) and any(
+            isinstance(inner, PatchWhitening) for inner in _layers_within(layer)
+        ):
+            raise ValueError(
+                f"`model` wraps the network {layer.name!r}, whose PatchWhitening layer this "
+                "does not reach: fit it on that network, "
+                f"adapt_whitening(model.get_layer({layer.name!r}), images)."
+            )
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):
             upstream = keras.Model(model.inputs, layer.input)
             layer.adapt(upstream.predict(images, batch_size=batch_size, verbose=0))
+
+
+def _layers_within(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers_within(layer)
 
 
 def inference_model(model):

@@ -378,6 +378,8 @@ def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
     ("seed", {"stage_blocks": (1, 1, 1, 2), "allow_over_cap": "no"}, "Received: allow_over_cap='no'"),
     ("seed", {"stage_filters": [True] * 4}, "Received: stage_filters=[True, True, True, True]"),
     ("seed", {"num_classes": 1}, "Received: num_classes=1"),
+    # ResidualBlock's message, about its own `strides`.
+    ("seed", {"stage_strides": (1, 3, 2, 2)}, "Received: stage_strides=[1, 3, 2, 2]"),
     ("seed", {"stem_whitening": 1, "stem_filters": None, "stem_strides": 1}, "Received: stem_whitening=1"),
     # build_model failed in Keras' initializers; count_params counted them.
     ("seed", {"stage_filters": (8, 8, 16, 16), "dtype": "int32"}, "Received: dtype='int32'"),
@@ -459,6 +461,9 @@ def test_patch_whitening_rejects_bad_arguments():
         PatchWhitening(2).adapt(np.zeros((12, 12, 3)))
     with pytest.raises(ValueError, match=r"at least 3x3. Received: shape=\(4, 2, 2, 3\)"):
         PatchWhitening(3).adapt(np.zeros((4, 2, 2, 3)))
+    # An image without its batch axis failed deep in the backend's convolution.
+    with pytest.raises(ValueError, match=r"expected ndim=4, found ndim=3. Full shape received: \(8, 8, 3\)"):
+        PatchWhitening(2)(np.ones((8, 8, 3), "float32"))
     with pytest.raises(ValueError, match=r"one or more 32x32 RGB images, shape \(N, 32, 32, 3\). "
                                          r"Received: shape \(0, 32, 32, 3\)"):
         adapt_whitening(build_model("fast-cpu"), np.zeros((0, 32, 32, 3)))
@@ -498,6 +503,39 @@ def test_the_whitening_stem_is_fitted_through_the_training_wrapper():
     adapt_whitening(direct, pixels)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("stem_whitening").kernel),
                                   keras.ops.convert_to_numpy(direct.get_layer("stem_whitening").kernel))
+
+
+def test_a_whitening_stem_the_fit_does_not_reach_is_an_error_naming_the_network():
+    # Only the training wrapper (its first layer "augment") is unwrapped:
+    # the stem inside any other wrapper stayed the identity, without a word.
+    model = build_model("fast-cpu", stage_filters=(8, 8, 16, 16))
+    wrapper = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.RandomFlip("horizontal"), model])
+    with pytest.raises(ValueError, match=re.escape("adapt_whitening(model.get_layer('resnet_fast-cpu'), images)")):
+        adapt_whitening(wrapper, np.zeros((4, 32, 32, 3)))
+
+
+def test_the_network_is_channels_last_whatever_keras_config_says():
+    # Keras' convolutions and pools follow keras.json's image_data_format:
+    # with "channels_first" build_model made another network (and counted
+    # it against the cap), which failed when called on images.
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    widths = {"seed": (8, 8, 16, 16), "fast": (8, 16, 16), "fast-cpu": (8, 8, 16, 16), "best": (8, 16, 16)}
+
+    def built(preset):
+        keras.utils.set_random_seed(0)
+        model = build_model(preset, stage_filters=widths[preset])
+        counted = count_params(preset, stage_filters=widths[preset])
+        return counted, model.count_params(), model.predict(images, verbose=0)
+
+    expected = {preset: built(preset) for preset in widths}
+    keras.config.set_image_data_format("channels_first")
+    try:
+        for preset in widths:
+            counted, params, predictions = built(preset)
+            assert (counted, params) == expected[preset][:2], preset
+            np.testing.assert_allclose(predictions, expected[preset][2], rtol=1e-5, atol=1e-6)
+    finally:
+        keras.config.set_image_data_format("channels_last")
 
 
 def test_whitening_stem_arguments_are_checked():
