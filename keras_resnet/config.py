@@ -256,6 +256,10 @@ class TrainConfig:
             )
         if self.export and (problem := model_name_problem(self.model_name)):
             fail(problem)
+        from keras_resnet.export import export_root_problem  # it imports this module
+
+        if self.export and (problem := export_root_problem(self.export_dir)):
+            fail(problem)
         if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
             fail(
                 f"--export-dir {self.export_dir!r} with --model-name {self.model_name!r}: "

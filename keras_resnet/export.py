@@ -40,6 +40,24 @@ def version_folders(model_dir):
     return sorted(names, key=lambda n: (int(n), n))
 
 
+def export_root_problem(export_dir):
+    """Why `export_dir` is no export root, or None: it is a model folder (it
+    holds version folders) or a version folder (it holds `saved_model.pb`).
+    An export there would nest a model folder inside it, which TF Serving,
+    `predict` and `evaluate` never look into."""
+    if version_folders(export_dir):
+        kind, root = "a model folder (it holds version folders)", os.path.dirname(export_dir.rstrip(os.sep))
+    elif os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+        kind, root = "a version folder", os.path.dirname(os.path.dirname(export_dir.rstrip(os.sep)))
+    else:
+        return None
+    return (
+        f"--export-dir {export_dir} is {kind}, not an export root: the model would be "
+        f"written inside it, where TF Serving never looks. Pass the folder that holds "
+        f"the model folders: --export-dir {root or os.curdir}."
+    )
+
+
 def _readable_as_any_folder(path):
     """Gives `path` the permissions `os.makedirs` would: `mkdtemp` makes its
     folder private (0o700), which TF Serving, running as another user,
@@ -64,7 +82,8 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
         The path of the new version folder.
 
     Raises:
-        ValueError: `export_dir` is empty, `model_name` is not one folder
+        ValueError: `export_dir` is empty or a model or version folder,
+            `model_name` is not one folder
             name, `class_names` are not distinct one-line names, the model
             does not map 32x32 RGB images to one probability per class name,
             or the model folder cannot be made (a file is in the way).
@@ -88,7 +107,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
             "model.keras, which loads it on TensorFlow."
         )
     if problem := (empty_folder_problem(export_dir, "--export-dir", "saved_models")
-                   or model_name_problem(model_name)):
+                   or export_root_problem(export_dir) or model_name_problem(model_name)):
         raise ValueError(problem)
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")

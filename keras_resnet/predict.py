@@ -37,6 +37,9 @@ from PIL import Image
 from PIL import ImageOps
 
 from keras_resnet import cli
+from keras_resnet.checks import check_class_names
+from keras_resnet.checks import check_images
+from keras_resnet.checks import check_int
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.data import CLASS_NAMES
@@ -158,20 +161,33 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
         ) from None
 
 
-def predict(classifier, images, top_k=3, class_names=CLASS_NAMES):
+def predict(classifier, images, top_k=3, class_names=None):
     """Top-k predictions for a (N, 32, 32, 3) array of images.
 
     Args:
         classifier: a Keras model, or what `classifier.load_classifier`
             gives (a `KerasClassifier` or a `SavedModelClassifier`).
+        images: (N, 32, 32, 3) pixels in 0-255, as `load_image` gives them.
+        top_k: int. Predictions per image, at most one per class.
+        class_names: the names of the classes, or `None` for the
+            classifier's own (a SavedModel stores them), else CIFAR-10's.
 
     Returns:
         A list with one list per image of `top_k` dicts `class_id`,
         `class_name`, `probability`, most probable first.
     """
+    if class_names is None:  # the command line's choice too
+        class_names = getattr(classifier, "class_names", CLASS_NAMES)
+    check_class_names("class_names", class_names)
+    check_int("top_k", top_k, maximum=len(class_names))
     probabilities = np.asarray(classifier.predict(
-        images.astype("float32"), batch_size=BATCH_SIZE, verbose=0
+        check_images("images", images), batch_size=BATCH_SIZE, verbose=0
     ))
+    if probabilities.shape[-1] != len(class_names):
+        raise ValueError(
+            f"`class_names` must name the classifier's {probabilities.shape[-1]} classes, one "
+            f"name each. Received: {len(class_names)} names"
+        )
     results = []
     for row in probabilities:
         order = np.argsort(-row, kind="stable")[:top_k]
@@ -235,9 +251,8 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    class_names = getattr(classifier, "class_names", CLASS_NAMES)
-    top_k = min(args.top_k, len(class_names))
-    results = predict(classifier, np.stack(arrays), top_k, class_names)
+    # Every classifier loaded has one output per CIFAR-10 class.
+    results = predict(classifier, np.stack(arrays), min(args.top_k, len(CLASS_NAMES)))
     for path, top in zip(args.images, results):
         print(format_table(path, top))
     print(json.dumps({

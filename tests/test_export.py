@@ -233,6 +233,13 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, 
     assert code == 0, err
     top = json.loads(out.strip().splitlines()[-1])["predictions"][0]["top_k"]
     assert [t["class_name"] for t in top] == [names[t["class_id"]] for t in top]
+    # From Python too (it named them as CIFAR-10's unless told).
+    from keras_resnet.classifier import load_classifier
+    from keras_resnet.predict import load_image
+    from keras_resnet.predict import predict
+
+    classifier, _ = load_classifier(str(export_dir / "keras_resnet"))
+    assert predict(classifier, load_image(str(image))[None])[0] == top
 
     missing = str(tmp_path / "nowhere")
     code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), "--data-dir", missing],
@@ -294,6 +301,34 @@ def test_an_export_whose_model_folder_is_a_file_is_one_clear_line(tmp_path, caps
         f"python -m keras_resnet.export: error: {tmp_path / 'keras_resnet'} cannot be created or "
         "written to as a folder: choose another --export-dir or --model-name."]
     assert (tmp_path / "keras_resnet").read_text() == "not a folder"
+
+
+def test_an_export_dir_that_is_a_model_or_version_folder_is_refused(tmp_path, capsys):
+    # `--export-dir saved_models/keras_resnet` (what predict and evaluate
+    # take) wrote saved_models/keras_resnet/keras_resnet/1, where TF Serving
+    # never looks, and exited 0; train.py did the same after training.
+    import train
+    from keras_resnet import build_model
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    checkpoint = str(tmp_path / "m.keras")
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(checkpoint)
+    model_dir = tmp_path / "sm" / "keras_resnet"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1" / "saved_model.pb").write_bytes(b"")
+    before = sorted(tmp_path.rglob("*"))
+    for export_dir, kind in ((model_dir, "a model folder (it holds version folders)"),
+                             (model_dir / "1", "a version folder")):
+        message = (f"--export-dir {export_dir} is {kind}, not an export root: the model would be "
+                   "written inside it, where TF Serving never looks. Pass the folder that holds "
+                   f"the model folders: --export-dir {tmp_path / 'sm'}.")
+        code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir)], capsys)
+        assert (code, out, err.splitlines()) == (2, "", [f"python -m keras_resnet.export: error: {message}"])
+        argv = ["--export-dir", str(export_dir), "--output-dir", str(tmp_path / "run"), "--data-dir", "none"]
+        code, out, err = call_main(train.main, argv, capsys)
+        assert (code, err.splitlines()) == (2, [f"train.py: error: {message}"])
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):

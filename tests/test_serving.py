@@ -461,6 +461,24 @@ def test_predict_keras_file_and_version_folder(served, image_files, capsys):
             np.testing.assert_allclose(probabilities, row, atol=1e-4, err_msg=name)
 
 
+def test_the_predict_api_names_a_bad_argument(served):
+    # A bare IndexError (9 names), a top-0 list, or an AttributeError (a list of images).
+    from keras_resnet.classifier import load_classifier
+    from keras_resnet.predict import predict
+
+    classifier = load_classifier(served.model_dir)[0]
+    for arguments, message in (
+        (dict(class_names=[f"c{i}" for i in range(9)]), "Received: 9 names"),
+        (dict(class_names="abcdefghij"), "Received: class_names='abcdefghij'"),
+        (dict(top_k=0), "Received: top_k=0"),
+        (dict(top_k=11), "Received: top_k=11"),
+        (dict(images=np.zeros((2, 28, 28, 3))), "Received: shape (2, 28, 28, 3)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            predict(classifier, **{"images": served.images[:2], **arguments})
+    assert len(predict(classifier, served.images[:2].tolist(), top_k=10)[1]) == 10
+
+
 def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image\n")
