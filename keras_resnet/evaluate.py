@@ -28,6 +28,7 @@ from keras_resnet.checks import check_int
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
+from keras_resnet.config import blame_environment
 from keras_resnet.config import can_create_folder
 from keras_resnet.config import data_dir_problem
 from keras_resnet.config import empty_folder_problem
@@ -465,8 +466,10 @@ def _remove_stale_plots(folder, previous, plots):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError
     from keras_resnet.data import load_cifar10
+    from keras_resnet.data import python_folder
 
     def fail(message):
         print(f"python -m keras_resnet.evaluate: error: {message}", file=sys.stderr)
@@ -477,6 +480,9 @@ def main(argv=None):
                    or empty_folder_problem(args.run_dir, "--run-dir", "the .keras file's run")
                    or empty_folder_problem(args.output_dir, "--output-dir", "the default report folder")):
         return fail(problem)
+    if args.data_dir is None and (problem := data_dir_problem(python_folder())):
+        # Else found only after the model loaded, without naming the variable.
+        return fail(blame_environment(problem, {"data_dir": DATA_DIR_ENV}))
     if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
         return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
     try:

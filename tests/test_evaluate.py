@@ -692,3 +692,16 @@ def test_an_empty_data_dir_is_refused_as_train_py_refuses_it(tmp_path, capsys, t
     assert line.endswith("--data-dir: no such folder ''; give a python-version CIFAR-10 folder "
                          "(data_batch_1..5, test_batch, batches.meta)."), line
     assert not (tmp_path / "report").exists()
+
+
+def test_a_stale_cifar10_dir_is_named_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    # It said "CIFAR-10 folder not found: /nope. Pass --data-dir (or set
+    # $CIFAR10_DIR)", after loading the model; train.py names the variable.
+    missing = str(tmp_path / "nope")
+    monkeypatch.setenv("CIFAR10_DIR", missing)
+    line = _error_line(capsys, ["--model", str(tmp_path / "not-loaded.keras"),
+                                "--output-dir", str(tmp_path / "report")])
+    assert line == (f"python -m keras_resnet.evaluate: error: $CIFAR10_DIR (read for --data-dir): no such "
+                    f"folder {missing!r}; give a python-version CIFAR-10 folder (data_batch_1..5, "
+                    "test_batch, batches.meta).")
+    assert not (tmp_path / "report").exists()
