@@ -176,13 +176,30 @@ def load_python_folder(data_dir):
     """Loads and checks a python-version CIFAR-10 folder (see `load_cifar10`)."""
     expected, class_names = _read_meta(data_dir)
     train = [_read_batch(os.path.join(data_dir, f), expected) for f in TRAIN_FILES]
-    x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
-    for name, images in (("data_batch_1..5", x_train), (TEST_FILE, x_test)):
-        if not len(images):
-            raise DataError(f"CIFAR-10 folder {data_dir}: no images in {name}.")
-    return Cifar10(x_train, y_train, x_test, y_test, class_names)
+    if not len(x_train):
+        raise DataError(f"CIFAR-10 folder {data_dir}: no images in data_batch_1..5.")
+    return Cifar10(x_train, y_train, *_read_test_batch(data_dir), class_names)
+
+
+def _read_test_batch(data_dir):
+    x_test, y_test = _read_batch(os.path.join(data_dir, TEST_FILE), None)
+    if not len(x_test):
+        raise DataError(f"CIFAR-10 folder {data_dir}: no images in {TEST_FILE}.")
+    return x_test, y_test
+
+
+def load_cifar10_test(data_dir=None):
+    """The test images alone, as `(x_test, y_test, class_names)`: what an
+    evaluation needs. Of a python-version folder, only `test_batch` and
+    `batches.meta` are read; otherwise as `load_cifar10`."""
+    data_dir = python_folder(data_dir)
+    if data_dir:
+        class_names = _read_meta(data_dir)[1]  # it names a missing folder as such
+        return (*_read_test_batch(data_dir), class_names)
+    cifar = load_tfds()
+    return cifar.x_test, cifar.y_test, cifar.class_names
 
 
 def _tfds_download_reachable(timeout=3.0):

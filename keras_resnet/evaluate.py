@@ -370,7 +370,8 @@ def build_parser():
     )
     p.add_argument("--model", required=True,
                    help="a .keras file, or a SavedModel folder (version or model folder)")
-    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--data-dir", help="python-version CIFAR-10 folder, of which test_batch and "
+                   "batches.meta are read (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--tta", action="store_true",
                    help="per-class accuracy, confusion matrix and mistakes from the TTA predictions")
     p.add_argument("--tta-views", choices=sorted(TTA_TRANSFORMS), default="flip",
@@ -468,7 +469,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError
-    from keras_resnet.data import load_cifar10
+    from keras_resnet.data import load_cifar10_test
     from keras_resnet.data import python_folder
 
     def fail(message):
@@ -490,7 +491,7 @@ def main(argv=None):
     except ModelError as e:
         return fail(str(e))
     try:
-        cifar = load_cifar10(args.data_dir)
+        x_test, y_test, class_names = load_cifar10_test(args.data_dir)
     except DataError as e:
         return fail(str(e))
 
@@ -522,9 +523,8 @@ def main(argv=None):
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
         return fail(f"--output-dir {output_dir} cannot be created ({e.strerror}); choose another folder.")
-    class_names = cifar.class_names
     metrics, probabilities = evaluate(
-        model, cifar.x_test, cifar.y_test, class_names, TTA_TRANSFORMS[args.tta_views],
+        model, x_test, y_test, class_names, TTA_TRANSFORMS[args.tta_views],
         details="tta" if args.tta else "plain", batch_size=args.batch_size, verbose=1,
     )
     suffix = f" ({args.tta_views} TTA)" if args.tta else ""
@@ -537,8 +537,8 @@ def main(argv=None):
     }
     if args.mistakes:
         plots["mistakes"] = plot_mistakes(
-            cifar.x_test, cifar.y_test, probabilities,
-            most_confident_mistakes(probabilities, cifar.y_test, args.mistakes),
+            x_test, y_test, probabilities,
+            most_confident_mistakes(probabilities, y_test, args.mistakes),
             class_names, os.path.join(output_dir, "mistakes.png"),
         )
     if run_dir:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -705,3 +706,21 @@ def test_a_stale_cifar10_dir_is_named_before_the_model_loads(tmp_path, capsys, m
                     f"folder {missing!r}; give a python-version CIFAR-10 folder (data_batch_1..5, "
                     "test_batch, batches.meta).")
     assert not (tmp_path / "report").exists()
+
+
+def test_an_evaluation_reads_only_the_test_batch(tmp_path, capsys, tiny_model, fake_cifar):
+    # It read all five training batches too, and refused a folder of the
+    # test batch alone ("CIFAR-10 file missing: .../data_batch_1").
+    test_only = tmp_path / "test-only"
+    test_only.mkdir()
+    for name in ("test_batch", "batches.meta"):
+        shutil.copy(os.path.join(fake_cifar, name), test_only / name)
+    tiny_model.save(str(tmp_path / "m.keras"))
+    results = []
+    for data_dir in (fake_cifar, str(test_only)):
+        argv = ["--model", str(tmp_path / "m.keras"), "--data-dir", data_dir, "--mistakes", "0",
+                "--output-dir", str(tmp_path / os.path.basename(data_dir))]
+        assert ev.main(argv) == 0
+        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
+    assert results[0]["per_class_accuracy"] == results[1]["per_class_accuracy"]
