@@ -101,6 +101,14 @@ def own_initializer(initializer, index):
     return type(initializer).from_config(config)
 
 
+def check_known_channels(layer, input_shape):
+    if input_shape[-1] is None:
+        raise ValueError(
+            f"`{type(layer).__name__}` needs inputs with a known number of channels. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+
+
 CONVOLUTIONS = ("conv1", "conv2", "projection")  # a `ResidualBlock`'s, in `own_initializer` order
 
 
@@ -185,6 +193,8 @@ class ResidualBlock(layers.Layer):
         self.zero_init_residual = zero_init_residual
 
     def build(self, input_shape):
+        check_known_channels(self, input_shape)  # else a TypeError of None from Keras' Conv2D
+
         # === Layers ===
         def conv(kernel_size, strides, name):
             return layers.Conv2D(
@@ -346,12 +356,8 @@ class PatchWhitening(layers.Layer):
         return 2 * self.kernel_size**2 * input_channels
 
     def build(self, input_shape):
+        check_known_channels(self, input_shape)  # they size the kernel
         k, channels = self.kernel_size, input_shape[-1]
-        if channels is None:  # it sizes the kernel
-            raise ValueError(
-                "`PatchWhitening` needs inputs with a known number of channels. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
         # === Weights ===
         # Until `adapt`, the identity and its negative: patches pass through.
         identity = np.eye(k * k * channels, dtype="float32")
@@ -371,8 +377,9 @@ class PatchWhitening(layers.Layer):
 
     def adapt(self, images, max_patches=2_000_000):
         """Fits the whitening to `images`, (N, H, W, C) floats as this layer
-        receives them (after normalization). Uses at most `max_patches`
-        patches, taken from the first images."""
+        receives them (after normalization). Uses the patches of the first
+        images, as many whole images as `max_patches` patches hold (at
+        least one image)."""
         check_int("max_patches", max_patches)
         images = np.asarray(images, dtype="float32")
         k = self.kernel_size

@@ -408,6 +408,8 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "kernel_size=True": lambda: PatchWhitening(True),
     # The channels it whitens size its kernel: a TypeError of None * int.
     "input_shape=(None, None, None, None)": lambda: PatchWhitening(2)(keras.Input((None, None, None))),
+    # A TypeError of `None % 1` from Keras' Conv2D.
+    "input_shape=(None, 8, 8, None)": lambda: ResidualBlock(8)(keras.Input((8, 8, None))),
     "padding=True": lambda: RandomPadCrop(True),
     "size=True": lambda: RandomCutout(True),
     # Taken for Keras' default, glorot_uniform, not the documented he_normal.
