@@ -199,6 +199,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         if value is None:
             warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}, so "
                              f"{self.filepath} keeps the best epoch of those that log it.")
+        if value is not None and self._direction is None:  # at the first epoch that logs it
+            self._direction = _best_direction(self.model, self.monitor)
         improved = value is not None and (self.best is None or self._better(value, self.best))
         if improved:
             self.best = value
@@ -209,8 +211,6 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             self.flush()
 
     def _better(self, value, best):
-        if self._direction is None:
-            self._direction = _best_direction(self.model, self.monitor)
         return value > best if self._direction == "max" else value < best
 
     def _save_current(self):

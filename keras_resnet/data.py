@@ -72,7 +72,8 @@ def _read_pickle(path):
     if not os.path.isfile(path):
         raise DataError(
             f"CIFAR-10 file missing: {path}. The folder must hold "
-            f"{', '.join(TRAIN_FILES + (TEST_FILE, META_FILE))}."
+            f"{', '.join(TRAIN_FILES + (TEST_FILE, META_FILE))} (an evaluation reads "
+            f"only {TEST_FILE} and {META_FILE})."
         )
     try:
         with open(path, "rb") as f:

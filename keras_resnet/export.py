@@ -45,16 +45,26 @@ def export_root_problem(export_dir):
     holds version folders) or a version folder (it holds `saved_model.pb`).
     An export there would nest a model folder inside it, which TF Serving,
     `predict` and `evaluate` never look into."""
-    if version_folders(export_dir):
-        kind, root = "a model folder (it holds version folders)", os.path.dirname(export_dir.rstrip(os.sep))
-    elif os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-        kind, root = "a version folder", os.path.dirname(os.path.dirname(export_dir.rstrip(os.sep)))
+    def holds_saved_model(folder):
+        return os.path.isfile(os.path.join(folder, "saved_model.pb"))
+
+    # A version folder holds saved_model.pb: a model named "7", or a file
+    # "2024", in an export root makes no model folder of it.
+    if any(holds_saved_model(os.path.join(export_dir, v)) for v in version_folders(export_dir)):
+        kind, up = "a model folder (it holds version folders)", 1
+    elif holds_saved_model(export_dir):
+        kind, up = "a version folder", 2
     else:
         return None
+    root = os.path.abspath(export_dir)
+    for _ in range(up):
+        root = os.path.dirname(root)
+    if not os.path.isabs(export_dir):
+        root = os.path.relpath(root)
     return (
         f"--export-dir {export_dir} is {kind}, not an export root: the model would be "
         f"written inside it, where TF Serving never looks. Pass the folder that holds "
-        f"the model folders: --export-dir {root or os.curdir}."
+        f"the model folders: --export-dir {root!r}."
     )
 
 

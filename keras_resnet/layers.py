@@ -5,6 +5,9 @@ Everything here is written with Keras layers and backend-agnostic ops, so it
 runs unchanged on TensorFlow, JAX and PyTorch, and compiles under XLA.
 """
 
+import copy
+import random
+
 import keras
 import numpy as np
 from keras import layers
@@ -88,17 +91,20 @@ def own_initializer(initializer, index):
     every call, so kernels sharing one instance start from the same draws
     (scaled by fan-in). Each copy draws its own: an unseeded one gets a new
     seed (from Python's `random`, as `keras.utils.set_random_seed` sets it),
-    a seeded one `seed + index`. One drawing from a `SeedGenerator`, or a
-    plain function, is returned as it is.
+    a seeded one `seed + index` (modulo 2**32). One without an integer
+    seed (drawing from a `SeedGenerator`, a constant, a plain function) is
+    returned as it is.
     """
-    if not isinstance(initializer, keras.initializers.Initializer) or isinstance(
-        getattr(initializer, "seed", None), keras.random.SeedGenerator
+    if not isinstance(initializer, keras.initializers.Initializer) or not isinstance(
+        getattr(initializer, "seed", None), int
     ):
         return initializer
-    config = initializer.get_config()
-    if isinstance(config.get("seed"), int):
-        config["seed"] += index
-    return type(initializer).from_config(config)
+    # A copy, not from_config(get_config()): a user's initializer need not
+    # round-trip through a config.
+    copied = copy.copy(initializer)
+    given = getattr(initializer, "_init_seed", None)  # None: Keras drew `seed` itself
+    copied.seed = (given + index) % 2**32 if isinstance(given, int) else random.randint(1, 10**9)
+    return copied
 
 
 def check_known_channels(layer, input_shape):

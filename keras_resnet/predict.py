@@ -176,7 +176,8 @@ def predict(classifier, images, top_k=3, class_names=None):
         A list with one list per image of `top_k` dicts `class_id`,
         `class_name`, `probability`, most probable first.
     """
-    if class_names is None:  # the command line's choice too
+    named = class_names is not None
+    if not named:  # the command line's choice too
         class_names = getattr(classifier, "class_names", CLASS_NAMES)
     check_class_names("class_names", class_names)
     check_int("top_k", top_k, maximum=len(class_names))
@@ -186,7 +187,9 @@ def predict(classifier, images, top_k=3, class_names=None):
     if probabilities.shape[-1] != len(class_names):
         raise ValueError(
             f"`class_names` must name the classifier's {probabilities.shape[-1]} classes, one "
-            f"name each. Received: {len(class_names)} names"
+            f"name each. Received: {len(class_names)} names" if named else
+            f"The classifier has {probabilities.shape[-1]} classes, not CIFAR-10's "
+            f"{len(class_names)}: pass their names, class_names=[...]."
         )
     results = []
     for row in probabilities:

@@ -322,7 +322,7 @@ def test_an_export_dir_that_is_a_model_or_version_folder_is_refused(tmp_path, ca
                              (model_dir / "1", "a version folder")):
         message = (f"--export-dir {export_dir} is {kind}, not an export root: the model would be "
                    "written inside it, where TF Serving never looks. Pass the folder that holds "
-                   f"the model folders: --export-dir {tmp_path / 'sm'}.")
+                   f"the model folders: --export-dir {str(tmp_path / 'sm')!r}.")
         code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir)], capsys)
         assert (code, out, err.splitlines()) == (2, "", [f"python -m keras_resnet.export: error: {message}"])
         argv = ["--export-dir", str(export_dir), "--output-dir", str(tmp_path / "run"), "--data-dir", "none"]
@@ -460,3 +460,17 @@ except ExportError as e:
     assert "refused: the SavedModel export runs on Keras' TensorFlow backend, not jax" in out.stdout
     assert "python -m keras_resnet.export model.keras" in out.stdout
     assert not (tmp_path / "exports").exists()
+
+
+def test_an_export_root_with_a_numeric_model_or_file_is_an_export_root(tmp_path, monkeypatch):
+    # A model named "7" (its own 7/1/saved_model.pb) or a file "2024" made
+    # the root "a model folder"; a relative path named the wrong root.
+    from keras_resnet.export import export_root_problem
+
+    (tmp_path / "root" / "7" / "1").mkdir(parents=True)
+    (tmp_path / "root" / "7" / "1" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "root" / "2024").write_text("")
+    assert export_root_problem(str(tmp_path / "root")) is None
+    monkeypatch.chdir(tmp_path / "root" / "7")
+    assert export_root_problem(".").endswith("--export-dir '..'.")
+    assert export_root_problem("1").endswith("--export-dir '..'.")

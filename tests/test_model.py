@@ -59,6 +59,21 @@ def test_the_convolutions_of_a_block_start_from_draws_of_their_own(initializer):
     assert all(np.array_equal(a, b) for a, b in zip(first, kernels()))
 
 
+def test_any_initializer_still_builds_a_block():
+    # A user's Initializer without get_config failed in from_config; a
+    # seed of 2**32 - 1 overflowed as seed + 1.
+    class Scaled(keras.initializers.Initializer):
+        def __init__(self, scale):
+            self.scale = scale
+
+        def __call__(self, shape, dtype=None):
+            return keras.ops.ones(shape, dtype) * self.scale
+
+    for initializer in (Scaled(0.5), keras.initializers.HeNormal(seed=2**32 - 1)):
+        block = ResidualBlock(16, strides=2, kernel_initializer=initializer)
+        block(np.zeros((1, 8, 8, 16), "float32"))
+
+
 def test_block_rejects_bad_arguments():
     with pytest.raises(ValueError, match="filters=0"):
         ResidualBlock(0)

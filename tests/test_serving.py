@@ -477,6 +477,13 @@ def test_the_predict_api_names_a_bad_argument(served):
         with pytest.raises(ValueError, match=re.escape(message)):
             predict(classifier, **{"images": served.images[:2], **arguments})
     assert len(predict(classifier, served.images[:2].tolist(), top_k=10)[1]) == 10
+    import keras
+
+    five = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                             keras.layers.Dense(5, activation="softmax")])
+    with pytest.raises(ValueError, match=re.escape("has 5 classes, not CIFAR-10's 10: pass their names")):
+        predict(five, served.images[:2])
+    assert sorted(t["class_name"] for t in predict(five, served.images[:1], 5, list("abcde"))[0]) == list("abcde")
 
 
 def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
