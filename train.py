@@ -24,7 +24,7 @@ def build_parser():
                            argument_default=argparse.SUPPRESS,
                            epilog="The defaults are the seed recipe's; --preset fast, fast-cpu and "
                                   "best start from their own recipes (README: the presets table).")
-    p.add_argument("--config", help="JSON file of settings (flags override it)")
+    p.add_argument("--config", type=cli.path, help="JSON file of settings (flags override it)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default seed)")
     p.add_argument("--epochs", type=cli.positive_int, help="epochs (default 200)")
     p.add_argument("--batch-size", type=cli.positive_int, help="batch size (default 128)")
@@ -57,15 +57,15 @@ def build_parser():
     p.add_argument("--precision", choices=PRECISIONS, help="default float32")
     p.add_argument("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (GPU/JAX on, TF-CPU off)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
-    p.add_argument("--output-dir", help="run folder (default runs/<preset>)")
+    p.add_argument("--data-dir", type=cli.path, help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--output-dir", type=cli.path, help="run folder (default runs/<preset>)")
     p.add_argument("--tta-views", choices=TTA_VIEWS,
                    help="test-time augmentation behind *_accuracy_tta: flip (default) or flip-shift")
     p.add_argument("--checkpoint-seconds", type=float,
                    help="least seconds between checkpoints, 0 = every epoch; the last epoch is always saved (default 30)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="resume the run in RUN_DIR with its saved settings")
+    p.add_argument("--resume", metavar="RUN_DIR", type=cli.path, help="resume the run in RUN_DIR with its saved settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--export-dir", help="SavedModel root (default saved_models)")
+    p.add_argument("--export-dir", type=cli.path, help="SavedModel root (default saved_models)")
     p.add_argument("--model-name", help="SavedModel name (default keras_resnet)")
     p.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     p.add_argument("--distribute", action="store_true", help="data-parallel over every visible device")

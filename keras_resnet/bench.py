@@ -361,7 +361,7 @@ def build_parser():
                    help="training steps per timed repetition (default 10)")
     p.add_argument("--repeats", type=cli.positive_int, default=3,
                    help="timed repetitions; the median is reported (default 3)")
-    p.add_argument("--data-dir", help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
+    p.add_argument("--data-dir", type=cli.path, help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -33,6 +33,12 @@ class ArgumentParser(argparse.ArgumentParser):
         return parsed
 
 
+def path(text):
+    """A path flag's value with `~` expanded: the shell leaves it as typed in
+    `--flag=~/runs` (and in quotes), where it would make a folder named "~"."""
+    return os.path.expanduser(text)
+
+
 def keras_backend_problem(backend):
     """Why Keras cannot load `backend` (a `$KERAS_BACKEND` value), or None."""
     if not backend:

@@ -117,6 +117,8 @@ class TrainConfig:
         "distribute", "coordinator_address", "num_processes", "process_id",
     )
 
+    PATH_KEYS = ("data_dir", "output_dir", "export_dir")  # `~` expanded in `from_dict`
+
     def __post_init__(self):
         # Widths given as tuples in Python compare unequal to the lists that
         # config.json holds: the run's own folder would be "other settings".
@@ -143,6 +145,9 @@ class TrainConfig:
                 f"{source}: unknown setting(s) {unknown}. Known: {sorted(fields)}."
             )
         _check_kinds(values, source)
+        for key in cls.PATH_KEYS:  # a JSON file's "~/runs" is not the shell's to expand
+            if isinstance(values.get(key), str):
+                values = {**values, key: os.path.expanduser(values[key])}
         config = cls(**values)
         config.validate()
         return config

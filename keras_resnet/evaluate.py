@@ -368,17 +368,17 @@ def build_parser():
         prog="python -m keras_resnet.evaluate",
         description="Evaluate a keras-resnet model on the CIFAR-10 test set.",
     )
-    p.add_argument("--model", required=True,
+    p.add_argument("--model", required=True, type=cli.path,
                    help="a .keras file, or a SavedModel folder (version or model folder)")
-    p.add_argument("--data-dir", help="python-version CIFAR-10 folder, of which test_batch and "
+    p.add_argument("--data-dir", type=cli.path, help="python-version CIFAR-10 folder, of which test_batch and "
                    "batches.meta are read (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--tta", action="store_true",
                    help="per-class accuracy, confusion matrix and mistakes from the TTA predictions")
     p.add_argument("--tta-views", choices=sorted(TTA_TRANSFORMS), default="flip",
                    help="test-time augmentation: flip (2 views, default) or flip-shift (6 views: "
                         "also moved 1 pixel up-left and down-right)")
-    p.add_argument("--run-dir", help="run folder whose history.csv to plot (default: the .keras file's run)")
-    p.add_argument("--output-dir", help="report folder (default <run>/evaluation/<model>, else evaluation/<model>)")
+    p.add_argument("--run-dir", type=cli.path, help="run folder whose history.csv to plot (default: the .keras file's run)")
+    p.add_argument("--output-dir", type=cli.path, help="report folder (default <run>/evaluation/<model>, else evaluation/<model>)")
     p.add_argument("--batch-size", type=cli.int_in_range(1), default=256)
     p.add_argument("--mistakes", type=cli.int_in_range(0), default=25, help="images in the mistakes grid (default 25; 0: no grid)")
     return p

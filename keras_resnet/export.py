@@ -192,11 +192,11 @@ def main(argv=None):
         prog="python -m keras_resnet.export",
         description="Export a .keras checkpoint as a SavedModel for TF Serving.",
     )
-    parser.add_argument("checkpoint", help="a .keras file saved by keras-resnet")
-    parser.add_argument("--export-dir", default="saved_models")
+    parser.add_argument("checkpoint", type=cli.path, help="a .keras file saved by keras-resnet")
+    parser.add_argument("--export-dir", type=cli.path, default="saved_models")
     parser.add_argument("--model-name", default="keras_resnet")
     parser.add_argument(
-        "--data-dir",
+        "--data-dir", type=cli.path,
         help="the python-version CIFAR-10 folder the model was trained on, whose batches.meta "
              "names the classes (default: CIFAR-10's names)",
     )

@@ -222,11 +222,11 @@ def main(argv=None):
         "checkpointed keras-resnet model.",
     )
     parser.add_argument(
-        "--model", required=True,
+        "--model", required=True, type=cli.path,
         help="a SavedModel version folder, a model folder (highest version "
         "used) or a .keras file",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=cli.path, help="PNG or JPEG files")
     parser.add_argument(
         "--top-k", type=cli.positive_int, default=3,
         help="classes to show per image (default: 3)",

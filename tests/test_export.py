@@ -331,6 +331,23 @@ def test_an_export_dir_that_is_a_model_or_version_folder_is_refused(tmp_path, ca
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_a_tilde_in_the_export_paths_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    # --export-dir=~/sm (the shell leaves "~" there) exported to ./~/sm.
+    from keras_resnet import build_model
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    build_model("seed", stage_filters=(8, 8, 8, 8)).save(str(home / "m.keras"))
+    code, out, err = call_main(main, ["~/m.keras", "--export-dir=~/sm"], capsys)
+    assert code == 0, err
+    assert (home / "sm" / "keras_resnet" / "1" / "saved_model.pb").is_file()
+    assert os.listdir(tmp_path) == ["home"]
+
+
 def test_exporting_a_folder_says_what_the_folder_is(tmp_path, capsys):
     # Both said "(missing or wrong extension)".
     from keras_resnet.export import main

@@ -167,3 +167,19 @@ def test_prepare_environment_decides_onednn_before_tensorflow_loads(
     out = run_python(["-c", code], env={"TF_ENABLE_ONEDNN_OPTS": user_setting})
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == str(onednn_on)
+
+
+def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    # The shell leaves "~" as typed in --data-dir=~/x and in a --config
+    # file: it was a folder named "~" in the current one.
+    import train
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = call_main(train.main, ["--data-dir=~/nowhere", "--output-dir=~/run"], capsys)
+    assert code == 2 and f"--data-dir: no such folder {str(home / 'nowhere')!r}" in err, err
+    (tmp_path / "settings.json").write_text(json.dumps({"data_dir": "~/elsewhere"}))
+    code, _, err = call_main(train.main, ["--config", "settings.json"], capsys)
+    assert code == 2 and f"--data-dir: no such folder {str(home / 'elsewhere')!r}" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["settings.json"]
