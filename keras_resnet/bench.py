@@ -49,6 +49,9 @@ SERVING_B1_CALLS_PER_STEP = 10
 SERVING_B256_STEPS_PER_CALL = 5
 # The input pipeline alone is fast: time it over at least this many batches.
 PIPELINE_MIN_STEPS = 50
+# `(1 + --repeats) * --steps` above this: Keras lists every step's index up
+# front (a MemoryError traceback from inside `fit` near 10**8).
+MAX_TOTAL_STEPS = 10_000_000
 
 
 _START = time.perf_counter()
@@ -388,6 +391,10 @@ def main(argv=None):
     from keras_resnet.config import prepare_environment
     from keras_resnet.data import DataError
 
+    if (1 + args.repeats) * args.steps > MAX_TOTAL_STEPS:
+        print(f"python -m keras_resnet.bench: error: (1 + --repeats) x --steps must be at most "
+              f"{MAX_TOTAL_STEPS:,}, got (1 + {args.repeats}) x {args.steps}.", file=sys.stderr)
+        return 2
     try:
         config = config_from_args(args)
         config.validate()

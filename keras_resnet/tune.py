@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import time
 
@@ -37,6 +38,7 @@ from keras_resnet.checks import check_choice  # noqa: E402
 from keras_resnet.checks import check_int  # noqa: E402
 from keras_resnet.checks import is_number  # noqa: E402
 from keras_resnet.checks import is_positive_ints  # noqa: E402
+from keras_resnet.config import MAX_EPOCHS  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
@@ -52,6 +54,7 @@ from keras_resnet.atomic import write_atomically  # noqa: E402
 from keras_resnet.atomic import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
+from keras_resnet.data import python_folder  # noqa: E402
 from keras_resnet.folder_lock import hold_folder  # noqa: E402
 from keras_resnet.folder_lock import release_folder  # noqa: E402
 from keras_resnet.presets import PARAM_CAP  # noqa: E402
@@ -384,12 +387,16 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         overwrite: bool. Start over instead of continuing. Defaults to `False`.
 
     Raises:
-        ConfigError: `project_name` is not one folder name.
+        ConfigError: `project_name` is not one folder name, or the project
+            holds a search of other settings (KerasTuner would go on with
+            those), or `overwrite=True` and it is not empty (`search`
+            starts a search over, checking what it deletes).
     """
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
     if problem := project_problem(directory, project_name):  # KerasTuner's overwrite deletes it
         raise ConfigError(problem)
+    _check_reload(hypermodel, tuner, epochs_per_trial, os.path.join(directory, project_name), overwrite)
     import keras_tuner
 
     common = dict(
@@ -414,6 +421,57 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
             max_trials=max_trials, num_initial_points=max(3, max_trials // 4), **common
         )
     return result
+
+
+def trial_config(config, epochs_per_trial):
+    """The settings each trial trains with: `config` for `epochs_per_trial`
+    epochs, augmenting on the host, exporting nothing."""
+    return dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
+
+
+def search_settings(config, space, tuner, epochs_per_trial):
+    """What a project's `search.json` records of a search (`config`, a
+    `trial_config`), and a reload must match (`changed_settings`). The
+    data folder is `$CIFAR10_DIR`'s where `config.data_dir` is None."""
+    folder = python_folder(config.data_dir)
+    return dict(
+        tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
+        **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
+        data_dir=os.path.abspath(folder) if folder else None,
+    )
+
+
+def changed_settings(saved, settings):
+    """The settings, but the data folder (which may move), that differ
+    from `saved`, a `search.json`'s."""
+    return sorted(k for k in settings if k != "data_dir" and saved.get(k) != settings[k])
+
+
+def _check_reload(hypermodel, tuner, epochs_per_trial, project_dir, overwrite):
+    """For a tuner made directly (`search` checks its project first):
+    KerasTuner reloads a project's space, preset and tuner whatever
+    `hypermodel` says (new choices ignored without a word, another preset
+    failing as the weights load), and its `overwrite` deletes the folder
+    whatever it holds."""
+    if not (os.path.isdir(project_dir) and os.listdir(project_dir)):
+        return
+    if overwrite:
+        raise ConfigError(
+            f"{project_dir} is not empty, and make_tuner(overwrite=True) would delete it whatever "
+            "it holds: start a search over with search(..., overwrite=True), which checks what it "
+            "deletes, or choose another project_name."
+        )
+    path = os.path.join(project_dir, SEARCH_FILE)
+    if os.path.isfile(path):
+        saved = read_json_object(path, "The search's settings", "fix it, or start the search over.")
+        settings = search_settings(trial_config(hypermodel.config, epochs_per_trial),
+                                   hypermodel.space, tuner, epochs_per_trial)
+        if changed := changed_settings(saved, settings):
+            raise ConfigError(
+                f"{project_dir} holds a search with other settings ({', '.join(changed)}) than "
+                "this tuner and hypermodel, and KerasTuner would go on with the saved ones: "
+                f"give the saved values ({SEARCH_FILE}), or choose another project_name."
+            )
 
 
 # --------------------------------------------------------------------------
@@ -522,8 +580,7 @@ def check_project(project_dir, settings, overwrite=False):
         )
     if os.path.isfile(path) and not overwrite:
         saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
-        changed = sorted(k for k in settings if k != "data_dir" and saved.get(k) != settings[k])
-        if changed:
+        if changed := changed_settings(saved, settings):
             raise ConfigError(
                 f"{project_dir} holds a search with other settings "
                 f"({', '.join(changed)}); rerun it with the same settings to "
@@ -579,9 +636,21 @@ def files_no_search_writes(project_dir):
                         or not os.path.isfile(os.path.join(path, inner))
                         or not (inner in TRIAL_FILES or is_partial(inner))]
         elif os.path.isdir(path) or not (name in ours or tuner_state.fullmatch(name)
-                                         or is_partial(name)):
+                                         or is_partial(name) or _is_tuner_file(path)):
             foreign.append(name)
     return foreign
+
+
+def _is_tuner_file(path):
+    """Whether `path` is a `<tuner id>.json` of KerasTuner's (a worker may
+    have any id, `gpu0`): what `Tuner.save` writes there, an empty object."""
+    if not path.endswith(".json"):
+        return False
+    try:
+        with open(path) as f:
+            return json.load(f) == {}
+    except (OSError, ValueError):
+        return False
 
 
 def _is_worker():
@@ -629,11 +698,11 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     if tuner not in TUNERS:
         raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
     check_int("max_trials", max_trials)
-    check_int("epochs_per_trial", epochs_per_trial)
+    check_int("epochs_per_trial", epochs_per_trial, maximum=MAX_EPOCHS)  # else named as --epochs
     check_bool("overwrite", overwrite)
     check_choice("verbose", verbose, (0, 1, 2, "auto"))  # as `fit` takes it
     check_int("top", top, minimum=0)
-    config = dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
+    config = trial_config(config, epochs_per_trial)
     if not config.validation_size:
         raise ConfigError(
             "--validation-size must be positive: trials are scored on a "
@@ -644,11 +713,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)
-    settings = dict(
-        tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
-        **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
-        data_dir=os.path.abspath(config.data_dir) if config.data_dir else None,
-    )
+    settings = search_settings(config, space, tuner, epochs_per_trial)
     # Settings checked: now load Keras, and the data before the project
     # records these settings (a split the data cannot give would otherwise
     # leave a project that refuses the corrected command).
@@ -719,7 +784,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             wall_seconds=round(time.perf_counter() - start, 1),
         )
         if best:
-            print(f"Train the best: python train.py --config {results['best_config']}")
+            print(f"Train the best: python train.py --config {shlex.quote(results['best_config'])}")
         return results
     finally:
         release_folder(project_dir)

@@ -122,6 +122,8 @@ def test_a_preset_is_benchmarked_with_its_own_recipe():
     "argv, message",
     [
         (["--steps", "0"], "--steps"),
+        # A MemoryError traceback from inside Keras' `fit`.
+        (["--steps", "99999999999999999"], "(1 + --repeats) x --steps must be at most 10,000,000"),
         (["--precision", "float8"], "--precision"),
         (["--data-dir", "/no/such/folder"], "--data-dir"),
         (["--batch-size", "60000"], "--batch-size 60000 is larger than the 50000 training images"),

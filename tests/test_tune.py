@@ -95,8 +95,10 @@ def test_best_config_trains_with_the_recipe_of_the_trials_for_every_preset(tmp_p
 
 def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_path, capsys):
     result, stdout = run_main([*TINY, "--max-trials", "3", "--data-dir", cifar,
-                               "--directory", str(tmp_path / "tuning")], capsys)
+                               "--directory", str(tmp_path / "tuning runs")], capsys)
     project = result["project_dir"]
+    # A command to paste, quoted (a space in --directory split it).
+    assert f"Train the best: python train.py --config '{result['best_config']}'" in stdout
     assert (result["trials"], result["completed"], result["rejected"]) == (3, 3, 0)
     rows = read_summary(project)
     assert [r["trial"] for r in rows] == ["0", "1", "2"]
@@ -149,7 +151,7 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
         f.truncate(os.path.getsize(oracle) // 2)
     cut = open(oracle).read()
     code, _, err = call_main(tune.main, [*TINY, "--max-trials", "3", "--data-dir", cifar,
-                                         "--directory", str(tmp_path / "tuning")], capsys)
+                                         "--directory", str(tmp_path / "tuning runs")], capsys)
     assert code == 2 and err.splitlines()[-1].startswith(
         f"python -m keras_resnet.tune: error: {project}: KerasTuner's saved search cannot be read "
         "(JSONDecodeError: "), err
@@ -380,7 +382,9 @@ def test_a_bad_tuner_or_trial_count_from_python_leaves_no_project_behind(cifar, 
     # overwrite="yes" was taken as true, an infinite rate and a weight decay
     # of True were searched, and widths of True reached build_model.
     (dict(config=None), "`config` must be a TrainConfig. Received: config=None"),
-    (dict(epochs_per_trial="10"), "`epochs_per_trial` must be a positive integer. Received: epochs_per_trial='10'"),
+    (dict(epochs_per_trial="10"), "`epochs_per_trial` must be an integer in [1, 1000000]. Received: epochs_per_trial='10'"),
+    # Named as train.py's --epochs.
+    (dict(epochs_per_trial=2_000_000), "Received: epochs_per_trial=2000000"),
     (dict(directory=None), "`directory` must be a path (a str or os.PathLike). Received: directory=None"),
     (dict(overwrite="yes"), "`overwrite` must be True or False. Received: overwrite='yes'"),
     (dict(verbose="x"), "`verbose` must be one of (0, 1, 2, 'auto'). Received: verbose='x'"),
@@ -489,6 +493,39 @@ def test_a_search_continued_on_another_data_folder_says_so(tmp_path, capsys):
         assert json.load(f)["data_dir"] is None  # the folder it goes on with
 
 
+def test_the_data_folder_recorded_is_the_one_read(tmp_path, monkeypatch):
+    # With data_dir=None and $CIFAR10_DIR set, search.json recorded None
+    # ("TensorFlow Datasets' cifar10"), and the same search from the command
+    # line, which reads the variable, noted another data folder.
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "cifar"))
+    settings = tune.search_settings(TrainConfig(), {}, "random", 1)
+    assert settings["data_dir"] == str(tmp_path / "cifar")
+
+
+def test_a_tuner_made_directly_neither_mixes_spaces_nor_deletes_what_it_cannot_see(tmp_path):
+    # make_tuner on a project of another space went on with the saved one
+    # without a word (another preset failed deep in Keras as the weights
+    # loaded), and overwrite=True deleted the folder whatever it held.
+    config = tune.trial_config(TrainConfig(preset="seed"), 1)
+    space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    project = tmp_path / "resnet"
+    tune.check_project(str(project), tune.search_settings(config, tune.search_space("seed", **space),
+                                                          "random", 1))
+    release_folder(str(project))
+    tune.make_tuner(tune.ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path))  # the same
+    other = tune.ResNetHyperModel(config, **{**space, "widths": [[16]] * 4})
+    with pytest.raises(ConfigError, match=r"holds a search with other settings \(widths\) than this "
+                                          r"tuner and hypermodel"):
+        tune.make_tuner(other, "random", 1, 1, str(tmp_path))
+    with pytest.raises(ConfigError, match=r"other settings \(tuner\)"):
+        tune.make_tuner(tune.ResNetHyperModel(config, **space), "bayesian", 1, 1, str(tmp_path))
+    (project / "final.keras").write_text("mine")
+    with pytest.raises(ConfigError, match=r"is not empty, and make_tuner\(overwrite=True\) would delete"):
+        tune.make_tuner(tune.ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path),
+                        overwrite=True)
+    assert (project / "final.keras").read_text() == "mine"
+
+
 def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by_another_process):
     # Two searches of one project ran the same trials; one failed deep in
     # KerasTuner (h5py's "unable to lock file"), and the files took the other
@@ -529,6 +566,9 @@ def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
                  "trial_0000/trial.json", "trial_0000/checkpoint.weights.h5"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("{}")
+    assert tune.files_no_search_writes(str(project)) == []
+    # A distributed search's workers write `<their id>.json`, any id.
+    (project / "gpu0.json").write_text("{}")
     assert tune.files_no_search_writes(str(project)) == []
     (project / "final.keras").write_text("trained from best_config.json")
     with pytest.raises(ConfigError, match=r"holds files that no search writes \(final.keras\), "
