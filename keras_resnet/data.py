@@ -64,8 +64,9 @@ def load_cifar10(data_dir=None):
 
 def python_folder(data_dir=None):
     """The python-version folder `load_cifar10(data_dir)` reads: `data_dir`,
-    else `$CIFAR10_DIR`; `None` where it loads TensorFlow Datasets'."""
-    return data_dir or os.environ.get(DATA_DIR_ENV) or None
+    else `$CIFAR10_DIR` (`~` expanded, as the command lines' flags are);
+    `None` where it loads TensorFlow Datasets'."""
+    return os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or "") or None
 
 
 def _read_pickle(path):

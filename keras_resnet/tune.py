@@ -397,6 +397,15 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
     if problem := project_problem(directory, project_name):  # KerasTuner's overwrite deletes it
         raise ConfigError(problem)
     _check_reload(hypermodel, tuner, epochs_per_trial, os.path.join(directory, project_name), overwrite)
+    return _new_tuner(hypermodel, tuner, max_trials, epochs_per_trial, directory, project_name,
+                      overwrite)
+
+
+def _new_tuner(hypermodel, tuner, max_trials, epochs_per_trial, directory, project_name, overwrite):
+    """The tuner of `make_tuner`, its project checked. `search` checks it
+    with `check_project` and comes here directly: a worker of a search
+    started over (`--overwrite`) may get here before its chief has
+    rewritten `search.json`."""
     import keras_tuner
 
     common = dict(
@@ -737,7 +746,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     try:  # check_project holds the project folder (the chief's, or a single process's)
         check_project(project_dir, settings, overwrite)
         try:
-            tuner_ = make_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
+            tuner_ = _new_tuner(hypermodel, tuner, max_trials, epochs_per_trial,
                                 directory, project_name, overwrite=False)  # done by check_project
         except json.JSONDecodeError as e:  # a file of KerasTuner's, cut short
             raise ConfigError(
@@ -811,7 +820,7 @@ def build_parser():
     p = cli.ArgumentParser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0])
     p.add_argument("--tuner", choices=TUNERS, default="hyperband", help="search algorithm (default hyperband)")
     p.add_argument("--max-trials", type=cli.positive_int, default=20, help="trials in all, rejected ones included (default 20)")
-    p.add_argument("--epochs-per-trial", type=cli.positive_int, default=10, help="epochs of a trial; Hyperband's maximum (default 10)")
+    p.add_argument("--epochs-per-trial", type=cli.int_in_range(1, MAX_EPOCHS), default=10, help="epochs of a trial; Hyperband's maximum (default 10)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="best", help="base network: stem, strides, stage count (default best)")
     p.add_argument("--widths", type=_stage_lists, help="width choices per stage, e.g. 32,64/64,128/128,256 (default: the preset's x0.5-1.5)")
     p.add_argument("--blocks", type=_stage_lists, help="block choices, for every stage (1,2,3, the default) or per stage (1/1,2/1,2)")

@@ -331,3 +331,13 @@ def test_labels_in_a_column_make_the_same_targets():
                              (np.zeros((4, 2), int), "shape (4, 2)")):
         with pytest.raises(ValueError, match=re.escape(received)):
             data.one_hot(labels)
+
+
+def test_a_tilde_in_cifar10_dir_is_the_home_folder(tmp_path, monkeypatch):
+    # train.py expanded it (through its config), tune, evaluate and bench did not.
+    from keras_resnet.data import python_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CIFAR10_DIR", "~/cifar")
+    assert python_folder() == str(tmp_path / "cifar")
+    assert python_folder("~/other") == str(tmp_path / "other")

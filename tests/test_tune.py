@@ -344,6 +344,8 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
 @pytest.mark.parametrize("argv, expected", [
     (["--tuner", "grid"], "--tuner: invalid choice: 'grid'"),
     (["--max-trials", "0"], "must be a positive integer, got '0'"),
+    # A ValueError traceback from search().
+    (["--epochs-per-trial", "2000000"], "must be an integer from 1 to 1000000, got '2000000'"),
     (["--widths", "8,x"], "got '8,x'"),
     (["--dropouts", "0.1,high"], "got '0.1,high'"),
     (["--preset", "seed", "--dropouts", "1.5"], "Received: dropouts=[1.5]"),
@@ -524,6 +526,31 @@ def test_a_tuner_made_directly_neither_mixes_spaces_nor_deletes_what_it_cannot_s
         tune.make_tuner(tune.ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path),
                         overwrite=True)
     assert (project / "final.keras").read_text() == "mine"
+
+
+def test_a_worker_of_a_search_started_over_does_not_compare_with_the_old_settings(
+        cifar, tmp_path, monkeypatch):
+    # A worker started before its chief (which rewrites search.json) was
+    # refused: "holds a search with other settings (epochs, epochs_per_trial)".
+    config = TrainConfig(train_size=256, validation_size=64, data_dir=cifar)
+    space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    project = tmp_path / "resnet"
+    tune.check_project(str(project), tune.search_settings(
+        tune.trial_config(config, 1), tune.search_space("seed", **space), "random", 1))
+    release_folder(str(project))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+
+    class ReachedTheTuner(Exception):
+        pass
+
+    def new_tuner(*args, **kwargs):  # a worker's tuner would now wait for its chief
+        raise ReachedTheTuner
+
+    monkeypatch.setattr(tune, "_new_tuner", new_tuner)
+    with pytest.raises(ReachedTheTuner):
+        tune.search(config, "random", 1, epochs_per_trial=2, directory=str(tmp_path), overwrite=True,
+                    verbose=0, **space)
 
 
 def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by_another_process):
