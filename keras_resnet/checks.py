@@ -24,6 +24,8 @@ def _refuse(name, value, expected):
             expected += f" (a list, not a NumPy array: pass `{name}.tolist()`)"
         elif isinstance(value, numbers.Integral) or not isinstance(value, numbers.Real):
             expected += f" (a Python value, not a NumPy scalar: pass `{name}.item()`)"
+    elif isinstance(value, (list, tuple)) and any(type(v).__module__ == "numpy" for v in value):
+        expected += f" (Python values, not NumPy scalars: pass `[v.item() for v in {name}]`)"
     raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
@@ -78,6 +80,22 @@ def check_choice(name, value, choices):
     """One of `choices`, of the same type (`True` is not taken for `1`)."""
     if not any(type(value) is type(c) and value == c for c in choices):
         _refuse(name, value, f"one of {choices}")
+
+
+def check_floating_dtype(dtype):
+    """A floating-point dtype or dtype policy (`"float32"`, `"mixed_bfloat16"`,
+    a `keras.DTypePolicy`), or `None` for Keras' global policy; an integer
+    or boolean one failed in Keras' initializers."""
+    if dtype is None:
+        return
+    import keras  # here: the settings are checked before Keras loads (`config.py`)
+
+    try:
+        variable_dtype = keras.dtype_policies.get(dtype).variable_dtype
+    except (TypeError, ValueError):
+        variable_dtype = None
+    if variable_dtype not in ("float16", "bfloat16", "float32", "float64"):
+        _refuse("dtype", dtype, 'a floating-point dtype or policy, e.g. "float32" or "mixed_bfloat16"')
 
 
 def check_path(name, value):

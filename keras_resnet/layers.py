@@ -14,6 +14,7 @@ from keras import layers
 
 from keras_resnet.checks import check_bool
 from keras_resnet.checks import check_choice
+from keras_resnet.checks import check_floating_dtype
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_number
 
@@ -177,6 +178,7 @@ class ResidualBlock(layers.Layer):
         zero_init_residual=False,
         **kwargs,
     ):
+        check_floating_dtype(kwargs.get("dtype"))  # an int32 block failed in its initializers
         super().__init__(**kwargs)
         check_int("filters", filters)
         check_choice("strides", strides, (1, 2))
@@ -350,6 +352,7 @@ class PatchWhitening(layers.Layer):
     """
 
     def __init__(self, kernel_size=3, epsilon=5e-4, **kwargs):
+        check_floating_dtype(kwargs.get("dtype"))
         super().__init__(**kwargs)
         check_int("kernel_size", kernel_size)
         check_number("epsilon", epsilon, 0)

@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from keras_resnet.checks import check_bool
+from keras_resnet.checks import check_floating_dtype
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_number
@@ -182,17 +183,7 @@ def _check_layout(config):
             "A whitening stem works at full resolution: `stem_strides` must be 1. "
             f"Received: stem_strides={config['stem_strides']!r}"
         )
-    dtype = config["dtype"]
-    if dtype is not None:  # int32 or bool failed in Keras' initializers
-        try:
-            variable_dtype = keras.dtype_policies.get(dtype).variable_dtype
-        except (TypeError, ValueError):
-            variable_dtype = None
-        if variable_dtype not in ("float16", "bfloat16", "float32", "float64"):
-            raise ValueError(
-                '`dtype` must be a floating-point dtype or policy, e.g. "float32" or '
-                f'"mixed_bfloat16". Received: dtype={dtype!r}'
-            )
+    check_floating_dtype(config["dtype"])  # int32 or bool failed in Keras' initializers
 
 
 def count_params(preset="seed", **kwargs):

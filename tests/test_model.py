@@ -399,6 +399,9 @@ def test_count_params_makes_no_weights_and_leaves_the_callers_keras_state():
     # build_model failed in Keras' initializers; count_params counted them.
     ("seed", {"stage_filters": (8, 8, 16, 16), "dtype": "int32"}, "Received: dtype='int32'"),
     ("seed", {"stage_filters": (8, 8, 16, 16), "dtype": "bool"}, "Received: dtype='bool'"),
+    # "must be a list of positive integers. Received: [np.int64(8), ...]"
+    # read as a contradiction; the message now says how to pass them.
+    ("seed", {"stage_filters": [np.int64(8)] * 4}, "pass `[v.item() for v in stage_filters]`"),
 ])
 def test_bad_preset_and_arguments(preset, kwargs, message):
     for build in (build_model, count_params):
@@ -429,6 +432,9 @@ BAD_CALLS = {  # what each raised before: a TypeError, an AttributeError, numpy'
     "size=True": lambda: RandomCutout(True),
     # Taken for Keras' default, glorot_uniform, not the documented he_normal.
     "kernel_initializer=None": lambda: ResidualBlock(8, kernel_initializer=None),
+    # A TypeError from Keras' initializers, when the layer was built.
+    "dtype='int32'": lambda: ResidualBlock(8, dtype="int32"),
+    "dtype='bool'": lambda: PatchWhitening(2, dtype="bool"),
     # TensorFlow took these (a state of -5), JAX raised OverflowError; 2.5 became 2.
     "seed=-1": lambda: RandomPadCrop(4, seed=-1),
     "seed=4294967296": lambda: RandomPadCrop(4, seed=2**32),
