@@ -459,8 +459,16 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
             f"--output-dir {run_dir}: {e}. Pass --overwrite to train it again from the "
             "start (it deletes this run folder, checkpoints/ included), or choose another folder."
         ) from None
+    epochs = config.epochs
     if resumed_from:
         print(f"Resuming {run_dir} after epoch {resumed_from}.")
+        # A run that stopped at its target and then failed (evaluation,
+        # export) trains no further: the backup is of the epoch it stopped.
+        reached = best_in_history(os.path.join(run_dir, "history.csv"), monitor)
+        if config.target_accuracy and reached is not None and reached >= config.target_accuracy:
+            print(f"It reached --target-accuracy {config.target_accuracy} ({monitor} "
+                  f"{reached:.4f}): no epoch left to train.")
+            epochs = resumed_from
 
     keras.utils.set_random_seed(config.seed)
     with scope:
@@ -475,7 +483,7 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
 
     start = time.perf_counter()
     try:
-        history = trainer.fit(epochs=config.epochs, callbacks=callbacks, **fit_kwargs)
+        history = trainer.fit(epochs=epochs, callbacks=callbacks, **fit_kwargs)
     except BackupMismatch as e:  # a run folder from before layout.json
         raise ConfigError(
             f"--output-dir {run_dir}: {e}. {OTHER_NETWORK_FIX}"
@@ -504,6 +512,7 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
     if config.export and (config.process_id or 0) == 0:  # one export per job
         export_path = export_model(model, run_dir, config, cifar.class_names)
     epochs_done = resumed_from + len(history.epoch)
+    rates = history.history.get("images_per_sec")  # none after a resume with no epoch left
     metrics.update(
         tta_views=config.tta_views,
         params=model.count_params(),
@@ -512,7 +521,7 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
         train_seconds=round(train_seconds, 2),
         resumed_after_epoch=resumed_from or None,
         train_images=len(train_data[0]),
-        images_per_sec=round(float(np.median(history.history.get("images_per_sec", [0]))), 1),
+        images_per_sec=round(float(np.median(rates)), 1) if rates else None,
         backend=keras.backend.backend(),
         devices=device_count,
         augment_on=resolve_augment_on(config),

@@ -474,6 +474,40 @@ def test_failure_after_fit_resumes_instead_of_retraining(fake_cifar, tmp_path, m
     assert not (tmp_path / "run" / "backup").exists()
 
 
+def test_a_run_stopped_at_its_target_resumes_after_a_failure_without_training_on(
+        fake_cifar, tmp_path, monkeypatch, capsys):
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.export import ExportError
+
+    def config():
+        return TrainConfig(epochs=4, batch_size=25, data_dir=fake_cifar, stage_filters=[8, 8, 8, 8],
+                           target_accuracy=0.01, output_dir=str(tmp_path / "run"),
+                           export_dir=str(tmp_path / "exports"))
+
+    def broken_export(*args, **kwargs):
+        raise ExportError("disk full")
+
+    monkeypatch.setattr(training, "export_model", broken_export)
+    with pytest.raises(ExportError):
+        training.train(config())
+    stopped = history_epochs(tmp_path / "run")
+    assert stopped == [0]  # it reached 1% in its first epoch
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    monkeypatch.undo()
+    keras.backend.clear_session()
+    capsys.readouterr()
+
+    # It trained the epochs after its stop, to its next stop or the end,
+    # and replaced model.keras with that network.
+    metrics = training.train(config())
+    assert "no epoch left to train" in capsys.readouterr().out
+    assert metrics["epochs"] == 1 and history_epochs(tmp_path / "run") == stopped
+    assert metrics["images_per_sec"] is None  # was 0.0: this `fit` trained no image
+    for saved, resumed in zip(model.weights, keras.models.load_model(tmp_path / "run" / "model.keras").weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(resumed))
+
+
 def test_overwrite_never_deletes_what_a_run_did_not_write(fake_cifar, tmp_path, capsys):
     # Another program's folder with a config.json of its own, and a run
     # folder the user put a file in.
