@@ -113,9 +113,10 @@ def accuracy(probabilities, labels):
 
 
 def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
-    """Counts, `matrix[true, predicted]`."""
+    """Counts, `matrix[true, predicted]`, of labels shaped (N,) or (N, 1)."""
+    labels = class_labels(labels, len(predictions), num_classes)
     matrix = np.zeros((num_classes, num_classes), dtype="int64")
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    np.add.at(matrix, (labels, np.asarray(predictions)), 1)
     return matrix
 
 

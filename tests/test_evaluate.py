@@ -166,6 +166,14 @@ def test_per_class_accuracy_of_a_missing_class_is_none():
     assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
 
 
+def test_a_confusion_matrix_of_labels_in_a_column_counts_each_image_once():
+    # A column, as keras.datasets.cifar10 gives labels, was broadcast against
+    # the predictions: N * N counts, and per_class_accuracy made of them.
+    matrix = ev.confusion_matrix(np.array([[0], [0], [1]]), [0, 1, 1], num_classes=3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+    assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
+
+
 def test_plots_are_valid_pngs(tmp_path, tiny_model, balanced_test):
     from keras_resnet.data import CLASS_NAMES
 
