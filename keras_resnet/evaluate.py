@@ -239,7 +239,9 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 
 def plot_mistakes(images, labels, probabilities, indices, class_names, path,
                   columns=5):
-    """Writes a grid of test images with their true and predicted classes."""
+    """Writes a grid of test images with their true and predicted classes
+    (labels shaped (N,) or (N, 1))."""
+    labels = class_labels(labels, len(probabilities), len(class_names))
     rows = max(1, -(-len(indices) // columns))
     figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
     figure.suptitle("Most confidently misclassified test images", fontsize=13)

@@ -195,6 +195,21 @@ def test_plots_are_valid_pngs(tmp_path, tiny_model, balanced_test):
         _check_png(path)
 
 
+def test_the_mistakes_grid_takes_labels_in_a_column(tmp_path, monkeypatch):
+    # As keras.datasets.cifar10 gives them: a TypeError ("only integer
+    # scalar arrays can be converted to a scalar index").
+    from keras_resnet.data import CLASS_NAMES
+
+    figures = []
+    new_figure = ev._new_figure
+    monkeypatch.setattr(ev, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    probabilities = np.eye(10, dtype="float32")[[5, 3]]  # dog, cat
+    ev.plot_mistakes(np.zeros((2, 32, 32, 3), "uint8"), np.array([[3], [5]]), probabilities,
+                     [0, 1], CLASS_NAMES, str(tmp_path / "m.png"))
+    assert [axes.get_title() for axes in figures[0].axes] == [
+        "true: cat\npred: dog (100%)", "true: dog\npred: cat (100%)"]
+
+
 def test_read_history_leaves_out_empty_columns(tmp_path):
     history = tmp_path / "history.csv"
     history.write_text(HISTORY)
