@@ -8,6 +8,7 @@ batches on the host, or shuffled whole batches of numpy arrays (a Keras
 """
 
 import collections
+import numbers
 import os
 import pickle
 import socket
@@ -151,9 +152,12 @@ def _read_meta(data_dir):
     meta_path = os.path.join(data_dir, META_FILE)
     meta = _read_pickle(meta_path)
     expected = meta.get(b"num_cases_per_batch") if isinstance(meta, dict) else None
-    if expected is not None and not isinstance(expected, int):
+    # NumPy's integers too: a meta pickled from NumPy values.
+    if expected is not None and (not isinstance(expected, numbers.Integral) or isinstance(expected, bool)):
         raise DataError(f"{meta_path}: num_cases_per_batch is {expected!r}, expected an integer.")
     names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if isinstance(names, np.ndarray) and names.ndim == 1:
+        names = names.tolist()
     if names is not None and not isinstance(names, (list, tuple)):
         raise DataError(f"{meta_path}: label_names is {names!r}, expected a list of 10 names.")
     try:  # bytes, as the original pickles them, or str

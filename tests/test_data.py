@@ -144,7 +144,7 @@ def test_label_names_that_repeat_a_name_are_refused(fake_cifar, names, message):
         data.read_class_names(fake_cifar)
 
 
-@pytest.mark.parametrize("names", [5, "abcdefghij"])
+@pytest.mark.parametrize("names", [5, "abcdefghij", np.array([CLASS_BYTES])])
 def test_label_names_that_are_no_list_are_refused(fake_cifar, names):
     # 5 failed inside a generator; a string of ten letters made ten classes.
     path = os.path.join(fake_cifar, "batches.meta")
@@ -152,7 +152,22 @@ def test_label_names_that_are_no_list_are_refused(fake_cifar, names):
         meta = pickle.load(f, encoding="bytes")
     with open(path, "wb") as f:
         pickle.dump({**meta, b"label_names": names}, f)
-    with pytest.raises(DataError, match=f"label_names is {names!r}, expected a list of 10 names"):
+    with pytest.raises(DataError, match=re.escape(f"label_names is {names!r}, expected a list of 10 names")):
+        data.load_cifar10(fake_cifar)
+
+
+@pytest.mark.parametrize("key, value", [
+    (b"num_cases_per_batch", np.int64(20)),
+    (b"label_names", np.array(CLASS_BYTES)),
+    (b"label_names", np.array(data.CLASS_NAMES)),
+])
+def test_a_meta_pickled_from_numpy_values_loads(fake_cifar, key, value):
+    # Refused: "num_cases_per_batch is np.int64(20), expected an integer";
+    # an array of names "expected a list of 10 names".
+    rewrite_batch(fake_cifar, "batches.meta", {key: value})
+    assert data.load_cifar10(fake_cifar).class_names == data.CLASS_NAMES
+    rewrite_batch(fake_cifar, "batches.meta", {b"num_cases_per_batch": np.int64(7)})
+    with pytest.raises(DataError, match="data_batch_1: 20 images, expected 7"):
         data.load_cifar10(fake_cifar)
 
 
@@ -162,13 +177,11 @@ def test_ragged_data_is_named(fake_cifar):
         data.load_cifar10(fake_cifar)
 
 
-def test_a_count_that_is_not_an_integer_is_named(fake_cifar):
-    path = os.path.join(fake_cifar, "batches.meta")
-    with open(path, "rb") as f:
-        meta = pickle.load(f, encoding="bytes")
-    with open(path, "wb") as f:  # was "20 images, expected 20"
-        pickle.dump({**meta, b"num_cases_per_batch": "20"}, f)
-    with pytest.raises(DataError, match="num_cases_per_batch is '20', expected an integer"):
+@pytest.mark.parametrize("count", ["20", True, np.float64(20)])
+def test_a_count_that_is_not_an_integer_is_named(fake_cifar, count):
+    # "20" was "20 images, expected 20"; True "20 images, expected True".
+    rewrite_batch(fake_cifar, "batches.meta", {b"num_cases_per_batch": count})
+    with pytest.raises(DataError, match=re.escape(f"num_cases_per_batch is {count!r}, expected an integer")):
         data.load_cifar10(fake_cifar)
 
 
