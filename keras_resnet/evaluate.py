@@ -267,7 +267,8 @@ def plot_mistakes(images, labels, probabilities, indices, class_names, path,
 def read_history(path):
     """Columns of a run's `history.csv` as float arrays, by name; empty
     columns (like `val_loss` of a run without validation) are left out. A
-    column of NaNs (a run that diverged) is kept."""
+    column of NaNs (a run that diverged) is kept; one holding text is left
+    out, with a warning on stderr if a curve plots it."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -278,11 +279,20 @@ def read_history(path):
         texts = [None if row[name] in ("", "NA") else row[name] for row in rows]
         if all(text is None for text in texts):
             continue
-        try:
-            columns[name] = np.array([np.nan if t is None else float(t) for t in texts])
-        except ValueError:
-            continue  # not a numeric column
+        values = [np.nan if t is None else _float(t) for t in texts]
+        if None not in values:
+            columns[name] = np.array(values)
+        elif name in CURVE_COLUMNS:  # else a curve left out without a word
+            print(f"warning: no {name} curve: the {name} of {path} holds "
+                  f"{texts[values.index(None)]!r}, not a number", file=sys.stderr)
     return columns
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 # Training-curve plots: file stem -> (title, y label, columns, log scale).
@@ -291,6 +301,7 @@ CURVES = {
     "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
     "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
 }
+CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns}
 
 
 def plot_training_curves(history_path, output_dir):
@@ -316,7 +327,7 @@ def plot_training_curves(history_path, output_dir):
         raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
     if not history:
         raise ValueError(f"{history_path} holds no epochs yet.")
-    if not {c for _, _, columns, _ in CURVES.values() for c in columns} & set(history):
+    if not CURVE_COLUMNS & set(history):
         raise ValueError(f"{history_path} holds none of the columns of train.py's history "
                          "(loss, accuracy, learning_rate).")
     epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))

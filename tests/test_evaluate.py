@@ -255,6 +255,22 @@ def test_a_diverged_history_gives_a_warning_not_an_empty_curve(tmp_path, capsys)
     assert not (tmp_path / "curves" / "loss.png").exists()
 
 
+def test_an_unreadable_history_value_is_named_and_the_other_curves_drawn(
+        tmp_path, capsys, tiny_model, fake_cifar):
+    # The loss curve was left out without a word.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(HISTORY.replace(",2.38,", ",tf.Tensor(2.38),"))
+    tiny_model.save(str(run / "model.keras"))
+    assert ev.main(["--model", str(run / "model.keras"), "--data-dir", fake_cifar,
+                    "--mistakes", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(json.loads(out.strip().splitlines()[-1])["plots"]) == [
+        "accuracy", "confusion_matrix", "learning_rate"]
+    assert (f"warning: no loss curve: the loss of {run / 'history.csv'} holds "
+            "'tf.Tensor(2.38)', not a number\n") in err
+
+
 def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
         tmp_path, capsys, tiny_model, fake_cifar):
     tiny_model.save(str(tmp_path / "m.keras"))
