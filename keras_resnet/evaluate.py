@@ -312,7 +312,8 @@ def plot_training_curves(history_path, output_dir):
         A dict from plot name to path, for the columns the history holds.
 
     Raises:
-        ValueError: the file is missing or holds no epochs.
+        ValueError: the file is missing, holds no epochs or none of the
+            columns of train.py's history.
     """
     if not os.path.isfile(history_path):
         raise ValueError(
@@ -325,11 +326,13 @@ def plot_training_curves(history_path, output_dir):
         history = read_history(history_path)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
-    if not history:
-        raise ValueError(f"{history_path} holds no epochs yet.")
     if not CURVE_COLUMNS & set(history):
+        with open(history_path, newline="") as f:
+            if sum(1 for row in csv.reader(f) if row) < 2:  # a header at most
+                raise ValueError(f"{history_path} holds no epochs yet.")
+        # Another delimiter (epoch;loss;...) read as one column of text.
         raise ValueError(f"{history_path} holds none of the columns of train.py's history "
-                         "(loss, accuracy, learning_rate).")
+                         "(comma-separated: loss, accuracy, learning_rate).")
     epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))
     epochs = epochs + 1  # CSVLogger counts from 0
     paths = {}

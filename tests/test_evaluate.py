@@ -714,7 +714,12 @@ def test_a_history_that_is_not_train_pys_is_named(tmp_path):
     # name; one with NUL bytes or other columns drew nothing, silently.
     cases = {"binary.csv": (b"\xfc\x00\xff" * 50, "is not a history.csv of train.py"),
              "nul.csv": (b"ep\x00och,lo\x00ss\n0\x00,1\n", "holds none of the columns"),
-             "other.csv": (b"a,b\n1,2\n", "holds none of the columns")}
+             "other.csv": (b"a,b\n1,2\n", "holds none of the columns"),
+             # Another delimiter was said to hold "no epochs yet".
+             "semicolons.csv": (b"epoch;loss;accuracy\n0;2.3;0.1\n",
+                                r"holds none of the columns of train.py's history \(comma-separated"),
+             "header.csv": (b"epoch,loss,accuracy\r\n", "holds no epochs yet"),
+             "empty.csv": (b"", "holds no epochs yet")}
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=f"^{tmp_path / name} {message}"):
