@@ -193,7 +193,13 @@ def main(argv=None):
         metrics = train(config, overwrite=getattr(args, "overwrite", False))
     except (ConfigError, DataError) as e:
         parser.exit(2, f"train.py: error: {e}\n")
-    except (TrainingDiverged, ExportError) as e:
+    except TrainingDiverged as e:
+        # This command would resume the run and diverge again, and the run
+        # folder refuses another learning rate.
+        run_dir = getattr(e, "run_dir", None) or config.output_dir
+        parser.exit(1, f"train.py: error: {e} The run stays in {run_dir}; train again with a lower "
+                       f"--learning-rate and a new --output-dir (--overwrite would delete {run_dir}).\n")
+    except ExportError as e:
         parser.exit(1, f"train.py: error: {e}\n")
     except KeyboardInterrupt as e:
         # Without --output-dir the folder is chosen after the data loads:

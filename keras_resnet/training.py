@@ -441,7 +441,7 @@ def train(config, overwrite=False):
         try:  # prepare_run_dir holds the folder, also when it then refuses it
             run_dir = prepare_run_dir(config, overwrite=overwrite)
             return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
-        except KeyboardInterrupt as e:
+        except (KeyboardInterrupt, TrainingDiverged) as e:
             e.run_dir = config.output_dir  # for the line that says where the run is kept
             raise
         finally:

@@ -186,12 +186,16 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
 
 
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
-    run_dir = tmp_path / "run"
-    out = run_python(train_cmd(small_cifar, run_dir, "--epochs", "2", "--learning-rate", "1e4")[1:])
+    # Without --output-dir: the line names the folder the run chose.
+    out = run_python([os.path.join(REPO, "train.py"), "--data-dir", small_cifar, "--batch-size", "50",
+                      "--no-export", *NARROW, "--epochs", "2", "--learning-rate", "1e4"], cwd=tmp_path)
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
     assert "Training diverged: loss is nan at epoch 1, step" in last
-    assert not (run_dir / "metrics.json").exists()
+    # Its rerun would diverge again, and the folder refuses another rate.
+    assert last.endswith("The run stays in runs/seed; train again with a lower --learning-rate "
+                         "and a new --output-dir (--overwrite would delete runs/seed).")
+    assert (tmp_path / "runs" / "seed").is_dir() and not (tmp_path / "runs" / "seed" / "metrics.json").exists()
 
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
