@@ -107,6 +107,14 @@ def check_resumable(run, path, saved, config):
         )
 
 
+def _is_folder_of(folder, path):
+    """Whether `folder` (a setting's value) is the folder that holds `path`."""
+    if not isinstance(folder, str) or not folder:
+        return False
+    same = os.path.realpath(os.path.expanduser(folder))
+    return same == os.path.realpath(os.path.dirname(os.path.abspath(path)))
+
+
 def config_from_args(args):
     from keras_resnet.config import RUNS_ROOT, ConfigError, TrainConfig, blame_environment, read_json_object
 
@@ -125,7 +133,13 @@ def config_from_args(args):
         values.update(saved)
         values["output_dir"] = args.resume
     if "config" in args:
-        values.update(read_json_object(args.config, "--config", "pass a JSON object of settings."))
+        settings = read_json_object(args.config, "--config", "pass a JSON object of settings.")
+        # A run's own config.json as the template of a new run: its folder
+        # holds that run, so the new one goes where a run without
+        # --output-dir goes (its --overwrite would have deleted the template).
+        if _is_folder_of(settings.get("output_dir"), args.config):
+            del settings["output_dir"]
+        values.update(settings)
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
     if "resume" not in args:  # the preset's recipe, under the file and flags

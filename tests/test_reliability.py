@@ -567,6 +567,24 @@ def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
     assert (run / "config.json").read_text() == '{"epochs": '  # as it was
 
 
+def test_a_runs_config_json_as_a_template_trains_a_new_run_elsewhere(fake_cifar, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    code, _, _ = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "1",
+                                 "--stage-filters", "8,8,8,8", "--no-export", "--output-dir", str(run)], capsys)
+    assert code == 0
+    template = (run / "model.keras").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    # Its output_dir sent the new run into the template's folder: refused
+    # as other settings, and the --overwrite it advised deleted the template.
+    code, _, err = run_train_main(["--config", str(run / "config.json"), "--seed", "1", "--overwrite"], capsys)
+    assert code == 2 and "name the folder to replace" in err
+    code, out, _ = run_train_main(["--config", str(run / "config.json"), "--seed", "1"], capsys)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == os.path.join("runs", "seed")
+    assert json.loads((tmp_path / "runs" / "seed" / "config.json").read_text())["seed"] == 1
+    assert (run / "model.keras").read_bytes() == template
+    assert json.loads((run / "config.json").read_text())["seed"] == 0
+
+
 def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path, capsys):
     from keras_resnet.atomic import write_json_atomic
     from keras_resnet.config import TrainConfig
