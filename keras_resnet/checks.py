@@ -124,7 +124,8 @@ def check_class_names(name, names):
 
 def check_images(name, images, allow_empty=False):
     """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
-    `allow_empty`; returned as a float32 NumPy array. A model would take
+    `allow_empty`, of finite pixel values in [0, 255]; returned as a float32
+    NumPy array. A model would take
     others: Keras retraces a network for 28x28 images without a word."""
     wanted = (f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
               f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
@@ -135,4 +136,11 @@ def check_images(name, images, allow_empty=False):
         raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}") from None
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not (len(images) or allow_empty):
         raise ValueError(f"{wanted}. Received: shape {images.shape}")
+    # The network normalizes raw pixels itself: NaN came out as class 0 of
+    # probability NaN, and images scaled otherwise as confident nonsense.
+    pixels = f"`{name}` must hold raw pixel values in [0, 255] (the model normalizes them itself)"
+    if bad := images.size - np.count_nonzero(np.isfinite(images)):
+        raise ValueError(f"{pixels}. Received: {bad} of {images.size} values NaN or infinite")
+    if images.size and (images.min() < 0 or images.max() > 255):
+        raise ValueError(f"{pixels}. Received: values from {images.min():g} to {images.max():g}")
     return images

@@ -223,6 +223,8 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except ExportError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:  # a traceback through TensorFlow before
+        parser.exit(130, "\nInterrupted. A version is renamed into place whole: none was left in part.\n")
     print(json.dumps({"export_path": path, "params": model.count_params()}))
     return 0
 

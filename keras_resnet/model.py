@@ -330,6 +330,8 @@ def classifier_problem(model, classes=NUM_CLASSES):
     """What keeps `model` from mapping 32x32 RGB images to probabilities of
     `classes` classes, as the end of a sentence about it; None if nothing."""
     expected = f"expected (None, {', '.join(map(str, IMAGE_SHAPE))}) to (None, {classes})"
+    if not model.built:  # a Sequential saved unbuilt has no input_shape to read
+        return f"is not a CIFAR-10 classifier: it was never built, so it has no input shape; {expected}"
     if tuple(model.input_shape[1:]) != IMAGE_SHAPE or tuple(model.output_shape[1:]) != (classes,):
         return (f"is not a CIFAR-10 classifier: it maps {model.input_shape} to "
                 f"{model.output_shape}, {expected}")

@@ -46,6 +46,7 @@ from keras_resnet.data import CLASS_NAMES
 from keras_resnet.presets import IMAGE_SHAPE
 
 FORMATS = ("PNG", "JPEG")
+SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}  # each file's first bytes
 IMAGE_SIZE = IMAGE_SHAPE[1::-1]  # (width, height), as Pillow takes it
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 BATCH_SIZE = 256
@@ -149,10 +150,19 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
             kind, _ = _header(path, formats=None)
         except Exception:  # noqa: BLE001 (what Pillow cannot open is no image to it)
             kind = None
-        raise PredictError(
-            f"{path}: a {kind} image; only PNG and JPEG are read: convert it to PNG first."
-            if kind else f"{path}: not a PNG or JPEG image (Pillow cannot identify it)."
-        ) from None
+        if kind:
+            raise PredictError(
+                f"{path}: a {kind} image; only PNG and JPEG are read: convert it to PNG first."
+            ) from None
+        with open(path, "rb") as f:
+            start = f.read(8)
+        for kind, signature in SIGNATURES.items():
+            if start.startswith(signature):
+                raise PredictError(
+                    f"{path}: cannot decode the image (a {kind} whose header Pillow cannot read); "
+                    "the file may be truncated or corrupt."
+                ) from None
+        raise PredictError(f"{path}: not a PNG or JPEG image (Pillow cannot identify it).") from None
     except Exception as e:  # Pillow's decoders raise many types on bad data.
         reason = " ".join(str(e).split())
         raise PredictError(

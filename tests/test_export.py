@@ -193,6 +193,25 @@ def test_export_cli(exported, tmp_path, backend):
     assert (export_dir / "keras_resnet" / "1" / "saved_model.pb").is_file()
 
 
+def test_ctrl_c_during_the_export_command_is_one_line(tmp_path, capsys, monkeypatch):
+    from keras_resnet import model as model_lib
+    from keras_resnet.export import main
+    from tests.conftest import call_main
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_lib, "load_model", interrupted)
+    try:
+        code, out, err = call_main(main, [str(tmp_path / "run.keras"), "--export-dir", str(tmp_path / "sm")],
+                                   capsys)
+    except KeyboardInterrupt:  # a traceback through TensorFlow before; not raised on here
+        pytest.fail("the Ctrl-C went out of the export command as a KeyboardInterrupt")
+    assert code == 130 and out == ""
+    assert err.strip().splitlines() == ["Interrupted. A version is renamed into place whole: none was left in part."]
+    assert not (tmp_path / "sm").exists()
+
+
 def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, monkeypatch):
     # A run exported on JAX goes through this command; it exported CIFAR-10's
     # names whatever the run's batches.meta said.

@@ -473,6 +473,11 @@ def test_the_predict_api_names_a_bad_argument(served):
         (dict(top_k=0), "Received: top_k=0"),
         (dict(top_k=11), "Received: top_k=11"),
         (dict(images=np.zeros((2, 28, 28, 3))), "Received: shape (2, 28, 28, 3)"),
+        # Classified before: NaN as class 0 of probability NaN (invalid
+        # JSON), pixels scaled to [-1, 1] as confident nonsense.
+        (dict(images=np.full((2, 32, 32, 3), np.nan)), "Received: 6144 of 6144 values NaN or infinite"),
+        (dict(images=np.linspace(-1, 1, 6144).reshape(2, 32, 32, 3)), "[0, 255] (the model normalizes them "
+                                                                        "itself). Received: values from -1 to 1"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             predict(classifier, **{"images": served.images[:2], **arguments})
@@ -492,9 +497,13 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     bomb = write_png_bomb(tmp_path / "bomb.png")
     big = tmp_path / "big.png"
     Image.new("RGB", (400, 300)).save(big)
+    damaged = tmp_path / "damaged.png"  # its IHDR chunk's width changed: "not a PNG" before
+    png = bytearray(big.read_bytes())
+    png[20] ^= 1
+    damaged.write_bytes(bytes(png))
     out = run_python([
         "-m", "keras_resnet.predict", "--model", served.model_dir,
-        image_files.real[0], str(not_image), str(tmp_path / "missing.jpg"),
+        image_files.real[0], str(not_image), str(damaged), str(tmp_path / "missing.jpg"),
         str(bomb), str(big), str(tmp_path), "--max-pixels", "100000",
     ])
     assert out.returncode == 2
@@ -502,6 +511,8 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     # Images are checked before TensorFlow loads: no start-up noise either.
     assert out.stderr.splitlines() == [
         f"error: {not_image}: not a PNG or JPEG image (Pillow cannot identify it).",
+        f"error: {damaged}: cannot decode the image (a PNG whose header Pillow cannot read); "
+        "the file may be truncated or corrupt.",
         f"error: {tmp_path / 'missing.jpg'}: no such file.",
         f"error: {bomb}: 20000x20000 = 400,000,000 pixels, over the limit of "
         "100,000 (a possible decompression bomb). Pass --max-pixels with a "
@@ -516,11 +527,16 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
 def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
     from keras_resnet.predict import main
 
+    import keras
+
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "model" / "3").mkdir(parents=True)
+    unbuilt = tmp_path / "unbuilt.keras"  # an AttributeError traceback from Keras' input_shape
+    keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]).save(unbuilt)
     for model, error in (
         (empty, "holds no SavedModel: expected saved_model.pb, or version folders"),
+        (unbuilt, "is not a CIFAR-10 classifier: it was never built, so it has no input shape"),
         (tmp_path / "model", "its highest version"),
         (tmp_path / "missing.keras", "No model at"),
     ):
