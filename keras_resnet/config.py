@@ -263,7 +263,7 @@ class TrainConfig:
             fail(problem)
         from keras_resnet.export import export_root_problem  # it imports this module
 
-        if self.export and (problem := export_root_problem(self.export_dir)):
+        if self.export and (problem := export_root_problem(self.export_dir, self.model_name)):
             fail(problem)
         if self.export and not can_create_folder(os.path.join(self.export_dir, self.model_name)):
             fail(

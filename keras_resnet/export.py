@@ -40,10 +40,11 @@ def version_folders(model_dir):
     return sorted(names, key=lambda n: (int(n), n))
 
 
-def export_root_problem(export_dir):
+def export_root_problem(export_dir, model_name=None):
     """Why `export_dir` is no export root, or None: it is a model folder (it
-    holds version folders) or a version folder (it holds `saved_model.pb`).
-    An export there would nest a model folder inside it, which TF Serving,
+    holds version folders, or is named `model_name`, as a model folder with
+    no version yet is) or a version folder (it holds `saved_model.pb`). An
+    export there would nest a model folder inside it, which TF Serving,
     `predict` and `evaluate` never look into."""
     def holds_saved_model(folder):
         return os.path.isfile(os.path.join(folder, "saved_model.pb"))
@@ -54,6 +55,8 @@ def export_root_problem(export_dir):
         kind, up = "a model folder (it holds version folders)", 1
     elif holds_saved_model(export_dir):
         kind, up = "a version folder", 2
+    elif model_name and os.path.basename(os.path.abspath(export_dir)) == model_name:
+        kind, up = f"the model folder of --model-name {model_name}", 1
     else:
         return None
     root = os.path.abspath(export_dir)
@@ -117,7 +120,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
             "model.keras, which loads it on TensorFlow."
         )
     if problem := (empty_folder_problem(export_dir, "--export-dir", "saved_models")
-                   or export_root_problem(export_dir) or model_name_problem(model_name)):
+                   or model_name_problem(model_name) or export_root_problem(export_dir, model_name)):
         raise ValueError(problem)
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a Keras model. Received: model={model!r}")

@@ -336,15 +336,21 @@ def test_an_export_dir_that_is_a_model_or_version_folder_is_refused(tmp_path, ca
     model_dir = tmp_path / "sm" / "keras_resnet"
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "1" / "saved_model.pb").write_bytes(b"")
+    # A model folder with no version yet: it went on nesting, keras_resnet/keras_resnet/1, 2, ...
+    (tmp_path / "sm" / "new_model").mkdir()
     before = sorted(tmp_path.rglob("*"))
-    for export_dir, kind in ((model_dir, "a model folder (it holds version folders)"),
-                             (model_dir / "1", "a version folder")):
+    for export_dir, kind, name in (
+            (model_dir, "a model folder (it holds version folders)", []),
+            (model_dir / "1", "a version folder", []),
+            (tmp_path / "sm" / "new_model", "the model folder of --model-name new_model",
+             ["--model-name", "new_model"])):
         message = (f"--export-dir {export_dir} is {kind}, not an export root: the model would be "
                    "written inside it, where TF Serving never looks. Pass the folder that holds "
                    f"the model folders: --export-dir {str(tmp_path / 'sm')!r}.")
-        code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir)], capsys)
+        code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), *name], capsys)
         assert (code, out, err.splitlines()) == (2, "", [f"python -m keras_resnet.export: error: {message}"])
-        argv = ["--export-dir", str(export_dir), "--output-dir", str(tmp_path / "run"), "--data-dir", "none"]
+        argv = ["--export-dir", str(export_dir), *name, "--output-dir", str(tmp_path / "run"),
+                "--data-dir", "none"]
         code, out, err = call_main(train.main, argv, capsys)
         assert (code, err.splitlines()) == (2, [f"train.py: error: {message}"])
     assert sorted(tmp_path.rglob("*")) == before
