@@ -107,16 +107,43 @@ def check_resumable(run, path, saved, config):
         )
 
 
-def _is_folder_of(folder, path):
-    """Whether `folder` (a setting's value) is the folder that holds `path`."""
-    if not isinstance(folder, str) or not folder:
-        return False
-    same = os.path.realpath(os.path.expanduser(folder))
-    return same == os.path.realpath(os.path.dirname(os.path.abspath(path)))
+def _template_run(config_path):
+    """The run folder whose own config.json `config_path` is, or None."""
+    folder = os.path.dirname(os.path.abspath(config_path))
+    written_by_a_run = ("layout.json", "history.csv")
+    if os.path.basename(config_path) == "config.json" and any(
+            os.path.isfile(os.path.join(folder, name)) for name in written_by_a_run):
+        return os.path.dirname(config_path) or "."
+    return None
+
+
+def _folder_beside_template(run, settings, config):
+    """Where a run of `config` goes without --output-dir when its --config
+    file is the run folder `run`'s own (`settings`): `run`, to resume it,
+    if it is unfinished and `config` changes none of its settings; else
+    None, the next free runs/<preset>. The file's output_dir names where
+    that run was trained, another folder if it was moved or copied, and
+    sent the new run there, where --overwrite deleted a run."""
+    from keras_resnet.config import TrainConfig
+
+    if (not os.path.isfile(os.path.join(run, "metrics.json"))
+            and TrainConfig.saved_identity(settings) == config.identity()):
+        return run
+    print(f"A new run with the settings of {run}, which is left as it is.")
+    return None
+
+
+def _overwrite_needs_a_folder(preset):
+    from keras_resnet.config import RUNS_ROOT, ConfigError
+
+    return ConfigError(  # else it would train into a new runs/<preset>-N, deleting nothing
+        "--overwrite replaces the run in --output-dir; name the folder to replace, e.g. "
+        f"--output-dir {RUNS_ROOT}/{preset} --overwrite."
+    )
 
 
 def config_from_args(args):
-    from keras_resnet.config import RUNS_ROOT, ConfigError, TrainConfig, blame_environment, read_json_object
+    from keras_resnet.config import ConfigError, TrainConfig, blame_environment, read_json_object
 
     values, saved = {}, None
     if "resume" in args:
@@ -134,12 +161,8 @@ def config_from_args(args):
         values["output_dir"] = args.resume
     if "config" in args:
         settings = read_json_object(args.config, "--config", "pass a JSON object of settings.")
-        # A run's own config.json as the template of a new run: its folder
-        # holds that run, so the new one goes where a run without
-        # --output-dir goes (its --overwrite would have deleted the template).
-        if _is_folder_of(settings.get("output_dir"), args.config):
-            del settings["output_dir"]
         values.update(settings)
+    template = _template_run(args.config) if "config" in args and "output_dir" not in args else None
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "overwrite")}
     values.update(flags)
     if "resume" not in args:  # the preset's recipe, under the file and flags
@@ -147,10 +170,7 @@ def config_from_args(args):
 
         values = with_recipe(values)
     if getattr(args, "overwrite", False) and not values.get("output_dir"):
-        raise ConfigError(  # else it would train into a new runs/<preset>-N, deleting nothing
-            "--overwrite replaces the run in --output-dir; name the folder to replace, e.g. "
-            f"--output-dir {RUNS_ROOT}/{values.get('preset', 'seed')} --overwrite."
-        )
+        raise _overwrite_needs_a_folder(values.get("preset", "seed"))
     from_environment = {}
     for key, variable, kind in (
         ("data_dir", "CIFAR10_DIR", str),
@@ -171,7 +191,12 @@ def config_from_args(args):
             from_environment[key] = variable
     try:
         if saved is None:
-            return TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+            config = TrainConfig.from_dict(values, source=args.config if "config" in args else "flags")
+            if template:
+                config.output_dir = _folder_beside_template(template, settings, config)
+                if config.output_dir is None and getattr(args, "overwrite", False):
+                    raise _overwrite_needs_a_folder(config.preset)
+            return config
         # A bad value is the run's file's (the flags' types are checked as parsed).
         config = TrainConfig.from_dict(values, source=path)
     except ConfigError as e:

@@ -142,5 +142,6 @@ def check_images(name, images, allow_empty=False):
     if bad := images.size - np.count_nonzero(np.isfinite(images)):
         raise ValueError(f"{pixels}. Received: {bad} of {images.size} values NaN or infinite")
     if images.size and (images.min() < 0 or images.max() > 255):
-        raise ValueError(f"{pixels}. Received: values from {images.min():g} to {images.max():g}")
+        raise ValueError(f"{pixels}; clip resampled images, np.clip(images, 0, 255). "
+                         f"Received: values from {images.min():g} to {images.max():g}")
     return images

@@ -42,8 +42,9 @@ def version_folders(model_dir):
 
 def export_root_problem(export_dir, model_name=None):
     """Why `export_dir` is no export root, or None: it is a model folder (it
-    holds version folders, or is named `model_name`, as a model folder with
-    no version yet is) or a version folder (it holds `saved_model.pb`). An
+    holds version folders, or is named `model_name` and holds no folder of
+    that name, as a model folder with no version yet) or a version folder
+    (it holds `saved_model.pb`). An
     export there would nest a model folder inside it, which TF Serving,
     `predict` and `evaluate` never look into."""
     def holds_saved_model(folder):
@@ -55,7 +56,8 @@ def export_root_problem(export_dir, model_name=None):
         kind, up = "a model folder (it holds version folders)", 1
     elif holds_saved_model(export_dir):
         kind, up = "a version folder", 2
-    elif model_name and os.path.basename(os.path.abspath(export_dir)) == model_name:
+    elif (model_name and os.path.basename(os.path.abspath(export_dir)) == model_name
+          and not os.path.isdir(os.path.join(export_dir, model_name))):  # an export root of old
         kind, up = f"the model folder of --model-name {model_name}", 1
     else:
         return None

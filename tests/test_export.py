@@ -354,6 +354,12 @@ def test_an_export_dir_that_is_a_model_or_version_folder_is_refused(tmp_path, ca
         code, out, err = call_main(train.main, argv, capsys)
         assert (code, err.splitlines()) == (2, [f"train.py: error: {message}"])
     assert sorted(tmp_path.rglob("*")) == before
+    # An export root of old that holds its model folder of that name is one:
+    # passing its parent would write versions beside that model folder.
+    (tmp_path / "sm" / "new_model" / "new_model").mkdir()
+    code, out, err = call_main(main, [checkpoint, "--export-dir", str(tmp_path / "sm" / "new_model"),
+                                      "--model-name", "new_model"], capsys)
+    assert code == 0 and (tmp_path / "sm" / "new_model" / "new_model" / "1" / "saved_model.pb").is_file()
 
 
 def test_a_tilde_in_the_export_paths_is_the_home_folder(tmp_path, capsys, monkeypatch):

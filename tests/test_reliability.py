@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -583,6 +584,27 @@ def test_a_runs_config_json_as_a_template_trains_a_new_run_elsewhere(fake_cifar,
     assert json.loads((tmp_path / "runs" / "seed" / "config.json").read_text())["seed"] == 1
     assert (run / "model.keras").read_bytes() == template
     assert json.loads((run / "config.json").read_text())["seed"] == 0
+
+    import train
+
+    def folder(*argv):
+        return train.config_from_args(train.build_parser().parse_args(list(argv))).output_dir
+
+    # A copy keeps the file's output_dir, the original's folder: "other
+    # settings" there, and --overwrite advised.
+    copy = tmp_path / "archive" / "run"
+    shutil.copytree(run, copy)
+    assert folder("--config", str(copy / "config.json"), "--seed", "1") is None
+    assert folder("--config", str(run / "config.json"), "--output-dir", "mine") == "mine"
+    # An unfinished run of the same settings is resumed, as before; one of
+    # other settings is not.
+    (copy / "metrics.json").unlink()
+    assert folder("--config", str(copy / "config.json")) == str(copy)
+    assert folder("--config", str(copy / "config.json"), "--seed", "1") is None
+    # The output_dir of a settings file that is no run's is the user's.
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "config.json").write_text('{"output_dir": "exp", "epochs": 1}')
+    assert folder("--config", str(tmp_path / "exp" / "config.json")) == "exp"
 
 
 def test_resume_is_refused_with_advice_that_resume_can_take(fake_cifar, tmp_path, capsys):

@@ -477,7 +477,9 @@ def test_the_predict_api_names_a_bad_argument(served):
         # JSON), pixels scaled to [-1, 1] as confident nonsense.
         (dict(images=np.full((2, 32, 32, 3), np.nan)), "Received: 6144 of 6144 values NaN or infinite"),
         (dict(images=np.linspace(-1, 1, 6144).reshape(2, 32, 32, 3)), "[0, 255] (the model normalizes them "
-                                                                        "itself). Received: values from -1 to 1"),
+                                                                        "itself); clip resampled images, np.clip("
+                                                                        "images, 0, 255). Received: values from "
+                                                                        "-1 to 1"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             predict(classifier, **{"images": served.images[:2], **arguments})
