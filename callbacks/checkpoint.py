@@ -241,9 +241,10 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         self._pending = None
 
 
-def _best_direction(model, monitor):
+def metric_direction(model, monitor):
     """`"max"` or `"min"`, as Keras' `ModelCheckpoint(mode="auto")` infers
-    it: a loss is minimized, a compiled metric goes its own direction."""
+    it: a loss is minimized, a compiled metric goes its own direction;
+    `None` when the metric has none."""
     name = monitor.removeprefix("val_")
     if name.endswith("loss"):
         return "min"
@@ -256,6 +257,12 @@ def _best_direction(model, monitor):
     for metric in compiled(model.metrics):
         if metric.name == name and getattr(metric, "_direction", None) in ("up", "down"):
             return "max" if metric._direction == "up" else "min"
+    return None
+
+
+def _best_direction(model, monitor):
+    if direction := metric_direction(model, monitor):
+        return direction
     raise ValueError(
         f"AtomicModelCheckpoint cannot tell whether a higher or a lower `{monitor}` is "
         f'better: pass mode="max" or mode="min".'

@@ -4,6 +4,7 @@ import numbers
 
 import keras
 
+from callbacks.checkpoint import metric_direction
 from callbacks.checkpoint import warn_once
 from keras_resnet.checks import check_choice
 from keras_resnet.checks import check_metric_name
@@ -55,6 +56,12 @@ class StopAtAccuracy(keras.callbacks.Callback):
         if value is None:
             warn_once(self, f"`{self.monitor}` is not in the logs of epoch {epoch + 1}: "
                             "training does not stop at the target in epochs that lack it.")
+        if value is not None and metric_direction(self.model, self.monitor) == "min":
+            raise ValueError(  # `val_mae` of 1.13 ">= 0.5" stopped at once
+                f"`monitor` must be a metric that grows as the model improves, such as an "
+                f"accuracy: {self.monitor} is lower when better; for it, use "
+                f"keras.callbacks.EarlyStopping. Received: monitor={self.monitor!r}"
+            )
         if value is not None and value >= self.target:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True

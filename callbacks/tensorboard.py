@@ -13,9 +13,13 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
     compiled read avoids. Place it after `LearningRateLogger`; without a
     logged rate it reads the optimizer's, as Keras does.
 
-    With epoch summaries only (the default: no batch updates, no profiling)
-    it is `async_safe`: its batch ends write nothing, so Keras may run them
-    in a worker thread instead of waiting for every step (JAX, PyTorch).
+    With epoch summaries only (no batch updates, no profiling) and
+    `write_graph=False` it is `async_safe`: its batch ends write nothing, so
+    Keras may run them in a worker thread instead of waiting for every step
+    (JAX, PyTorch). The graph is written at the first batch end, through
+    `self.model`, which on JAX writes the training state back into the
+    variables: from a worker thread, while the next steps donate their
+    buffers, it failed `fit` ("Buffer has been deleted or donated").
 
     Args:
         log_dir: str. Where the event files go.
@@ -31,7 +35,8 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
     def __init__(self, log_dir="logs", **kwargs):
         super().__init__(log_dir, **kwargs)
         self.async_safe = (kwargs.get("update_freq", "epoch") == "epoch"
-                           and not kwargs.get("profile_batch", 0))
+                           and not kwargs.get("profile_batch", 0)
+                           and not kwargs.get("write_graph", True))
 
     def _collect_learning_rate(self, logs):
         # Keras' hook (3.x) that adds the rate to the epoch's summaries.

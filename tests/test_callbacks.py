@@ -127,6 +127,9 @@ def test_tensorboard_lets_batch_ends_run_in_a_worker_only_when_they_write_nothin
     assert not EpochTensorBoard(str(tmp_path), update_freq="batch").async_safe
     assert not EpochTensorBoard(str(tmp_path), update_freq=10).async_safe  # every 10 batches
     assert not EpochTensorBoard(str(tmp_path), profile_batch=2).async_safe
+    # Its graph is written at a batch end, through `self.model`, which on JAX
+    # syncs the training state: in a worker thread, 6 of 20 fits failed.
+    assert not EpochTensorBoard(str(tmp_path)).async_safe
 
 
 def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
@@ -152,6 +155,19 @@ def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), quiet])
     assert quiet.stopped_epoch == 2 and len(history.history["loss"]) == 2
     assert "Reached" not in capsys.readouterr().out
+
+
+def test_a_target_on_a_metric_that_falls_as_the_model_improves_is_refused():
+    # `val_mae` of 1.13 was ">= 0.5": training stopped after its first epoch.
+    model, x, y = tiny_model_and_batch()
+    model.compile("sgd", "categorical_crossentropy", metrics=["mae", "accuracy"])
+    with pytest.raises(ValueError, match=re.escape("val_mae is lower when better; for it, use "
+                                                   "keras.callbacks.EarlyStopping")):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(x, y),
+                  callbacks=[StopAtAccuracy(0.5, monitor="val_mae")])
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y),
+                        callbacks=[StopAtAccuracy(1.0, monitor="val_accuracy")])  # grows: taken
+    assert len(history.history["val_accuracy"]) == 2
 
 
 def test_a_monitored_metric_missing_from_the_logs_is_warned_about_once(tmp_path):
