@@ -6,6 +6,7 @@ returns class probabilities (a float32 softmax), so an exported model needs
 no client-side preprocessing.
 """
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import keras
@@ -254,7 +255,26 @@ def adapt_whitening(model, images, batch_size=500):
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):
             upstream = keras.Model(model.inputs, layer.input)
-            layer.adapt(upstream.predict(images, batch_size=batch_size, verbose=0))
+            with _off_the_mesh():
+                inputs = upstream.predict(images, batch_size=batch_size, verbose=0)
+            layer.adapt(inputs)
+
+
+@contextlib.contextmanager
+def _off_the_mesh():
+    """Keras' distribution (JAX) unset for a `predict` of local arrays: under
+    data parallelism, a batch of 500 failed on 8 devices (it does not divide
+    over them), and with several processes the predictions spanned them all
+    (not fetchable as one process's NumPy array)."""
+    current = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if current is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
 
 
 def _layers_within(model):
