@@ -13,6 +13,7 @@ from callbacks.checkpoint import roll_back_backup
 from callbacks.divergence import StopOnDivergence
 from callbacks.divergence import TrainingDiverged
 from callbacks.history import HistoryCSVLogger
+from callbacks.interrupt import StopOnLostInterrupt
 from callbacks.learning_rate import LearningRateLogger
 from callbacks.target import StopAtAccuracy
 from callbacks.tensorboard import EpochTensorBoard

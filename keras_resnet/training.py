@@ -30,6 +30,7 @@ from callbacks import LearningRateLogger
 from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
 from callbacks import StopOnDivergence
+from callbacks import StopOnLostInterrupt
 from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
 from callbacks import recover_backup
@@ -355,6 +356,7 @@ def make_callbacks(config, run_dir, monitor):
     # rerun resumes from) is written last, once everything else of the epoch
     # is on disk.
     callbacks = [
+        StopOnLostInterrupt(),
         StopOnDivergence(),
         ThroughputLogger(config.batch_size),
         LearningRateLogger(),
