@@ -44,9 +44,8 @@ def export_root_problem(export_dir, model_name=None):
     """Why `export_dir` is no export root, or None: it is a model folder (it
     holds version folders, or is named `model_name` and holds no folder of
     that name, as a model folder with no version yet) or a version folder
-    (it holds `saved_model.pb`). An
-    export there would nest a model folder inside it, which TF Serving,
-    `predict` and `evaluate` never look into."""
+    (it holds `saved_model.pb`). An export there would nest a model folder
+    inside it, which TF Serving, `predict` and `evaluate` never look into."""
     def holds_saved_model(folder):
         return os.path.isfile(os.path.join(folder, "saved_model.pb"))
 
