@@ -31,7 +31,7 @@ class StopOnLostInterrupt(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.interrupted = False
-        self._previous = None
+        self._handling = False  # whether its handler is SIGINT's
 
     def _on_sigint(self, signum, frame):
         self.interrupted = True
@@ -45,15 +45,15 @@ class StopOnLostInterrupt(keras.callbacks.Callback):
         if threading.current_thread() is threading.main_thread() and (
                 current is signal.default_int_handler or stale):
             signal.signal(signal.SIGINT, self._on_sigint)
-            self._previous = signal.default_int_handler
+            self._handling = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interrupted:
             raise KeyboardInterrupt
 
     def on_train_end(self, logs=None):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if self._handling:  # Python's handler again
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._handling = False
         if self.interrupted:
             raise KeyboardInterrupt
