@@ -30,6 +30,7 @@ only), preset, batch size, precision.
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -221,6 +222,11 @@ def export_for_serving(model, config, class_names, folder):
     subprocess). Returns the SavedModel path, or `None` without TensorFlow."""
     from keras_resnet.training import export_model
 
+    if importlib.util.find_spec("tensorflow") is None:
+        # `export_model` would print its advice to stdout, before the JSON
+        # line, naming a model in a folder deleted as the benchmark ends.
+        _log("TensorFlow is not installed: no SavedModel, the serving figures are null")
+        return None
     model.save(os.path.join(folder, "model.keras"))  # the subprocess reads it
     config = dataclasses.replace(config, export_dir=folder, model_name="bench")
     return export_model(model, folder, config, class_names)

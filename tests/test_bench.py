@@ -149,3 +149,26 @@ def test_pipeline_windows_run_on_past_one_epoch(real_cifar):
     x, y = real_cifar.x_train[:100], real_cifar.y_train[:100]  # 3 steps an epoch
     rates = bench.bench_pipeline_training(config, x, y, steps=2, repeats=3)  # 8 steps
     assert len(rates) == 3 and all(rate > 0 for rate in rates)
+
+
+def test_without_tensorflow_nothing_but_the_json_line_goes_to_stdout(tmp_path, monkeypatch, capsys):
+    # On JAX without TensorFlow (the H100 run), `training.export_model`
+    # printed "TensorFlow is not installed: no SavedModel exported. On a
+    # machine with it: python -m keras_resnet.export /tmp/keras-resnet-bench-.../model.keras"
+    # to stdout, before the JSON line, naming a file the benchmark deletes.
+    import importlib.util
+
+    from keras_resnet import training
+    from keras_resnet.data import CLASS_NAMES
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow" else find_spec(name, *args))
+    monkeypatch.setattr(training.keras.backend, "backend", lambda: "jax")
+
+    class Model:
+        def save(self, path):
+            open(path, "w").close()
+
+    assert bench.export_for_serving(Model(), TrainConfig(), CLASS_NAMES, str(tmp_path)) is None
+    assert capsys.readouterr().out == ""
