@@ -410,6 +410,10 @@ def main(argv=None):
     except (ConfigError, DataError) as e:
         print(f"python -m keras_resnet.bench: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a traceback through TensorFlow before
+        print("\nInterrupted before the figures were printed; nothing was written (the "
+              "export's temporary folder is deleted).", file=sys.stderr)
+        return 130
     print(json.dumps(result))
     return 0
 

@@ -172,3 +172,18 @@ def test_without_tensorflow_nothing_but_the_json_line_goes_to_stdout(tmp_path, m
 
     assert bench.export_for_serving(Model(), TrainConfig(), CLASS_NAMES, str(tmp_path)) is None
     assert capsys.readouterr().out == ""
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, real_data_dir):
+    # A traceback of 90 lines through TensorFlow before.
+    def interrupted(config, steps, repeats):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_benchmarks", interrupted)
+    try:
+        code, out, err = call_main(bench.main, ["--data-dir", real_data_dir], capsys)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C went out of the benchmark as a KeyboardInterrupt")
+    assert code == 130 and out == ""
+    assert err.strip().splitlines() == ["Interrupted before the figures were printed; nothing was "
+                                        "written (the export's temporary folder is deleted)."]
