@@ -387,7 +387,10 @@ def config_from_args(args):
                  precision=args.precision, jit_compile=args.jit_compile,
                  data_dir=args.data_dir, seed=args.seed)
     given = {name: value for name, value in flags.items() if value is not None}
-    return TrainConfig(**with_recipe({**given, "epochs": 1}))
+    # No train.py export (`--export-dir`, `--model-name`, checked by
+    # `validate`): bench exports into a temporary folder of its own
+    # (`export_for_serving`).
+    return TrainConfig(**with_recipe({**given, "epochs": 1}), export=False)
 
 
 def main(argv=None):

@@ -187,3 +187,16 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, real_data_dir):
     assert code == 130 and out == ""
     assert err.strip().splitlines() == ["Interrupted before the figures were printed; nothing was "
                                         "written (the export's temporary folder is deleted)."]
+
+
+def test_the_train_py_export_folder_is_not_checked(tmp_path, monkeypatch, capsys, real_data_dir):
+    # bench exports into a temporary folder of its own; a file named
+    # saved_models where it runs was refused with "--export-dir 'saved_models'
+    # with --model-name 'keras_resnet': ... cannot be created", flags bench
+    # does not have.
+    (tmp_path / "saved_models").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "run_benchmarks", lambda config, steps, repeats: {"steps": steps})
+    code, out, err = call_main(bench.main, ["--data-dir", real_data_dir, "--steps", "1"], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"steps": 1}
