@@ -399,7 +399,9 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     from keras_resnet.config import ConfigError
+    from keras_resnet.config import blame_environment
     from keras_resnet.config import prepare_environment
+    from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError
 
     backend = os.environ.get("KERAS_BACKEND")
@@ -412,14 +414,21 @@ def main(argv=None):
         print(f"python -m keras_resnet.bench: error: (1 + --repeats) x --steps must be at most "
               f"{MAX_TOTAL_STEPS:,}, got (1 + {args.repeats}) x {args.steps}.", file=sys.stderr)
         return 2
+    from_environment = {}
     try:
         config = config_from_args(args)
+        if config.data_dir is None and os.environ.get(DATA_DIR_ENV):
+            # Checked with the flags, before Keras loads, and named as the
+            # variable the user may not know is set (as train.py does).
+            config.data_dir = os.path.expanduser(os.environ[DATA_DIR_ENV])
+            from_environment = {"data_dir": DATA_DIR_ENV}
         config.validate()
         prepare_environment(config)
         config.check_model()
         result = run_benchmarks(config, steps=args.steps, repeats=args.repeats)
     except (ConfigError, DataError) as e:
-        print(f"python -m keras_resnet.bench: error: {e}", file=sys.stderr)
+        print(f"python -m keras_resnet.bench: error: {blame_environment(str(e), from_environment)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a traceback through TensorFlow before
         print("\nInterrupted before the figures were printed; nothing was written (the "

@@ -217,3 +217,21 @@ def test_a_backend_that_cannot_train_is_refused_in_one_line(backend, monkeypatch
         f"python -m keras_resnet.bench: error: KERAS_BACKEND={backend} cannot train (Keras has no "
         "`fit` for it): use tensorflow, jax or torch, or unset it for tensorflow."
     ]
+
+
+@pytest.mark.parametrize("what, problem", [("missing", "no such folder"), ("file", "a file, not a folder")])
+def test_a_bad_cifar10_dir_variable_is_named_before_keras_loads(what, problem, tmp_path, monkeypatch,
+                                                                 capsys):
+    # "CIFAR-10 folder not found: ... Pass --data-dir (or set $CIFAR10_DIR)",
+    # after Keras had loaded, to a user who had set it and may not know.
+    folder = tmp_path / what
+    if what == "file":
+        folder.write_text("")
+    monkeypatch.setenv("CIFAR10_DIR", str(folder))
+    code, out, err = call_main(bench.main, ["--steps", "1"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"python -m keras_resnet.bench: error: $CIFAR10_DIR (read for --data-dir): {problem} "
+        f"{str(folder)!r}; give a python-version CIFAR-10 folder (data_batch_1..5, test_batch, "
+        "batches.meta)."
+    ]
