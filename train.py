@@ -20,7 +20,7 @@ def build_parser():
     from keras_resnet.config import AUGMENT_PLACES, FLIPS, JIT_CHOICES, PRECISIONS, SCHEDULES, TTA_VIEWS
     from keras_resnet.presets import PRESETS
 
-    p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0],
+    p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0], trains=True,
                            argument_default=argparse.SUPPRESS,
                            epilog="The defaults are the seed recipe's; --preset fast, fast-cpu and "
                                   "best start from their own recipes (README: the presets table).")

@@ -53,8 +53,6 @@ PIPELINE_MIN_STEPS = 50
 # `(1 + --repeats) * --steps` above this: Keras lists every step's index up
 # front (a MemoryError traceback from inside `fit` near 10**8).
 MAX_TOTAL_STEPS = 10_000_000
-# Keras backends without `fit`: nothing to benchmark.
-NO_FIT_BACKENDS = ("numpy", "openvino")
 
 
 _START = time.perf_counter()
@@ -357,6 +355,7 @@ def build_parser():
     p = cli.ArgumentParser(
         prog="python -m keras_resnet.bench",
         description="Measure training, input-pipeline and serving throughput.",
+        trains=True,
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
     p.add_argument("--stage-filters", type=cli.positive_int_list,
@@ -404,12 +403,6 @@ def main(argv=None):
     from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError
 
-    backend = os.environ.get("KERAS_BACKEND")
-    if backend in NO_FIT_BACKENDS:  # a NotImplementedError from inside `fit` before
-        print(f"python -m keras_resnet.bench: error: KERAS_BACKEND={backend} cannot train (Keras "
-              "has no `fit` for it): use tensorflow, jax or torch, or unset it for tensorflow.",
-              file=sys.stderr)
-        return 2
     if (1 + args.repeats) * args.steps > MAX_TOTAL_STEPS:
         print(f"python -m keras_resnet.bench: error: (1 + --repeats) x --steps must be at most "
               f"{MAX_TOTAL_STEPS:,}, got (1 + {args.repeats}) x {args.steps}.", file=sys.stderr)

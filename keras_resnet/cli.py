@@ -8,16 +8,20 @@ import re
 # Keras' backends and the package each one imports.
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
                   "numpy": "numpy", "openvino": "openvino"}
+# Keras' backends without `fit` (inference only).
+INFERENCE_ONLY_BACKENDS = ("numpy", "openvino")
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one clear line and exit status 2
     (not the usage block), which reads "-1e-3" as a number, and which checks
     `$KERAS_BACKEND` with the arguments, before Keras loads: Keras' own
-    error is a traceback."""
+    error is a traceback. A command that `trains` also refuses a backend
+    Keras cannot train on."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, trains=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.trains = trains
         # Python 3.11 and 3.12 take "-1e-3" for a flag ("expected one
         # argument"); read it as the number it is, as Python 3.13 does.
         self._negative_number_matcher = re.compile(r"^-\.?\d")
@@ -27,7 +31,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         parsed = super().parse_known_args(args, namespace)
-        problem = keras_backend_problem(os.environ.get("KERAS_BACKEND"))
+        backend = os.environ.get("KERAS_BACKEND")
+        problem = (self.trains and training_backend_problem(backend)) or keras_backend_problem(backend)
         if problem:
             self.error(problem)
         return parsed
@@ -49,6 +54,16 @@ def keras_backend_problem(backend):
     if importlib.util.find_spec(KERAS_BACKENDS[backend]) is None:
         return (f"KERAS_BACKEND={backend} needs the {KERAS_BACKENDS[backend]} package, which "
                 f"is not installed: pip install {KERAS_BACKENDS[backend]}, or choose another backend.")
+    return None
+
+
+def training_backend_problem(backend):
+    """Why Keras cannot train on `backend` (a `$KERAS_BACKEND` value), or
+    None: its numpy and openvino backends have no `fit` (a
+    NotImplementedError from inside it, after the data has loaded)."""
+    if backend in INFERENCE_ONLY_BACKENDS:
+        return (f"KERAS_BACKEND={backend} cannot train (Keras has no `fit` for it): use "
+                "tensorflow, jax or torch, or unset it for tensorflow.")
     return None
 
 

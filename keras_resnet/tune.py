@@ -817,7 +817,8 @@ def _stage_lists(text):
 
 
 def build_parser():
-    p = cli.ArgumentParser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser(prog="python -m keras_resnet.tune", description=__doc__.splitlines()[0],
+                           trains=True)
     p.add_argument("--tuner", choices=TUNERS, default="hyperband", help="search algorithm (default hyperband)")
     p.add_argument("--max-trials", type=cli.positive_int, default=20, help="trials in all, rejected ones included (default 20)")
     p.add_argument("--epochs-per-trial", type=cli.int_in_range(1, MAX_EPOCHS), default=10, help="epochs of a trial; Hyperband's maximum (default 10)")

@@ -202,23 +202,6 @@ def test_the_train_py_export_folder_is_not_checked(tmp_path, monkeypatch, capsys
     assert json.loads(out) == {"steps": 1}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "openvino"])
-def test_a_backend_that_cannot_train_is_refused_in_one_line(backend, monkeypatch, capsys, real_data_dir):
-    # Keras' numpy backend has no `fit`: a NotImplementedError traceback
-    # from inside Keras after the data had loaded (openvino's neither).
-    from keras_resnet import cli
-
-    monkeypatch.setenv("KERAS_BACKEND", backend)
-    monkeypatch.setattr(cli, "keras_backend_problem", lambda name: None)  # as if installed
-    monkeypatch.setattr(bench, "run_benchmarks", lambda config, steps, repeats: pytest.fail("ran"))
-    code, out, err = call_main(bench.main, ["--data-dir", real_data_dir], capsys)
-    assert code == 2 and out == ""
-    assert err.strip().splitlines() == [
-        f"python -m keras_resnet.bench: error: KERAS_BACKEND={backend} cannot train (Keras has no "
-        "`fit` for it): use tensorflow, jax or torch, or unset it for tensorflow."
-    ]
-
-
 @pytest.mark.parametrize("what, problem", [("missing", "no such folder"), ("file", "a file, not a folder")])
 def test_a_bad_cifar10_dir_variable_is_named_before_keras_loads(what, problem, tmp_path, monkeypatch,
                                                                  capsys):

@@ -125,6 +125,34 @@ def test_every_command_checks_the_keras_backend(monkeypatch, capsys, tmp_path):
     assert cli.keras_backend_problem("jax") is None and cli.keras_backend_problem(None) is None
 
 
+@pytest.mark.parametrize("backend", ["numpy", "openvino"])
+def test_the_training_commands_refuse_a_backend_without_fit(backend, monkeypatch, capsys, tmp_path):
+    # Keras' numpy and openvino backends have no `fit`: train.py wrote its
+    # run folder, loaded the data, then a NotImplementedError traceback.
+    import train
+    from keras_resnet import bench, cli, evaluate, export, predict, tune
+
+    from keras_resnet import training
+
+    monkeypatch.setattr(cli, "keras_backend_problem", lambda name: None)  # as if installed
+    for module, name in ((training, "train"), (tune, "search"), (bench, "run_benchmarks")):
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: pytest.fail("ran"))
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    monkeypatch.chdir(tmp_path)
+    for main, argv in ((train.main, ["--output-dir", "run"]), (tune.main, []), (bench.main, [])):
+        code, out, err = call_main(main, argv, capsys)
+        assert code == 2 and err.splitlines() == [
+            f"{err.split(':')[0]}: error: KERAS_BACKEND={backend} cannot train (Keras has no `fit` "
+            "for it): use tensorflow, jax or torch, or unset it for tensorflow."], (main, err)
+    assert not os.listdir(tmp_path)
+    # Inference has no `fit` to miss: those commands take the backend (and
+    # find no file here).
+    for main, argv in ((evaluate.main, ["--model", "m.keras"]), (export.main, ["m.keras"]),
+                       (predict.main, ["--model", "m.keras", "cat.png"])):
+        code, out, err = call_main(main, argv, capsys)
+        assert code == 2 and "cannot train" not in err, (main, err)
+
+
 def test_a_preset_brings_its_recipe_and_flags_override_it():
     import train
 
