@@ -588,3 +588,21 @@ def test_keras_own_load_model_needs_only_the_import_the_readme_names(tmp_path):
                       str(tmp_path / "model.keras")])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["OffsetScaledSGD", str(model.count_params())]
+
+
+def test_a_loaded_model_predicts_with_xla_as_this_backend_and_machine_would(tmp_path):
+    # A .keras file keeps the training's `jit_compile`: one trained on JAX
+    # (or a GPU) predicted with XLA on TensorFlow's CPU, about 7 times
+    # slower for fast-cpu's network; one trained on TensorFlow's CPU
+    # predicted uncompiled (op by op) on JAX.
+    model = build_model("seed", stage_filters=(8, 8, 8, 8))
+    for jit_compile in (True, False):
+        model.compile(optimizer="sgd", loss="categorical_crossentropy", jit_compile=jit_compile)
+        model.save(tmp_path / f"jit_{jit_compile}.keras")
+    assert keras.backend.backend() == "tensorflow" and not keras.distribution.list_devices("gpu")
+    assert load_model(str(tmp_path / "jit_True.keras")).jit_compile is False
+    out = run_python(["-c", "import sys; from keras_resnet import load_model; "
+                            "print(load_model(sys.argv[1]).jit_compile)",
+                      str(tmp_path / "jit_False.keras")], env={"KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "True"
