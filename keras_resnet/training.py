@@ -544,7 +544,12 @@ def export_model(model, run_dir, config, class_names):
     # The data folder's batches.meta names the classes again in the export.
     folder = data_lib.python_folder(config.data_dir)
     data_dir = ["--data-dir", os.path.abspath(folder)] if folder else []
-    command = shlex.join(["python", "-m", "keras_resnet.export", f"{run_dir}/model.keras", *data_dir])
+    # Where the run exports: without the flags, the command would add a
+    # version to saved_models/keras_resnet, perhaps another model's.
+    where = [*(["--export-dir", config.export_dir] if config.export_dir != "saved_models" else []),
+             *(["--model-name", config.model_name] if config.model_name != "keras_resnet" else [])]
+    command = shlex.join(["python", "-m", "keras_resnet.export", f"{run_dir}/model.keras", *where,
+                          *data_dir])
     if not importlib.util.find_spec("tensorflow"):
         print(f"TensorFlow is not installed: no SavedModel exported. On a machine with it: {command}")
         return None

@@ -522,3 +522,28 @@ def test_an_export_root_with_a_numeric_model_or_file_is_an_export_root(tmp_path,
     monkeypatch.chdir(tmp_path / "root" / "7")
     assert export_root_problem(".").endswith("--export-dir '..'.")
     assert export_root_problem("1").endswith("--export-dir '..'.")
+
+
+def test_the_export_command_a_jax_run_prints_names_its_export_folder(tmp_path, monkeypatch, capsys):
+    # The command printed after a JAX run whose TensorFlow export failed (or
+    # could not run, TensorFlow missing) left out --export-dir and
+    # --model-name: run as printed, it added a version to
+    # saved_models/keras_resnet, another model's folder perhaps, not the
+    # run's.
+    import keras
+
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.export import ExportError
+
+    config = TrainConfig(export_dir=str(tmp_path / "exports"), model_name="cifar")
+    wanted = f"--export-dir {tmp_path / 'exports'} --model-name cifar"
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    failed = subprocess.CompletedProcess([], 1, "", "python -m keras_resnet.export: error: disk full")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(ExportError, match="Rerun: python -m keras_resnet.export ") as error:
+        training.export_model(None, "runs/x", config, None)
+    assert wanted in str(error.value)
+    monkeypatch.setattr(training.importlib.util, "find_spec", lambda name: None)
+    assert training.export_model(None, "runs/x", config, None) is None
+    assert wanted in capsys.readouterr().out
