@@ -81,6 +81,12 @@ class SavedModelClassifier(_Classifier):
 
     def __init__(self, path):
         try:
+            # Keras, and so its backend, before TensorFlow: on
+            # KERAS_BACKEND=torch, Keras imports torch._dynamo and with it
+            # triton (torch's CUDA wheels), which segfaulted loaded after
+            # TensorFlow >= 2.20 (tensorflow/tensorflow#124205). `_predict`
+            # imports Keras anyway.
+            import keras  # noqa: F401
             import tensorflow as tf
         except ImportError:
             raise ModelError(

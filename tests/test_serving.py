@@ -10,6 +10,7 @@ and the outputs are written back as `predictions` (row) or `outputs`
 (column), floats formatted as the server formats them.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -443,6 +444,37 @@ def test_predict_cli_on_real_and_converted_images(served, image_files):
         assert [t["class_name"] for t in top] == [CLASS_NAMES[t["class_id"]] for t in top]
         rank_1 = f"{1:>6}  {top[0]['class_name']:<12}{top[0]['probability']:>11.4f}"
         assert rank_1 in table
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                    reason="PyTorch is not installed (requirements-dev.txt leaves it out): "
+                           "pip install torch to test KERAS_BACKEND=torch")
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_saved_model_is_read_on_the_torch_backend(served, image_files, real_data_dir, tmp_path, command):
+    # A shell set for PyTorch training: the SavedModel loads in TensorFlow,
+    # and Keras (torch) loads after it. With the CUDA wheels of torch,
+    # which bring triton, that crashed the process (SIGSEGV, no message):
+    # TensorFlow >= 2.20 loads its LLVM globally, and triton's, loaded
+    # after it by Keras' `import torch._dynamo`, binds to it
+    # (tensorflow/tensorflow#124205). Without triton (the CPU wheels) this
+    # passes either way.
+    args = ["--model", served.model_dir]
+    if command == "predict":
+        args += image_files.real
+    else:
+        args += ["--data-dir", real_data_dir, "--output-dir", str(tmp_path / "report"),
+                 "--mistakes", "0"]
+    out = run_python(["-m", f"keras_resnet.{command}", *args], env={"KERAS_BACKEND": "torch"})
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if command == "predict":
+        for prediction, row in zip(result["predictions"], served.probabilities):
+            top = prediction["top_k"]
+            assert [t["class_id"] for t in top] == list(np.argsort(-row)[:3])
+            np.testing.assert_allclose([t["probability"] for t in top], np.sort(row)[::-1][:3],
+                                       atol=1e-4)
+    else:
+        assert result["format"] == "saved_model" and result["test_images"] == 10000
 
 
 def test_predict_keras_file_and_version_folder(served, image_files, capsys):
