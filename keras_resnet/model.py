@@ -7,6 +7,7 @@ no client-side preprocessing.
 """
 
 import contextlib
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 import keras
@@ -131,7 +132,12 @@ def build_model(
             )(x)
     x = layers.GlobalAveragePooling2D(data_format="channels_last", dtype=dtype, name="avg_pool")(x)
     if config["dropout"]:
-        x = layers.Dropout(config["dropout"], dtype=dtype, name="dropout")(x)
+        # A seed of its own, drawn as Keras draws one for a Dropout without
+        # it (so the same on TensorFlow and JAX): on PyTorch, Keras' Dropout
+        # without a seed draws from torch's global generator, not from its
+        # SeedGenerator, which `skip_random_draws` moves on at a resume.
+        x = layers.Dropout(config["dropout"], seed=random.randint(1, 10**9), dtype=dtype,
+                           name="dropout")(x)
     x = layers.Dense(config["num_classes"], dtype=dtype, name="logits")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name=name or f"resnet_{preset}")
