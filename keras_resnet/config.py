@@ -180,7 +180,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 fail(f"--{name.replace('_', '-')} must be a finite number, got {value!r}.")
-        if not 0 <= self.seed < 2**32:
+        if os.environ.get("KERAS_BACKEND") == "torch":  # as layers.seed_limit, before Keras loads
+            if not 0 <= self.seed < 2**31:
+                fail(f"--seed must be in [0, 2**31) on KERAS_BACKEND=torch, whose seed generators "
+                     f"hold int32, got {self.seed!r}.")
+        elif not 0 <= self.seed < 2**32:
             fail(f"--seed must be in [0, 2**32), got {self.seed!r}.")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             fail(f"--learning-rate must be positive, got {self.learning_rate!r}.")

@@ -85,6 +85,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
+def seed_limit():
+    """One more than the largest seed the Keras backend takes: PyTorch's seed
+    generators hold int32 (2**31 failed there with "value cannot be
+    converted to type int32 without overflow"), JAX's uint32."""
+    return 2**31 if keras.backend.backend() == "torch" else 2**32
+
+
 def own_initializer(initializer, index):
     """A copy of `initializer` for one of several kernels.
 
@@ -92,7 +99,7 @@ def own_initializer(initializer, index):
     every call, so kernels sharing one instance start from the same draws
     (scaled by fan-in). Each copy draws its own: an unseeded one gets a new
     seed (from Python's `random`, as `keras.utils.set_random_seed` sets it),
-    a seeded one `seed + index` (modulo 2**32). One without an integer
+    a seeded one `seed + index` (modulo `seed_limit()`). One without an integer
     seed (drawing from a `SeedGenerator`, a constant, a plain function) is
     returned as it is.
     """
@@ -104,7 +111,7 @@ def own_initializer(initializer, index):
     # round-trip through a config.
     copied = copy.copy(initializer)
     given = getattr(initializer, "_init_seed", None)  # None: Keras drew `seed` itself
-    copied.seed = (given + index) % 2**32 if isinstance(given, int) else random.randint(1, 10**9)
+    copied.seed = (given + index) % seed_limit() if isinstance(given, int) else random.randint(1, 10**9)
     return copied
 
 
@@ -443,8 +450,8 @@ class _RandomImageLayer(DataLayer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None:  # JAX's uint32 state refused -1 and 2**32
-            check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+        if seed is not None:  # JAX's uint32 state refused -1 and 2**32, PyTorch's int32 2**31
+            check_int("seed", seed, minimum=0, maximum=seed_limit() - 1)
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
@@ -668,7 +675,7 @@ def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=Tru
             `"constant"` (zeros).
         cutout: int. Side of the cutout square; `0` (default) for none.
         seed: int or `None`. Seeds the crop; the flip and cutout get
-            `seed + 1` and `seed + 2`.
+            `seed + 1` and `seed + 2` (modulo `seed_limit()`).
         flip: bool. Whether to mirror half the images.
 
     Example:
@@ -682,12 +689,12 @@ def build_augmenter(padding=4, pad_mode="reflect", cutout=0, seed=None, flip=Tru
     steps = [RandomPadCrop(padding, mode=pad_mode, seed=seed, name="pad_crop")]
     if flip:
         steps.append(
-            RandomHorizontalFlip(seed=None if seed is None else (seed + 1) % 2**32, name="flip")
+            RandomHorizontalFlip(seed=None if seed is None else (seed + 1) % seed_limit(), name="flip")
         )
     if cutout:
         steps.append(
             RandomCutout(
-                cutout, seed=None if seed is None else (seed + 2) % 2**32, name="cutout"
+                cutout, seed=None if seed is None else (seed + 2) % seed_limit(), name="cutout"
             )
         )
     return layers.Pipeline(steps, name="augment")

@@ -1,3 +1,6 @@
+import importlib.util
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -5,6 +8,7 @@ import pytest
 from keras_resnet import data
 from keras_resnet.layers import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
 from keras_resnet.layers import skip_random_draws
+from tests.conftest import REPO, run_python
 
 
 def images(n=64, seed=0):
@@ -178,3 +182,30 @@ def test_the_last_seed_builds_an_augmenter():
     # overflowed JAX's uint32 state.
     augmenter = build_augmenter(cutout=8, seed=2**32 - 1)
     assert [layer.seed for layer in augmenter.layers] == [2**32 - 1, 0, 1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                    reason="PyTorch is not installed (requirements-dev.txt leaves it out): "
+                           "pip install torch to test KERAS_BACKEND=torch")
+def test_seeds_on_torch_stay_in_its_int32_range(fake_cifar, tmp_path):
+    # PyTorch's seed generators hold int32: the flip's seed 2**31 (the last
+    # seed + 1) failed to build with "value cannot be converted to type
+    # int32 without overflow", and train.py --seed 2**31 passed the check
+    # for JAX's [0, 2**32), wrote its run folder, then failed so.
+    script = ("import json, numpy as np; from keras_resnet.layers import build_augmenter; "
+              "augmenter = build_augmenter(cutout=8, seed=2**31 - 1); "
+              "augmenter(np.zeros((2, 32, 32, 3), 'float32'), training=True); "
+              "print(json.dumps([layer.seed for layer in augmenter.layers]))")
+    out = run_python(["-c", script], env={"KERAS_BACKEND": "torch"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [2**31 - 1, 0, 1]
+
+    run_dir = tmp_path / "run"
+    out = run_python(["train.py", "--seed", str(2**31), "--data-dir", fake_cifar, "--output-dir",
+                      str(run_dir), "--epochs", "1", "--no-export"], cwd=REPO,
+                     env={"KERAS_BACKEND": "torch"})
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "train.py: error: --seed must be in [0, 2**31) on KERAS_BACKEND=torch, whose seed "
+        f"generators hold int32, got {2**31}.")
+    assert not run_dir.exists()
