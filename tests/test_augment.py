@@ -209,3 +209,49 @@ def test_seeds_on_torch_stay_in_its_int32_range(fake_cifar, tmp_path):
         "train.py: error: --seed must be in [0, 2**31) on KERAS_BACKEND=torch, whose seed "
         f"generators hold int32, got {2**31}.")
     assert not run_dir.exists()
+
+
+def test_crop_draws_every_shift_in_both_directions_evenly():
+    # Each shift in [-padding, padding], down and right independently: a crop
+    # that never reached one side, or moved rows and columns together, still
+    # gave windows of the padded image that vary.
+    side, p, count = 6, 2, 2000
+    x = np.broadcast_to(np.arange(1, side * side + 1, dtype="float32").reshape(1, side, side, 1),
+                        (count, side, side, 1))
+    y = keras.ops.convert_to_numpy(RandomPadCrop(p, mode="constant", seed=0)(x, training=True))
+    padded = np.pad(x[0, :, :, 0], p)
+    windows = {(r, c): padded[r:r + side, c:c + side] for r in range(2 * p + 1) for c in range(2 * p + 1)}
+    offsets = []
+    for out in y[:, :, :, 0]:
+        found = [key for key, window in windows.items() if np.array_equal(window, out)]
+        assert len(found) == 1
+        offsets.append(found[0])
+    counts = np.zeros((2 * p + 1, 2 * p + 1))
+    for r, c in offsets:
+        counts[r, c] += 1
+    assert counts.min() > 0  # all 25 (top, left) pairs
+    expected = count / (2 * p + 1)
+    for marginal in (counts.sum(1), counts.sum(0)):
+        np.testing.assert_allclose(marginal, expected, rtol=0.2)
+
+
+def test_cutout_squares_are_centred_anywhere_and_cut_by_every_border():
+    # The square is centred on a uniform pixel, so it overhangs each border
+    # in turn; placed by its corner instead it never left the top or left.
+    size, count = 8, 400
+    x = images(count) + 1.0
+    zeros = (keras.ops.convert_to_numpy(RandomCutout(size, seed=0)(x, training=True)) == 0).all(-1)
+    cut = {"top": 0, "bottom": 0, "left": 0, "right": 0}
+    centres = []
+    for square in zeros:
+        rows, cols = np.flatnonzero(square.any(1)), np.flatnonzero(square.any(0))
+        cut["top"] += len(rows) < size and rows[0] == 0
+        cut["bottom"] += len(rows) < size and rows[-1] == 31
+        cut["left"] += len(cols) < size and cols[0] == 0
+        cut["right"] += len(cols) < size and cols[-1] == 31
+        if len(rows) == size and len(cols) == size:
+            centres.append((rows[0] + size // 2, cols[0] + size // 2))
+    assert all(cut.values()), cut
+    # Whole squares are centred on rows and columns 4 to 28: 16 on average
+    # (about 0.5 of standard error here).
+    np.testing.assert_allclose(np.mean(centres, axis=0), 16.0, atol=2.0)
