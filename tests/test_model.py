@@ -606,3 +606,128 @@ def test_a_loaded_model_predicts_with_xla_as_this_backend_and_machine_would(tmp_
                       str(tmp_path / "jit_False.keras")], env={"KERAS_BACKEND": "jax"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "True"
+
+
+def _inference_batch_norm(layer, x):
+    gamma, beta, mean, variance = (keras.ops.convert_to_numpy(v) for v in (
+        layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance))
+    return (x - mean) / np.sqrt(variance + layer.epsilon) * gamma + beta
+
+
+def _convolve(layer, x, strides):
+    return keras.ops.convert_to_numpy(keras.ops.conv(x, layer.kernel, strides=strides, padding="same"))
+
+
+@pytest.mark.parametrize("filters, strides, channels", [(8, 1, 8), (8, 1, 4), (8, 2, 4), (16, 2, 16)])
+def test_a_block_is_conv_bn_relu_conv_bn_plus_its_shortcut_then_relu(filters, strides, channels):
+    # The docstring's formula, at inference, with every batch norm holding
+    # statistics and an affine map of its own (fresh ones are about the
+    # identity: a dropped batch norm or ReLU did not show).
+    block = ResidualBlock(filters, strides=strides)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 6, channels)).astype("float32")
+    block(x)
+    norms = [block.bn1, block.bn2] + ([block.projection_bn] if block.has_projection else [])
+    for norm in norms:
+        n = norm.gamma.shape[0]
+        norm.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+        norm.beta.assign(rng.normal(size=n).astype("float32"))
+        norm.moving_mean.assign(rng.normal(size=n).astype("float32"))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype("float32"))
+    branch = np.maximum(_inference_batch_norm(block.bn1, _convolve(block.conv1, x, strides)), 0.0)
+    branch = _inference_batch_norm(block.bn2, _convolve(block.conv2, branch, 1))
+    shortcut = x
+    if block.has_projection:
+        shortcut = _inference_batch_norm(block.projection_bn, _convolve(block.projection, x, strides))
+    assert block.has_projection == (strides != 1 or channels != filters)
+    expected = np.maximum(branch + shortcut, 0.0)
+    out = keras.ops.convert_to_numpy(block(x, training=False))
+    assert out.shape == expected.shape == (2, 6 // strides, 6 // strides, filters)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_init_residual_zeroes_the_second_batch_norm_scale_alone():
+    block = ResidualBlock(8, strides=2, zero_init_residual=True)
+    block(np.zeros((1, 6, 6, 4), "float32"))
+    for norm, scale in ((block.bn1, 1.0), (block.bn2, 0.0), (block.projection_bn, 1.0)):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(norm.gamma), np.full(8, scale), norm.name)
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("seed", {}),
+    ("fast", {}),
+    ("seed", dict(downsample="max_pool", pooled_shortcut=True, zero_init_residual=True, bn_momentum=0.8)),
+    ("fast", dict(downsample="stride", pooled_shortcut=False)),
+])
+def test_every_block_of_the_network_takes_the_layouts_block_options(preset, overrides):
+    # A block option that build_model does not pass on leaves the block's
+    # default: the parameter count is the same either way.
+    from keras_resnet.presets import preset_layout
+
+    small = dict(stage_filters=(8, 8, 16, 16)) if preset == "seed" else {}
+    layout = preset_layout(preset, **small, **overrides)
+    model = build_model(preset, **small, **overrides)
+    blocks = [layer for layer in model.layers if isinstance(layer, ResidualBlock)]
+    assert len(blocks) == sum(layout["stage_blocks"])
+    for block in blocks:
+        assert block.downsample == layout["downsample"], block.name
+        assert block.pooled_shortcut == layout["pooled_shortcut"], block.name
+        assert block.zero_init_residual == layout["zero_init_residual"], block.name
+        assert block.bn_momentum == layout["bn_momentum"], block.name
+        strided = block.strides == 2
+        assert (block.pool is not None) == (strided and layout["downsample"] == "max_pool")
+        assert (block.shortcut_pool is not None) == (strided and layout["pooled_shortcut"])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(block.bn2.gamma),
+                                      0.0 if layout["zero_init_residual"] else 1.0)
+
+
+def test_the_head_averages_the_last_features_then_applies_dense_and_softmax():
+    model = build_model("seed", stage_filters=(8, 8, 16, 16))
+    last_block = [layer for layer in model.layers if isinstance(layer, ResidualBlock)][-1]
+    features = keras.Model(model.input, last_block.output)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    pooled = keras.ops.convert_to_numpy(features(x, training=False)).mean(axis=(1, 2))
+    dense = model.get_layer("logits")
+    kernel, bias = (keras.ops.convert_to_numpy(v) for v in (dense.kernel, dense.bias))
+    bias = np.linspace(-1, 1, 10).astype("float32")  # zero as built: set one that shows
+    dense.bias.assign(bias)
+    logits = pooled @ kernel + bias
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)), expected,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_patch_whitening_follows_the_kernels_patch_order_and_its_epsilon():
+    # Images correlated along rows only, so that a patch read column-first
+    # (transposed) has another covariance; with an epsilon of about the
+    # median eigenvalue, each direction of eigenvalue v comes out with
+    # variance v / (v + epsilon).
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(300, 12, 14, 3))
+    images = noise[:, :, :-2] + 0.9 * noise[:, :, 1:-1] + 0.6 * noise[:, :, 2:]
+    images = (images @ np.array([[1.0, 0.5, 0.2], [0.0, 0.8, 0.3], [0.0, 0.0, 0.4]])).astype("float32")
+    patches = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2)).reshape(
+        -1, 12)
+    eigenvalues = np.linalg.eigvalsh(np.cov(patches, rowvar=False))
+    for epsilon in (1e-6, float(np.median(eigenvalues))):
+        whitening = PatchWhitening(2, epsilon=epsilon)
+        whitening.adapt(images)
+        out = keras.ops.convert_to_numpy(whitening(images))[:, :-1, :-1, :12].reshape(-1, 12)
+        covariance = np.cov(out, rowvar=False)
+        expected = eigenvalues / (eigenvalues + epsilon)
+        np.testing.assert_allclose(np.linalg.eigvalsh(covariance), np.sort(expected), atol=2e-3)
+        if epsilon == 1e-6:
+            np.testing.assert_allclose(covariance, np.eye(12), atol=2e-3)
+
+
+@pytest.mark.parametrize("epsilon", [1e-5, 0.1])
+def test_fused_batch_norm_normalizes_with_its_own_epsilon(epsilon):
+    # Inputs of variance about 1e-4, where the epsilon decides the output.
+    x = np.random.default_rng(0).normal(0.0, 0.01, (8, 5, 5, 6)).astype("float32")
+    results = []
+    for layer in (keras.layers.BatchNormalization(epsilon=epsilon),
+                  FusedBatchNormalization(epsilon=epsilon)):
+        results.append(keras.ops.convert_to_numpy(layer(x, training=True)))
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-3, atol=1e-4)
+    assert np.std(results[1]) == pytest.approx(np.sqrt(np.var(x) / (np.var(x) + epsilon)), rel=0.05)
