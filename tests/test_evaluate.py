@@ -148,6 +148,59 @@ def test_labels_in_a_column_as_keras_datasets_gives_them_give_the_same_report():
     assert ev.most_confident_mistakes(probabilities, labels[:, None]).size == 0
 
 
+
+class _MirrorSensitive:
+    """A classifier without Keras that tells an image from its mirror image:
+    pixel (0, 0) is the image's index, its mirror's is 100 + the index. Of
+    the 10 images of class c, the first c are right at 0.6, the rest wrong
+    (class c + 1) at 0.6; mirrored, every image is right at 0.9."""
+
+    def __init__(self, labels):
+        self.labels = labels
+        rank = np.array([np.sum(labels[:i] == labels[i]) for i in range(len(labels))])
+        predicted = np.where(rank < labels, labels, (labels + 1) % 10)
+        self.plain = np.full((len(labels), 10), 0.4 / 9, dtype="float32")
+        self.plain[np.arange(len(labels)), predicted] = 0.6
+        self.mirrored = np.full((len(labels), 10), 0.1 / 9, dtype="float32")
+        self.mirrored[np.arange(len(labels)), labels] = 0.9
+
+    def images(self):
+        images = np.zeros((len(self.labels), 32, 32, 3), dtype="uint8")
+        images[:, 0, 0] = np.arange(len(self.labels))[:, None]
+        images[:, 0, -1] = 100 + np.arange(len(self.labels))[:, None]
+        return images
+
+    def predict(self, images, batch_size=256, verbose=0):
+        keys = np.asarray(images)[:, 0, 0, 0].astype(int)
+        return np.where((keys < 100)[:, None], self.plain[keys % 100], self.mirrored[keys % 100])
+
+
+def test_per_class_accuracy_names_each_class_and_the_loss_is_the_plain_predictions():
+    # Class c is right on c of its 10 images: a per-class accuracy filed
+    # under another class's name, or a loss of the TTA probabilities, shows.
+    from keras_resnet.data import CLASS_NAMES
+
+    labels = np.repeat(np.arange(10), 10)
+    model = _MirrorSensitive(labels)
+    images = model.images()
+    true_plain = model.plain[np.arange(100), labels]
+    for details in ("plain", "tta"):
+        metrics, chosen = ev.evaluate(model, images, labels, details=details)
+        assert metrics["test_accuracy"] == pytest.approx(0.45)
+        assert metrics["test_accuracy_tta"] == 1.0
+        assert metrics["test_loss"] == pytest.approx(-np.mean(np.log(true_plain)), rel=1e-6)
+        per_class = metrics["per_class_accuracy"]
+        assert list(per_class) == list(CLASS_NAMES)
+        if details == "plain":
+            assert per_class == pytest.approx({name: c / 10 for c, name in enumerate(CLASS_NAMES)})
+            np.testing.assert_allclose(chosen, model.plain)
+        else:
+            assert per_class == {name: 1.0 for name in CLASS_NAMES}
+            np.testing.assert_allclose(chosen, (model.plain + model.mirrored) / 2, rtol=1e-6)
+        matrix = np.array(metrics["confusion_matrix"])
+        if details == "plain":  # the wrong ones of class c went to class c + 1
+            assert [matrix[c, (c + 1) % 10] for c in range(10)] == [10 - c for c in range(10)]
+
 @pytest.mark.parametrize("labels, message", [
     (np.arange(99) % 10, r"shape \(100,\) or \(100, 1\)\. Received: shape \(99,\)"),
     (np.zeros((100, 2), dtype="int64"), r"Received: shape \(100, 2\)"),
