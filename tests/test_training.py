@@ -124,6 +124,68 @@ def test_weight_decay_is_decoupled_and_spares_batch_norm():
             np.testing.assert_array_equal(new, old, err_msg=variable.path)
 
 
+
+def test_step_schedule_divides_at_half_and_three_quarters_of_the_run():
+    config = TrainConfig(epochs=4, schedule="step", learning_rate=0.1, batch_size=128)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)  # 40 steps
+    rates = [float(schedule(s)) for s in (20, 21, 30, 31, 40)]
+    np.testing.assert_allclose(rates, [0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
+def test_warmup_takes_at_most_half_the_run():
+    # README: "linear warmup of the cosine schedule (at most half the run)".
+    config = TrainConfig(epochs=4, batch_size=128, learning_rate=0.1, warmup_epochs=3)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)  # 40 steps, warmup 20
+    rates = [float(schedule(s)) for s in (10, 19, 20, 30, 40)]
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] == pytest.approx(0.1, rel=1e-5)
+    assert rates[3] == pytest.approx(0.05, rel=1e-4)  # cosine half way down
+    assert rates[4] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_weight_decay_spares_biases_and_offsets_that_are_not_zero():
+    # As built, biases and batch-norm offsets are zero, and decaying zero
+    # leaves it zero: set them first, so that a decay of them shows.
+    config = TrainConfig(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0,
+                         weight_decay=1e-2)
+    model = compile_model(build_model("seed", stage_filters=(8, 8, 16, 16)), config, steps_per_epoch=10)
+    variables = model.trainable_variables
+    for variable in variables:
+        if not variable.path.endswith("kernel"):
+            variable.assign(np.full(variable.shape, 0.5, "float32"))
+    assert {v.path.rsplit("/", 1)[-1] for v in variables} == {"kernel", "gamma", "beta", "bias"}
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
+    model.optimizer.apply_gradients([(keras.ops.zeros(v.shape), v) for v in variables])
+    for variable, old in zip(variables, before):
+        new = keras.ops.convert_to_numpy(variable)
+        if variable.path.endswith("kernel"):
+            np.testing.assert_allclose(new, old * (1 - 0.1 * 1e-2), rtol=1e-5, err_msg=variable.path)
+        else:
+            np.testing.assert_array_equal(new, old, err_msg=variable.path)
+
+
+def test_compiled_model_steps_with_nesterov_momentum_and_smooths_its_labels():
+    config = TrainConfig(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0,
+                         weight_decay=0.0, momentum=0.9, label_smoothing=0.2)
+    model = compile_model(build_model("seed", stage_filters=(8, 8, 16, 16)), config, steps_per_epoch=10)
+    variables = model.trainable_variables
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
+    for _ in range(2):  # a constant gradient of ones
+        model.optimizer.apply_gradients([(keras.ops.ones(v.shape), v) for v in variables])
+    # Keras' Nesterov SGD: m = 0.9 m - lr g; w += 0.9 m - lr g. Two steps at
+    # rates lr0, lr1 move each weight by -(2.71 lr0 + 1.9 lr1); without
+    # Nesterov, by -(1.9 lr0 + lr1).
+    lr0, lr1 = (float(learning_rate_schedule(config, 10)(step)) for step in (0, 1))
+    for variable, old in zip(variables, before):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), old - 2.71 * lr0 - 1.9 * lr1,
+                                   rtol=1e-5, atol=1e-6, err_msg=variable.path)
+    targets = np.eye(10, dtype="float32")[[3, 7]]
+    probabilities = np.full((2, 10), 0.05, "float32")
+    probabilities[[0, 1], [3, 1]] = 0.55
+    smoothed = targets * 0.8 + 0.02
+    expected = -np.mean(np.sum(smoothed * np.log(probabilities), axis=-1))
+    assert float(model.loss(targets, probabilities)) == pytest.approx(expected, rel=1e-5)
+
 def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['widths'\]"):
         TrainConfig.from_dict({"widths": [1]})
