@@ -148,3 +148,22 @@ def test_a_row_cut_short_of_its_line_end_is_ended_when_trimmed(tmp_path):
     lines = path.read_bytes().splitlines(keepends=True)
     assert [line.split(b",")[0] for line in lines] == [b"epoch", b"0", b"1", b"2"]
     assert lines[2] == b"1,2.4\r\n" and all(line.endswith(b"\r\n") for line in lines)
+
+
+def test_the_logged_learning_rate_is_the_schedules_rate_of_the_next_step():
+    # On the backend the tests run on (test_backends.py checks JAX's): a
+    # rate read once, at the start, logged the same value every epoch.
+    import json
+
+    import keras
+    import numpy as np
+
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=12)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.SGD(schedule), "categorical_crossentropy")
+    x, y = np.zeros((32, 4), "float32"), np.eye(2, dtype="float32")[np.arange(32) % 2]
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[LearningRateLogger()])
+    expected = [float(schedule(step)) for step in (4, 8, 12)]  # 4 steps an epoch
+    assert np.allclose(history.history["learning_rate"], expected, rtol=1e-6), json.dumps(
+        history.history["learning_rate"])
+    assert expected[0] > expected[1] > expected[2] == 0.0
