@@ -255,6 +255,16 @@ def test_validation_split_comes_from_training_set():
         data.split_validation(x, y, 100)
 
 
+
+def test_validation_split_is_a_seeded_random_draw():
+    # "A random validation split": not the first images of the training set,
+    # the same for a seed, another for another seed.
+    x, y = np.arange(1000)[:, None], np.arange(1000) % 10
+    splits = [data.split_validation(x, y, 100, seed=seed)[2][:, 0] for seed in (0, 0, 1)]
+    np.testing.assert_array_equal(splits[0], splits[1])
+    assert set(splits[0]) != set(splits[2])
+    assert set(splits[0]) != set(range(100)) and splits[0].max() > 500
+
 def test_device_batches_are_whole_shuffled_and_seeded():
     x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
     y = np.arange(103) % 10
