@@ -255,7 +255,6 @@ def test_validation_split_comes_from_training_set():
         data.split_validation(x, y, 100)
 
 
-
 def test_validation_split_is_a_seeded_random_draw():
     # "A random validation split": not the first images of the training set,
     # the same for a seed, another for another seed.

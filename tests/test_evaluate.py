@@ -148,7 +148,6 @@ def test_labels_in_a_column_as_keras_datasets_gives_them_give_the_same_report():
     assert ev.most_confident_mistakes(probabilities, labels[:, None]).size == 0
 
 
-
 class _MirrorSensitive:
     """A classifier without Keras that tells an image from its mirror image:
     pixel (0, 0) is the image's index, its mirror's is 100 + the index. Of

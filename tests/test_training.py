@@ -124,7 +124,6 @@ def test_weight_decay_is_decoupled_and_spares_batch_norm():
             np.testing.assert_array_equal(new, old, err_msg=variable.path)
 
 
-
 def test_step_schedule_divides_at_half_and_three_quarters_of_the_run():
     config = TrainConfig(epochs=4, schedule="step", learning_rate=0.1, batch_size=128)
     schedule = learning_rate_schedule(config, steps_per_epoch=10)  # 40 steps
