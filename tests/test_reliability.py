@@ -406,21 +406,21 @@ def test_same_seed_same_first_epoch_loss(fake_cifar, tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
-def test_a_resumed_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
-    # Stopped after epoch 1 and resumed, a run draws the batches, crops,
-    # flips and dropout of epochs 2 and 3, not those of epoch 1 again: its
-    # losses are the uninterrupted run's.
+def losses_of_a_whole_and_a_resumed_run(root, **settings):
+    """The per-epoch losses of a 3-epoch run of the seed preset (dropout,
+    crops, random flips) on fake CIFAR-10 in `root`, and of the same run
+    stopped by a Ctrl-C at epoch 2 and resumed."""
     from keras_resnet import training
     from keras_resnet.config import TrainConfig
 
-    cifar = write_fake_cifar(str(tmp_path / "cifar"), per_batch=40)
+    cifar = write_fake_cifar(os.path.join(root, "cifar"), per_batch=40)
 
-    def run(name):  # the seed preset: dropout, crops and random flips
+    def run(name):
         training.train(TrainConfig(epochs=3, batch_size=25, data_dir=cifar, export=False,
                                    stage_filters=[16, 16, 16, 16], checkpoint_seconds=0,
-                                   output_dir=str(tmp_path / name)))
+                                   output_dir=os.path.join(root, name), **settings))
         keras.backend.clear_session()
-        with open(tmp_path / name / "history.csv") as f:
+        with open(os.path.join(root, name, "history.csv")) as f:
             return [float(row["loss"]) for row in csv.DictReader(f)]
 
     class CtrlC(keras.callbacks.Callback):
@@ -435,12 +435,22 @@ def test_a_resumed_run_trains_as_the_uninterrupted_one(tmp_path, monkeypatch):
         return callbacks + [CtrlC()], resumed_from
 
     uninterrupted = run("whole")
-    monkeypatch.setattr(training, "make_callbacks", with_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        run("resumed")
+    training.make_callbacks = with_ctrl_c
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run("resumed")
+    finally:
+        training.make_callbacks = make_callbacks
     keras.backend.clear_session()
-    monkeypatch.undo()
-    assert run("resumed") == pytest.approx(uninterrupted, rel=1e-6)
+    return uninterrupted, run("resumed")
+
+
+def test_a_resumed_run_trains_as_the_uninterrupted_one(tmp_path):
+    # Stopped after epoch 1 and resumed, a run draws the batches, crops,
+    # flips and dropout of epochs 2 and 3, not those of epoch 1 again: its
+    # losses are the uninterrupted run's.
+    uninterrupted, resumed = losses_of_a_whole_and_a_resumed_run(str(tmp_path))
+    assert resumed == pytest.approx(uninterrupted, rel=1e-6)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
@@ -451,40 +461,10 @@ def test_a_resumed_run_with_dropout_trains_as_the_uninterrupted_one_on_torch(tmp
     # from torch's global generator, not from its SeedGenerator: the resumed
     # run, its generator seeded afresh, replayed epoch 1's dropout masks
     # (losses 2.5023 then 2.4249 uninterrupted, 2.5055 then 2.4140 resumed).
-    script = """
-import csv, json, sys
-import keras
-from keras_resnet import training
-from keras_resnet.config import TrainConfig
-from tests.conftest import write_fake_cifar
-
-root = sys.argv[1]
-cifar = write_fake_cifar(root + "/cifar", per_batch=40)
-
-def run(name):  # the seed preset, dropout 0.2, host augmentation
-    training.train(TrainConfig(epochs=3, batch_size=25, data_dir=cifar, export=False, dropout=0.2,
-                               stage_filters=[16, 16, 16, 16], checkpoint_seconds=0,
-                               augment_on="host", output_dir=f"{root}/{name}"))
-    keras.backend.clear_session()
-    with open(f"{root}/{name}/history.csv") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
-
-class CtrlC(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-make_callbacks = training.make_callbacks
-uninterrupted = run("whole")
-training.make_callbacks = lambda *args: (lambda made: (made[0] + [CtrlC()], made[1]))(make_callbacks(*args))
-try:
-    run("resumed")
-except KeyboardInterrupt:
-    pass
-keras.backend.clear_session()
-training.make_callbacks = make_callbacks
-print(json.dumps([keras.backend.backend(), uninterrupted, run("resumed")]))
-"""
+    script = ("import json, sys; import keras; "  # Keras (torch) before TensorFlow
+              "from tests.test_reliability import losses_of_a_whole_and_a_resumed_run as losses; "
+              "print(json.dumps([keras.backend.backend(), "
+              "*losses(sys.argv[1], dropout=0.2, augment_on='host')]))")
     out = run_python(["-c", script, str(tmp_path)], env={"KERAS_BACKEND": "torch"})
     assert out.returncode == 0, out.stderr[-3000:]
     backend, uninterrupted, resumed = json.loads(out.stdout.strip().splitlines()[-1])
