@@ -264,6 +264,7 @@ def test_validation_split_is_a_seeded_random_draw():
     assert set(splits[0]) != set(splits[2])
     assert set(splits[0]) != set(range(100)) and splits[0].max() > 500
 
+
 def test_device_batches_are_whole_shuffled_and_seeded():
     x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
     y = np.arange(103) % 10

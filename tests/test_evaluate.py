@@ -200,6 +200,7 @@ def test_per_class_accuracy_names_each_class_and_the_loss_is_the_plain_predictio
         if details == "plain":  # the wrong ones of class c went to class c + 1
             assert [matrix[c, (c + 1) % 10] for c in range(10)] == [10 - c for c in range(10)]
 
+
 @pytest.mark.parametrize("labels, message", [
     (np.arange(99) % 10, r"shape \(100,\) or \(100, 1\)\. Received: shape \(99,\)"),
     (np.zeros((100, 2), dtype="int64"), r"Received: shape \(100, 2\)"),

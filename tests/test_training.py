@@ -185,6 +185,7 @@ def test_compiled_model_steps_with_nesterov_momentum_and_smooths_its_labels():
     expected = -np.mean(np.sum(smoothed * np.log(probabilities), axis=-1))
     assert float(model.loss(targets, probabilities)) == pytest.approx(expected, rel=1e-5)
 
+
 def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['widths'\]"):
         TrainConfig.from_dict({"widths": [1]})
