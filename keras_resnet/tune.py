@@ -213,6 +213,7 @@ def _hypermodel_class():
 
         Example:
         ```python
+        from keras_resnet.config import TrainConfig
         from keras_resnet.tune import ResNetHyperModel
 
         config = TrainConfig(preset="fast", validation_size=5000, epochs=5)
