@@ -589,7 +589,7 @@ class RandomCutout(_RandomImageLayer):
 
     ```python
     cutout = RandomCutout(8, seed=0)
-    holed = cutout(images, training=True)  # one 8x8 square zeroed per image
+    holed = cutout(images, training=True)  # one 8x8 square zeroed per image, clipped at the border
     ```
     """
 
