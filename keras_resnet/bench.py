@@ -219,7 +219,8 @@ def bench_input_pipeline(config, x, y, steps, repeats):
 def export_for_serving(model, config, class_names, folder):
     """Exports `model` into `folder` as the project does after training
     (`training.export_model`: in-process on TensorFlow, else a TensorFlow
-    subprocess). Returns the SavedModel path, or `None` without TensorFlow."""
+    subprocess). Returns the SavedModel path, or `None` without TensorFlow
+    or if the export fails (the training figures stand)."""
     from keras_resnet.training import export_model
 
     if importlib.util.find_spec("tensorflow") is None:
@@ -227,9 +228,15 @@ def export_for_serving(model, config, class_names, folder):
         # line, naming a model in a folder deleted as the benchmark ends.
         _log("TensorFlow is not installed: no SavedModel, the serving figures are null")
         return None
+    from keras_resnet.export import ExportError
+
     model.save(os.path.join(folder, "model.keras"))  # the subprocess reads it
     config = dataclasses.replace(config, export_dir=folder, model_name="bench")
-    return export_model(model, folder, config, class_names)
+    try:
+        return export_model(model, folder, config, class_names)
+    except ExportError as e:  # its "Rerun:" names a model deleted as the benchmark ends
+        _log(f"the SavedModel export failed ({e.reason or e}): the serving figures are null")
+        return None
 
 
 def bench_serving(path, batch_size, calls, repeats, seed=0):

@@ -24,7 +24,12 @@ from keras_resnet.data import CLASS_NAMES
 
 
 class ExportError(RuntimeError):
-    """An export failed; the message says why and how to retry."""
+    """An export failed; the message says why and how to retry, `reason`
+    (where known) why alone."""
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason
 
 
 def version_folders(model_dir):

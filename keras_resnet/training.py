@@ -573,7 +573,8 @@ def export_model(model, run_dir, config, class_names):
 
         raise ExportError(
             f"The TensorFlow export of {run_dir}/model.keras failed: {reason}. "
-            f"Rerun: {command}"
+            f"Rerun: {command}",
+            reason=reason,
         )
     version = os.path.basename(json.loads(out.stdout.strip().splitlines()[-1])["export_path"])
     return os.path.join(config.export_dir, config.model_name, version)  # as TensorFlow's reads

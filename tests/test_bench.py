@@ -174,6 +174,30 @@ def test_without_tensorflow_nothing_but_the_json_line_goes_to_stdout(tmp_path, m
     assert capsys.readouterr().out == ""
 
 
+def test_a_failed_export_leaves_the_serving_figures_null(tmp_path, monkeypatch, capsys):
+    # The export subprocess of a JAX or PyTorch run failing raised an
+    # ExportError through `main`: a traceback, the training figures lost,
+    # and a "Rerun:" command naming the benchmark's deleted temporary model.
+    import subprocess
+
+    from keras_resnet import training
+    from keras_resnet.data import CLASS_NAMES
+
+    monkeypatch.setattr(training.keras.backend, "backend", lambda: "jax")
+    failed = subprocess.CompletedProcess([], 1, "", "python -m keras_resnet.export: error: disk full")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: failed)
+
+    class Model:
+        def save(self, path):
+            open(path, "w").close()
+
+    assert bench.export_for_serving(Model(), TrainConfig(), CLASS_NAMES, str(tmp_path)) is None
+    out, err = capsys.readouterr()
+    assert out == "" and "Rerun" not in err
+    assert err.strip().endswith("the SavedModel export failed (python -m keras_resnet.export: "
+                                "error: disk full): the serving figures are null")
+
+
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, real_data_dir):
     # A traceback of 90 lines through TensorFlow before.
     def interrupted(config, steps, repeats):
