@@ -447,7 +447,10 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, schedule, **kwargs):
         _check_schedule(schedule)
         if kwargs.get("save_freq", "epoch") != "epoch":
-            raise ValueError("ScheduledBackupAndRestore backs up at epoch ends only.")
+            raise ValueError(
+                'ScheduledBackupAndRestore backs up at epoch ends only: `save_freq` must be "epoch". '
+                f"Received: save_freq={kwargs['save_freq']!r}"
+            )
         super().__init__(backup_dir, **kwargs)
         self.schedule = schedule
 

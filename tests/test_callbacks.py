@@ -106,6 +106,8 @@ def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
     (lambda: AtomicModelCheckpoint("b.keras", monitor="val_loss", mode="lowest"), "mode='lowest'"),
     (lambda: AtomicModelCheckpoint(None), "filepath=None"),
     (lambda: ScheduledBackupAndRestore("backup", None), "schedule=None"),
+    # Refused without naming the flag or quoting the value.
+    (lambda: ScheduledBackupAndRestore("backup", CheckpointSchedule(), save_freq=5), "save_freq=5"),
     (lambda: HistoryCSVLogger(None), "filename=None"),
     (lambda: StopAtAccuracy(0.9, monitor=None), "monitor=None"),
     # Stopped at the first epoch: a loss starts above any target in (0, 1].
