@@ -13,6 +13,8 @@ from keras_resnet.layers import PACKAGE
 # of 5 steps that keeps `lookahead_momentum ** 5 * p ** 3` of the average,
 # airbench's cubic ramp (Jordan 2024).
 LOOKAHEAD_RAMP_POWER = 0.6
+# The arguments of Keras' weight EMA that `LookaheadSGD` sets itself.
+LOOKAHEAD_OWN_EMA = ("use_ema", "ema_momentum", "ema_overwrite_frequency")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -104,7 +106,9 @@ class LookaheadSGD(OffsetScaledSGD):
             end of the run, in [0, 1). Defaults to `0.95`.
         period: int. Steps between two restarts from the average. Defaults
             to `5`.
-        **kwargs: `OffsetScaledSGD` arguments, except the EMA ones.
+        **kwargs: `OffsetScaledSGD` arguments, except the EMA ones
+            (`use_ema`, `ema_momentum`, `ema_overwrite_frequency`: a
+            `ValueError`).
 
     Example:
     ```python
@@ -118,8 +122,11 @@ class LookaheadSGD(OffsetScaledSGD):
         check_number("lookahead_momentum", lookahead_momentum, 0, 1)
         check_int("period", period)
         lookahead_momentum = float(lookahead_momentum)  # a NumPy float would not serialize
-        for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
-            kwargs.pop(name, None)  # set here, from the arguments above
+        if given := [name for name in LOOKAHEAD_OWN_EMA if name in kwargs]:
+            raise ValueError(
+                f"`{given[0]}` is set by LookaheadSGD from `lookahead_momentum` and `period`; "
+                f"leave it out. Received: {given[0]}={kwargs[given[0]]!r}"
+            )
         super().__init__(
             use_ema=True,
             ema_momentum=lookahead_momentum,
@@ -143,7 +150,7 @@ class LookaheadSGD(OffsetScaledSGD):
 
     def get_config(self):
         config = super().get_config()
-        for name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+        for name in LOOKAHEAD_OWN_EMA:
             config.pop(name, None)
         config.update(
             total_steps=self.total_steps,

@@ -369,7 +369,11 @@ def test_lookahead_arguments_are_checked():
     for call, received in [(lambda: LookaheadSGD(True), "total_steps=True"),
                            (lambda: LookaheadSGD(100, period=True), "period=True"),
                            (lambda: LookaheadSGD(100, lookahead_momentum="0.9"), "lookahead_momentum='0.9'"),
-                           (lambda: OffsetScaledSGD(float("inf")), "offset_lr_scale=inf")]:
+                           (lambda: OffsetScaledSGD(float("inf")), "offset_lr_scale=inf"),
+                           # Dropped without a word before: the average kept its own settings.
+                           (lambda: LookaheadSGD(100, ema_momentum=0.99), "ema_momentum=0.99"),
+                           (lambda: LookaheadSGD(100, use_ema=False), "use_ema=False"),
+                           (lambda: LookaheadSGD(100, ema_overwrite_frequency=10), "ema_overwrite_frequency=10")]:
         with pytest.raises(ValueError, match=f"Received: {received}$"):
             call()
     with pytest.raises(ValueError, match=r"a positive integer \(a Python value, not a NumPy scalar: pass `total_steps.item\(\)`\)"):
