@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_resnet.checks import check_path
+
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
     """Keras' `TensorBoard` for epoch summaries, recording the learning rate
@@ -33,6 +35,7 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
     """
 
     def __init__(self, log_dir="logs", **kwargs):
+        check_path("log_dir", log_dir)  # Keras wrote None into a folder "None", "" into ./train
         super().__init__(log_dir, **kwargs)
         self.async_safe = (kwargs.get("update_freq", "epoch") == "epoch"
                            and not kwargs.get("profile_batch", 0)

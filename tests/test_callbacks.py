@@ -14,6 +14,7 @@ import pytest
 
 from callbacks import AtomicModelCheckpoint
 from callbacks import CheckpointSchedule
+from callbacks import EpochTensorBoard
 from callbacks import HistoryCSVLogger
 from callbacks import ScheduledBackupAndRestore
 from callbacks import StopAtAccuracy
@@ -109,6 +110,9 @@ def test_throughput_times_each_epoch_from_its_own_start(monkeypatch):
     # Refused without naming the flag or quoting the value.
     (lambda: ScheduledBackupAndRestore("backup", CheckpointSchedule(), save_freq=5), "save_freq=5"),
     (lambda: HistoryCSVLogger(None), "filename=None"),
+    # Keras' TensorBoard wrote into a folder named "None", or "" into ./train.
+    (lambda: EpochTensorBoard(None), "log_dir=None"),
+    (lambda: EpochTensorBoard(""), "log_dir=''"),
     (lambda: StopAtAccuracy(0.9, monitor=None), "monitor=None"),
     # Stopped at the first epoch: a loss starts above any target in (0, 1].
     (lambda: StopAtAccuracy(0.5, monitor="val_loss"), "monitor='val_loss'"),
@@ -123,8 +127,6 @@ def test_callback_arguments_are_a_value_error_quoting_them(make, received):
 
 
 def test_tensorboard_lets_batch_ends_run_in_a_worker_only_when_they_write_nothing(tmp_path):
-    from callbacks import EpochTensorBoard
-
     assert EpochTensorBoard(str(tmp_path), write_graph=False).async_safe
     assert not EpochTensorBoard(str(tmp_path), update_freq="batch").async_safe
     assert not EpochTensorBoard(str(tmp_path), update_freq=10).async_safe  # every 10 batches
