@@ -143,6 +143,11 @@ def _overwrite_needs_a_folder(preset):
 
 
 def config_from_args(args):
+    """The `TrainConfig` of the parsed command line: the flags over a
+    resumed run's saved settings, or over `--config` over the preset's
+    recipe; then the environment (`$CIFAR10_DIR`, `$KERAS_RESNET_*`) for
+    what no flag gives. Raises `ConfigError` for flags that conflict, a
+    bad value, or a `--resume` that would change the run."""
     from keras_resnet.config import ConfigError, TrainConfig, blame_environment, read_json_object
 
     values, saved = {}, None

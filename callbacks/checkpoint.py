@@ -438,6 +438,14 @@ class ScheduledBackupAndRestore(keras.callbacks.BackupAndRestore):
         backup_dir: str. As for `BackupAndRestore`.
         schedule: a `CheckpointSchedule`.
         **kwargs: passed to `keras.callbacks.BackupAndRestore`.
+
+    Example:
+    ```python
+    schedule = CheckpointSchedule(min_seconds=30)
+    done = recover_backup("run/backup")  # epochs the backup holds, 0 if none
+    model.fit(x, y, epochs=10, callbacks=[
+        schedule, ScheduledBackupAndRestore("run/backup", schedule)])
+    ```
     """
 
     # Its batch ends never save (`save_freq` is "epoch"), so Keras may run

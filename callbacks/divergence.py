@@ -28,6 +28,14 @@ class StopOnDivergence(keras.callbacks.Callback):
     It does not stop the epoch early: with Keras 3.15 on JAX, setting
     `stop_training` from a batch end that runs in a worker thread breaks
     `fit` ("Array has been deleted").
+
+    Example:
+    ```python
+    try:
+        model.fit(x, y, epochs=10, callbacks=[StopOnDivergence(), *others])
+    except TrainingDiverged as e:
+        print(e)  # Training diverged: loss is nan at epoch 3, step 17. ...
+    ```
     """
 
     async_safe = True

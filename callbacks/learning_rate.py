@@ -10,6 +10,12 @@ class LearningRateLogger(keras.callbacks.Callback):
     schedule at the optimizer's step count, which the epoch's last step has
     already advanced. Place it before `CSVLogger` and `TensorBoard` so both
     record it.
+
+    Example:
+    ```python
+    history = model.fit(x, y, epochs=3, callbacks=[LearningRateLogger()])
+    history.history["learning_rate"]  # one rate per epoch
+    ```
     """
 
     def on_train_begin(self, logs=None):
@@ -23,6 +29,13 @@ class LearningRateLogger(keras.callbacks.Callback):
 def learning_rate_reader(optimizer):
     """A function that returns the rate `optimizer` applies at its next
     step, as a float.
+
+    Args:
+        optimizer: a built Keras optimizer, its `learning_rate` a float or
+            a schedule.
+
+    Returns:
+        A function of no arguments that reads the rate anew at each call.
 
     On JAX the schedule is compiled once. Run eagerly, the `ops.cond` of
     `CosineDecay`'s warmup makes JAX trace and compile a fresh program at

@@ -125,8 +125,8 @@ def check_class_names(name, names):
 def check_images(name, images, allow_empty=False):
     """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
     `allow_empty`, of finite pixel values in [0, 255]; returned as a float32
-    NumPy array. A model would take
-    others: Keras retraces a network for 28x28 images without a word."""
+    NumPy array. A model would take others: Keras retraces a network for
+    28x28 images without a word."""
     wanted = (f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
               f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
               f"(N, {', '.join(map(str, IMAGE_SHAPE))})")

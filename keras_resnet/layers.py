@@ -116,6 +116,7 @@ def own_initializer(initializer, index):
 
 
 def check_known_channels(layer, input_shape):
+    """Refuses an input shape whose channels (last axis) are `None`."""
     if input_shape[-1] is None:
         raise ValueError(
             f"`{type(layer).__name__}` needs inputs with a known number of channels. "
@@ -392,10 +393,15 @@ class PatchWhitening(layers.Layer):
         return both_signs.reshape(k, k, -1, both_signs.shape[1])
 
     def adapt(self, images, max_patches=2_000_000):
-        """Fits the whitening to `images`, (N, H, W, C) floats as this layer
-        receives them (after normalization). Uses the patches of the first
-        images, as many whole images as `max_patches` patches hold (at
-        least one image)."""
+        """Fits the whitening to `images`.
+
+        Args:
+            images: (N, H, W, C) floats as this layer receives them (after
+                normalization), at least `kernel_size` on each side.
+            max_patches: int. The patches of the first images are used, as
+                many whole images as this many patches hold (at least one
+                image). Defaults to `2_000_000`.
+        """
         check_int("max_patches", max_patches)
         images = np.asarray(images, dtype="float32")
         k = self.kernel_size

@@ -7,7 +7,9 @@ no client-side preprocessing.
 """
 
 import contextlib
+import os
 import random
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import keras
@@ -241,6 +243,12 @@ def adapt_whitening(model, images, batch_size=500):
             such a layer (other than `inference_model` unwraps), or `images`
             is not a non-empty batch of 32x32 RGB images or holds NaN or
             infinite values.
+
+    Example:
+    ```python
+    model = build_model("fast-cpu")         # stem_whitening=True
+    adapt_whitening(model, x_train[:5000])  # uint8 pixels; what train.py does
+    ```
     """
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -297,6 +305,12 @@ def inference_model(model):
     `Sequential([augment, network])`; checkpoints of such a run hold the
     wrapper. This returns the network itself (augmentation is never part of
     an exported model), and any other model unchanged.
+
+    Example:
+    ```python
+    training_model = keras.Sequential([build_augmenter(seed=0), build_model("seed")])
+    inference_model(training_model).name  # "resnet_seed"
+    ```
     """
     names = [layer.name for layer in model.layers]
     if names and names[0] == "augment" and isinstance(model.layers[-1], keras.Model):
@@ -308,14 +322,26 @@ def load_model(path):
     """Loads a `.keras` classifier saved by this project, safely.
 
     `safe_mode=True`, so a file cannot run code (no lambdas); the project's
-    layers are registered on import. Returns the inference network.
+    layers are registered on import.
+
+    Args:
+        path: str or `os.PathLike`. A `.keras` file, e.g. a run's
+            `model.keras` or `checkpoints/best.keras`.
+
+    Returns:
+        The inference network (`inference_model` of what the file holds),
+        mapping (N, 32, 32, 3) pixels in 0-255 to 10 class probabilities.
 
     Raises:
         ValueError: `path` is not a path, or the file is missing, not a Keras
             archive, or not a 32x32x3 -> 10-class classifier of probabilities.
-    """
-    import os
 
+    Example:
+    ```python
+    model = load_model("runs/fast-cpu/model.keras")
+    probabilities = model.predict(x_test[:8])  # (8, 10)
+    ```
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(
             f"`path` must be the path of a .keras file, a str or os.PathLike. Received: path={path!r}"
@@ -331,8 +357,6 @@ def load_model(path):
         hint = (" (an exported model's file: pass its version folder)"
                 if os.path.basename(path) == "saved_model.pb" else "")
         raise ValueError(f"Expected a .keras model file, got {path!r}{hint}.")
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{path} is not a Keras model archive (a .keras file is a zip "

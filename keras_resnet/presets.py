@@ -102,8 +102,21 @@ PRESETS = {
 def preset_layout(preset, **overrides):
     """The complete `build_model` arguments of `preset` with `overrides`.
 
+    Args:
+        preset: str. One of `PRESETS`.
+        **overrides: `build_model` arguments that replace the preset's.
+
+    Returns:
+        A dict of every `build_model` argument (`LAYOUT_DEFAULTS`, the
+        preset's, then `overrides`); the values are not checked here.
+
     Raises:
         ValueError: for an unknown preset or argument.
+
+    Example:
+    ```python
+    preset_layout("fast-cpu", dropout=0.1)["stage_filters"]  # (48, 96, 192, 256)
+    ```
     """
     if not isinstance(preset, str) or preset not in PRESETS:  # a list is unhashable
         raise ValueError(f"Unknown preset {preset!r}. Choose one of {sorted(PRESETS)}.")
