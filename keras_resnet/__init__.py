@@ -18,9 +18,9 @@ _EXPORTS = {
     "ResidualBlock": "keras_resnet.layers",
     "FusedBatchNormalization": "keras_resnet.layers",
     "PatchWhitening": "keras_resnet.layers",
-    "RandomPadCrop": "keras_resnet.layers",
-    "RandomHorizontalFlip": "keras_resnet.layers",
-    "RandomCutout": "keras_resnet.layers",
+    "RandomPadCrop": "keras_resnet.augment",
+    "RandomHorizontalFlip": "keras_resnet.augment",
+    "RandomCutout": "keras_resnet.augment",
 }
 __all__ = sorted(_EXPORTS)
 

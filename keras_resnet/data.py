@@ -329,7 +329,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
 
     The stream starts at epoch `initial_epoch`, so that a resumed run goes on
     with the batches the uninterrupted run would have drawn (the
-    augmenter's random state is the caller's: `layers.skip_random_draws`).
+    augmenter's random state is the caller's: `augment.skip_random_draws`).
     It never ends: pass `steps_per_epoch=len(x) // batch_size` to `fit`, and
     `take` that many batches for one epoch.
     """

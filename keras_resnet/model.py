@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 from keras import layers
 
+from keras_resnet import augment  # noqa: F401  (registers the augmentation layers for load_model)
 from keras_resnet.checks import check_bool
 from keras_resnet.checks import check_floating_dtype
 from keras_resnet.checks import check_images

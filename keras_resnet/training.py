@@ -36,13 +36,13 @@ from callbacks import TrainingDiverged
 from callbacks import recover_backup
 from keras_resnet import data as data_lib
 from keras_resnet.atomic import write_json_atomic
+from keras_resnet.augment import build_augmenter
+from keras_resnet.augment import skip_random_draws
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import can_create_folder
 from keras_resnet.folder_lock import release_folder
-from keras_resnet.layers import build_augmenter
-from keras_resnet.layers import skip_random_draws
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
 from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD

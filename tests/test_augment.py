@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from keras_resnet import data
-from keras_resnet.layers import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
-from keras_resnet.layers import skip_random_draws
+from keras_resnet.augment import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
+from keras_resnet.augment import skip_random_draws
 from tests.conftest import REPO, run_python
 
 
@@ -19,6 +19,24 @@ def test_shapes_and_dtype_kept():
     x = images()
     y = keras.ops.convert_to_numpy(build_augmenter(cutout=8, seed=0)(x, training=True))
     assert y.shape == x.shape and y.dtype == np.float32
+
+
+def test_an_augmenter_saved_before_the_layers_moved_to_augment_py_still_loads():
+    # The augmentation layers lived in keras_resnet/layers.py; Keras files
+    # written then name that module beside the registered name.
+    import keras_resnet.model  # noqa: F401  (what the README has users import)
+
+    saved = keras.saving.serialize_keras_object(build_augmenter(2, cutout=4, seed=3))
+    for step in saved["config"]["layers"]:
+        assert step["module"] == "keras_resnet.augment"
+        step["module"] = "keras_resnet.layers"
+    restored = keras.saving.deserialize_keras_object(saved)
+    assert [type(layer) for layer in restored.layers] == [RandomPadCrop, RandomHorizontalFlip, RandomCutout]
+    x = images(8)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(x, training=True)),
+        keras.ops.convert_to_numpy(build_augmenter(2, cutout=4, seed=3)(x, training=True)),
+    )
 
 
 def test_identity_at_inference():
@@ -192,7 +210,7 @@ def test_seeds_on_torch_stay_in_its_int32_range(fake_cifar, tmp_path):
     # seed + 1) failed to build with "value cannot be converted to type
     # int32 without overflow", and train.py --seed 2**31 passed the check
     # for JAX's [0, 2**32), wrote its run folder, then failed so.
-    script = ("import json, numpy as np; from keras_resnet.layers import build_augmenter; "
+    script = ("import json, numpy as np; from keras_resnet.augment import build_augmenter; "
               "augmenter = build_augmenter(cutout=8, seed=2**31 - 1); "
               "augmenter(np.zeros((2, 32, 32, 3), 'float32'), training=True); "
               "print(json.dumps([layer.seed for layer in augmenter.layers]))")

@@ -74,7 +74,7 @@ def test_augmentation_same_distribution_on_host_and_device(tmp_path):
     script = r"""
 import json, sys
 import numpy as np, tensorflow as tf
-from keras_resnet.layers import RandomPadCrop, RandomHorizontalFlip
+from keras_resnet.augment import RandomPadCrop, RandomHorizontalFlip
 n = 4000
 rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
 base = np.stack([rows, cols, np.zeros_like(rows)], -1).astype("float32")

@@ -9,8 +9,8 @@ from keras_resnet import (
     RandomPadCrop, ResidualBlock,
     adapt_whitening, build_model, count_params, load_model,
 )
-from keras_resnet.layers import build_augmenter
-from keras_resnet.layers import skip_random_draws
+from keras_resnet.augment import build_augmenter
+from keras_resnet.augment import skip_random_draws
 from tests.conftest import run_python
 
 
