@@ -19,12 +19,14 @@ exits with status 2 and one line.
 import argparse
 import csv
 import dataclasses
+import errno
 import functools
 import json
 import math
 import os
 import re
 import shlex
+import socket
 import sys
 import time
 
@@ -663,6 +665,43 @@ def _is_tuner_file(path):
         return False
 
 
+def _oracle_address_problem():
+    """Why the chief cannot serve KerasTuner's oracle at
+    `$KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT`, or None.
+
+    KerasTuner's gRPC server binds with SO_REUSEPORT: on a port that another
+    chief holds it starts without a word, and the kernel shares the workers
+    of both searches between the two (each trains the other search's
+    trials, with its own data, its checkpoints in its own folder). A plain
+    bind, as here, is refused there; and an address of no machine is one
+    line, not gRPC's traceback after the project is written.
+    """
+    host, port = os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"])
+    address = f"{host}:{port}"
+    try:  # gRPC takes an IPv6 address in brackets, `[::]`
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        found, error = [], getattr(e, "strerror", None) or str(e)
+    bound = False
+    for family, kind, protocol, _, where in found:  # gRPC listens on each
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                probe.bind(where)
+                bound = True
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return (f"--oracle-port (or $KERASTUNER_ORACLE_PORT) {port}: {address} is in "
+                            "use (another search's chief?); give this search's chief and workers "
+                            "another --oracle-port.")
+                error = e.strerror
+    if bound:
+        return None
+    return (f"--oracle-ip (or $KERASTUNER_ORACLE_IP) {host!r}: the chief cannot listen at {address} "
+            f"({error}); give an address of this machine (0.0.0.0 for every interface).")
+
+
 def _is_worker():
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" not in tuner_id
@@ -720,6 +759,9 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         )
     config.validate()
     if problem := project_problem(directory, project_name):
+        raise ConfigError(problem)
+    if _is_chief() and "KERASTUNER_ORACLE_IP" in os.environ and (
+            problem := _oracle_address_problem()):
         raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)

@@ -341,6 +341,38 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
     assert len({json.dumps(v, sort_keys=True) for v in trial_values(project)}) == 3
 
 
+def test_a_chief_that_cannot_listen_is_refused_before_anything_is_written(tmp_path):
+    # KerasTuner's gRPC server binds with SO_REUSEPORT: a second chief on a
+    # port another chief held started without a word, and the workers of
+    # both searches were shared between them (each trained the other's
+    # trials, checkpoints in its own folder). An address of no machine was
+    # gRPC's RuntimeError traceback after the project was written.
+    import grpc
+    from concurrent import futures
+
+    port = _free_port()
+    other_chief = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    other_chief.add_insecure_port(f"127.0.0.1:{port}")
+    other_chief.start()
+    args = ["-m", "keras_resnet.tune", *TINY, "--directory", str(tmp_path), "--tuner-id", "chief"]
+    try:
+        out = run_python([*args, "--oracle-port", str(port)], timeout=60,
+                         env={"KERASTUNER_ORACLE_IP": None})
+    finally:
+        other_chief.stop(None)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"python -m keras_resnet.tune: error: --oracle-port (or $KERASTUNER_ORACLE_PORT) {port}: 127.0.0.1:{port} is in use "
+        "(another search's chief?); give this search's chief and workers another --oracle-port."
+    ], out.stderr
+    out = run_python([*args, "--oracle-port", str(port), "--oracle-ip", "999.1.1.1"], timeout=60)
+    [line] = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and line.startswith(
+        f"python -m keras_resnet.tune: error: --oracle-ip (or $KERASTUNER_ORACLE_IP) '999.1.1.1': the chief cannot listen at "
+        f"999.1.1.1:{port} (") and line.endswith(  # the resolver's words
+        "); give an address of this machine (0.0.0.0 for every interface)."), line
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--tuner", "grid"], "--tuner: invalid choice: 'grid'"),
     (["--max-trials", "0"], "must be a positive integer, got '0'"),
