@@ -182,6 +182,7 @@ def _hypermodel_class():
     import keras_tuner
 
     from callbacks import StopOnDivergence
+    from callbacks import StopOnLostInterrupt
     from callbacks import TrainingDiverged
     from keras_resnet.model import adapt_whitening
     from keras_resnet.model import count_params
@@ -325,7 +326,9 @@ def _hypermodel_class():
                 history = trainer.fit(
                     epochs=epochs,
                     initial_epoch=initial_epoch,
-                    callbacks=[StopOnDivergence(), *(callbacks or [])],
+                    # First, as train.py's: a Ctrl-C that Python lost (JAX) stops
+                    # the search at the next epoch end, before KerasTuner saves it.
+                    callbacks=[StopOnLostInterrupt(), StopOnDivergence(), *(callbacks or [])],
                     **fit_kwargs,
                     **kwargs,
                 )

@@ -299,6 +299,36 @@ def test_ctrl_c_leaves_the_table_so_far_and_the_search_continues(cifar, tmp_path
     assert [r["status"] for r in read_summary(project)] == ["completed"] * 3
 
 
+def test_a_ctrl_c_that_python_lost_still_stops_the_search(cifar, tmp_path, capsys, monkeypatch):
+    # A KeyboardInterrupt raised in a garbage-collection callback (JAX has
+    # one) is printed and dropped: the trial, and the search, went on to the
+    # end (exit 0), as train.py did before StopOnLostInterrupt.
+    args = [*TINY, "--tuner", "random", "--max-trials", "2", "--epochs-per-trial", "2",
+            "--data-dir", cifar, "--directory", str(tmp_path)]
+
+    def lost_ctrl_c(epoch, logs):
+        if epoch == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here
+            except KeyboardInterrupt:
+                pass  # as Python's gc drops it
+
+    fit, ended = keras.Model.fit, []
+
+    def with_a_lost_ctrl_c(model, *a, callbacks=(), **kw):
+        lost = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: (lost_ctrl_c(epoch, logs), ended.append(epoch)))
+        return fit(model, *a, callbacks=[*callbacks, lost], **kw)
+
+    monkeypatch.setattr(keras.Model, "fit", with_a_lost_ctrl_c)
+    assert tune.main(args) == 130
+    assert ended == [0]  # the second epoch's end stopped it
+    project = str(tmp_path / "resnet")
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("Interrupted.")
+    assert [(r["trial"], r["status"]) for r in read_summary(project)] == [("0", "running")]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
