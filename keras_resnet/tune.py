@@ -523,8 +523,16 @@ def summarize(tuner, hypermodel):
             "learning_rate": round(config.learning_rate, 5),
             "weight_decay": round(config.weight_decay, 6),
             "config": {k: getattr(config, k) for k in BEST_CONFIG_KEYS},
+            "score": trial.score,  # unrounded: two trials may print alike
         })
     return rows
+
+
+def ranked_trials(rows):
+    """The completed rows, best first, as KerasTuner ranks them (by the
+    score itself, not the rounded `val_accuracy`; ties in trial order)."""
+    return sorted((row for row in rows if row["status"] == "completed"),
+                  key=lambda row: -row["score"])
 
 
 def format_table(rows):
@@ -547,10 +555,10 @@ def write_results(rows, project_dir):
             writer.writerows(rows)
 
     write_atomically(os.path.join(project_dir, SUMMARY_FILE), write_summary)
-    completed = [row for row in rows if row["status"] == "completed"]
-    if not completed:
+    ranked = ranked_trials(rows)
+    if not ranked:
         return None
-    best = max(completed, key=lambda row: row["val_accuracy"])
+    best = ranked[0]
     TrainConfig.from_dict(best["config"], source=BEST_CONFIG_FILE)  # train.py takes it
     write_json_atomic(os.path.join(project_dir, BEST_CONFIG_FILE), best["config"])
     return best
@@ -816,8 +824,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         rows = summarize(tuner_, hypermodel)
         best = write_results(rows, project_dir)
         print(format_table(rows))
-        ranked = sorted((r for r in rows if r["status"] == "completed"),
-                        key=lambda r: -r["val_accuracy"])[:top]
+        ranked = ranked_trials(rows)[:top]
         if ranked:
             print(f"Top {len(ranked)}:")
         for r in ranked:

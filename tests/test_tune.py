@@ -222,6 +222,33 @@ def test_a_trial_scores_its_best_epoch_not_its_last(cifar, tmp_path, monkeypatch
     assert [float(r["val_accuracy"]) for r in read_summary(result["project_dir"])] == [0.75]
 
 
+def test_the_best_is_kerastuners_best_where_the_table_rounds_two_scores_alike(
+        cifar, tmp_path, monkeypatch):
+    # 2,469 and 2,470 right of 20,000 validation images both print as
+    # 0.1235: the first trial was named best (best_config.json, the JSON
+    # line, the top), though KerasTuner's best was the second.
+    fit, scores = keras.Model.fit, [2469 / 20000, 2470 / 20000]
+
+    def scored(model, *args, **kwargs):
+        history = fit(model, *args, **kwargs)
+        history.history["val_accuracy"] = [scores.pop(0)]
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", scored)
+    config = TrainConfig(preset="seed", train_size=256, validation_size=64, data_dir=cifar)
+    result = tune.search(config, tuner="random", max_trials=2, epochs_per_trial=1,
+                         directory=str(tmp_path), widths=[[8]] * 4, blocks=[1], verbose=0)
+    rows = read_summary(result["project_dir"])
+    assert [r["val_accuracy"] for r in rows] == ["0.1235", "0.1235"]
+    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1])
+    [kerastuners] = tune.make_tuner(hypermodel, "random", 2, 1, str(tmp_path)).oracle.get_best_trials()
+    assert result["best_trial"] == kerastuners.trial_id == "1"
+    assert [t["trial"] for t in result["top"]] == ["1", "0"]
+    with open(result["best_config"]) as f:
+        best = json.load(f)
+    assert round(best["learning_rate"], 5) == float(rows[1]["learning_rate"])
+
+
 def test_a_diverging_trial_is_failed_not_rejected_and_names_no_best(cifar, tmp_path):
     # Six steps at a learning rate of 10**8: the loss becomes NaN.
     config = TrainConfig(preset="seed", batch_size=32, train_size=256, validation_size=64,
