@@ -569,11 +569,7 @@ def check_project(project_dir, settings, overwrite=False):
     records `settings` there (the chief or a single process only). With
     `overwrite`, deletes the search there first, and refuses to delete a
     folder that holds none."""
-    if not can_create_folder(project_dir):
-        raise ConfigError(
-            f"{project_dir} (--directory, --project-name) cannot be created or written to "
-            "as a folder."
-        )
+    _check_creatable(project_dir)
     path = os.path.join(project_dir, SEARCH_FILE)
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
     if os.path.isfile(path) and not _is_worker():
@@ -629,6 +625,14 @@ def check_project(project_dir, settings, overwrite=False):
             ) from None
         _hold_project(project_dir)  # the folder --overwrite made, or a new one
         write_json_atomic(path, settings)
+
+
+def _check_creatable(project_dir):
+    if not can_create_folder(project_dir):
+        raise ConfigError(
+            f"{project_dir} (--directory, --project-name) cannot be created or written to "
+            "as a folder."
+        )
 
 
 def _hold_project(project_dir):
@@ -776,6 +780,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
         raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)
+    _check_creatable(project_dir)  # before Keras and the data load (check_project checks again)
     settings = search_settings(config, space, tuner, epochs_per_trial)
     # Settings checked: now load Keras, and the data before the project
     # records these settings (a split the data cannot give would otherwise

@@ -747,6 +747,21 @@ def test_a_project_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
         tune.check_project(str(tmp_path / "resnet"), {"tuner": "random"})
 
 
+def test_a_directory_that_is_a_file_is_refused_before_keras_and_the_data_load(tmp_path):
+    # It was refused once Keras and the data had loaded (7 s for 512
+    # images); without a data folder, after tfds had loaded or downloaded
+    # CIFAR-10, or failed to.
+    (tmp_path / "file").write_text("")
+    code = ("import sys\nfrom keras_resnet import tune\ntry:\n    tune.main(sys.argv[1:])\n"
+            "finally:\n    print('keras' in sys.modules)")
+    out = run_python(["-c", code, *TINY, "--directory", str(tmp_path / "file")], timeout=60,
+                     env={"CIFAR10_DIR": None})  # the data from tfds
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"python -m keras_resnet.tune: error: {tmp_path}/file/resnet (--directory, --project-name) "
+        "cannot be created or written to as a folder."], out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def folder_tree(root):
     """Every file under `root` (relative path -> bytes) and every folder."""
     tree = {}
