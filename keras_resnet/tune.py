@@ -528,6 +528,17 @@ def summarize(tuner, hypermodel):
     return rows
 
 
+def first_failure(tuner, rows):
+    """The error of the first failed trial, in a sentence (KerasTuner keeps
+    each failed trial's traceback in its `trial.json`), or None."""
+    failed = [row["trial"] for row in rows if row["status"] == "failed"]
+    if not failed:
+        return None
+    message = (tuner.oracle.trials[failed[0]].message or "").strip()
+    last_line = message.splitlines()[-1] if message else "no message recorded"
+    return f"Trial {failed[0]} failed with: {last_line} (its trial.json holds the traceback). "
+
+
 def ranked_trials(rows):
     """The completed rows, best first, as KerasTuner ranks them (by the
     score itself, not the rounded `val_accuracy`; ties in trial order)."""
@@ -849,6 +860,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             summary_csv=os.path.join(project_dir, SUMMARY_FILE),
             top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
             wall_seconds=round(time.perf_counter() - start, 1),
+            failure=first_failure(tuner_, rows),
         )
         if best:
             print(f"Train the best: python train.py --config {shlex.quote(results['best_config'])}")
@@ -966,6 +978,11 @@ def main(argv=None):
         )
         return 130
     print(json.dumps(results))
+    if results.get("completed") == 0:  # the chief or a single process: no best to train
+        print(f"{parser.prog}: no trial completed ({results['failed']} failed, "
+              f"{results['rejected']} rejected over the cap), so there is no best configuration. "
+              f"{results['failure'] or ''}See {results['summary_csv']}.", file=sys.stderr)
+        return 1
     return 0
 
 

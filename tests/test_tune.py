@@ -1,6 +1,7 @@
 """The hyperparameter search: tiny searches on a small fake CIFAR-10."""
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -263,6 +264,24 @@ def test_a_diverging_trial_is_failed_not_rejected_and_names_no_best(cifar, tmp_p
     assert all(int(r["params"]) <= PARAM_CAP and not r["val_accuracy"] for r in rows)
     assert result["best_config"] is None
     assert not os.path.exists(os.path.join(result["project_dir"], tune.BEST_CONFIG_FILE))
+
+
+def test_a_search_whose_every_trial_failed_exits_1_naming_the_error(cifar, tmp_path, capsys,
+                                                                     monkeypatch):
+    # It printed its JSON line with no best and exited 0, as a finished search.
+    monkeypatch.setattr(tune, "search", functools.partial(tune.search, learning_rate=(1e8, 1e8)))
+    args = [*TINY, "--tuner", "random", "--max-trials", "2", "--batch-size", "32",
+            "--data-dir", cifar, "--directory", str(tmp_path)]  # 8 steps: the loss is NaN
+    assert tune.main(args) == 1
+    out, err = capsys.readouterr()
+    result = last_json(out)
+    assert (result["completed"], result["failed"], result["best_config"]) == (0, 2, None)
+    assert err.strip().splitlines()[-1] == (
+        "python -m keras_resnet.tune: no trial completed (2 failed, 0 rejected over the cap), so "
+        f"there is no best configuration. {result['failure']}See {result['summary_csv']}."
+    )
+    assert result["failure"].startswith("Trial 0 failed with: ")
+    assert "diverged" in result["failure"].lower()
 
 
 def test_killed_search_resumes_without_losing_or_repeating_trials(cifar, tmp_path, capsys):
