@@ -221,7 +221,9 @@ def compile_model(model, config, steps_per_epoch):
 def prepare_data(config):
     """Loads CIFAR-10 and cuts the training subset and validation split.
 
-    Returns `(cifar10, (x_train, y_train), validation or None)`.
+    Returns `(cifar10, (x_train, y_train), validation or None)`, the
+    `cifar10` tuple's `x_train` and `y_train` being those cut: the whole
+    loaded set (150 MB) is not kept alive beside them through the run.
     """
     cifar = data_lib.load_cifar10(config.data_dir)
     x, y = cifar.x_train, cifar.y_train
@@ -231,7 +233,8 @@ def prepare_data(config):
                 f"--train-size {config.train_size} is larger than the "
                 f"{len(x)} training images."
             )
-        x, y = x[: config.train_size], y[: config.train_size]
+        if config.train_size < len(x):  # a copy: a slice would keep the whole array alive
+            x, y = x[: config.train_size].copy(), y[: config.train_size].copy()
     validation = None
     if config.validation_size:
         if config.validation_size >= len(x):
@@ -243,7 +246,7 @@ def prepare_data(config):
         validation = (x_val, y_val)
     check_batch_fits(config, len(x))
     check_ema_horizon(config, config.epochs * data_lib.whole_batches(x, config.batch_size))
-    return cifar, (x, y), validation
+    return cifar._replace(x_train=x, y_train=y), (x, y), validation
 
 
 def check_batch_fits(config, train_images):

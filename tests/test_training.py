@@ -660,3 +660,24 @@ print("distribution:", keras.distribution.distribution())
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("refused:") and lines[-1] == "distribution: None"
+
+
+@pytest.mark.parametrize("cut, train_images", [({"validation_size": 20}, 80), ({"train_size": 40}, 40)])
+def test_a_cut_training_set_does_not_keep_the_whole_loaded_one_alive(fake_cifar, cut, train_images,
+                                                                      monkeypatch):
+    # With --validation-size or --train-size the run trains on a part of the
+    # loaded images; the whole array (150 MB of CIFAR-10) stayed alive beside
+    # that part through the run, in the returned tuple or as a slice's base.
+    import gc
+    import weakref
+
+    from keras_resnet import training
+
+    loaded = [data.load_cifar10(fake_cifar)]
+    whole = weakref.ref(loaded[0].x_train)
+    monkeypatch.setattr(data, "load_cifar10", lambda data_dir=None: loaded.pop())
+    cifar, (x, y), _ = training.prepare_data(TrainConfig(batch_size=10, data_dir=fake_cifar, **cut))
+    gc.collect()
+    assert whole() is None
+    assert x.shape == (train_images, 32, 32, 3) and y.shape == (train_images,)
+    assert cifar.x_test.shape == (20, 32, 32, 3) and len(cifar.class_names) == 10
