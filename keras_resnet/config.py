@@ -456,6 +456,10 @@ def read_json_object(path, what, fix):
 def data_dir_problem(data_dir):
     """Why `--data-dir data_dir` is no folder to read CIFAR-10 from, or None
     (also for None: the default, `$CIFAR10_DIR` or tfds)."""
+    from keras_resnet.data import misplaced_folder
+
+    if data_dir is not None and (hint := misplaced_folder(data_dir)):
+        return f"--data-dir: {hint}"
     if data_dir is None or os.path.isdir(data_dir):
         return None
     return (

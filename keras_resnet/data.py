@@ -11,6 +11,8 @@ import collections
 import numbers
 import os
 import pickle
+import re
+import shlex
 import socket
 
 import numpy as np
@@ -33,6 +35,8 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 DATA_DIR_ENV = "CIFAR10_DIR"
+# The folder that the python-version archive, cifar-10-python.tar.gz, unpacks.
+ARCHIVE_FOLDER = "cifar-10-batches-py"
 
 Cifar10 = collections.namedtuple(
     "Cifar10", ["x_train", "y_train", "x_test", "y_test", "class_names"]
@@ -85,6 +89,31 @@ def _read_pickle(path):
             f"CIFAR-10 file {path} is not a readable pickle "
             f"({type(e).__name__}: {e}); it may be truncated or corrupt."
         ) from None
+
+
+def misplaced_folder(path):
+    """What to give instead of `path` where it is a path around the CIFAR-10
+    folder, as users give it: the archive, a folder holding the CIFAR-10
+    folder (the one the archive unpacks into), or a TensorFlow Datasets
+    folder. One sentence, or None."""
+    if os.path.isfile(path) and path.endswith((".tar.gz", ".tgz", ".tar")):
+        return (f"{path!r} is an archive: extract it (tar xf {shlex.quote(path)}) and give the "
+                f"{ARCHIVE_FOLDER} folder it makes.")
+    if not os.path.isdir(path) or os.path.isfile(os.path.join(path, META_FILE)):
+        return None
+    try:
+        inner = sorted(entry.path for entry in os.scandir(path)
+                       if entry.is_dir() and os.path.isfile(os.path.join(entry.path, META_FILE)))
+    except OSError:
+        return None
+    if inner:
+        return f"{path!r} holds no {META_FILE}, its folder {inner[0]!r} does: give that folder."
+    tfds = os.path.join(path, "cifar10")  # <data_dir>/cifar10/<version>/ in TensorFlow Datasets
+    if os.path.isdir(tfds) and any(re.fullmatch(r"\d+\.\d+\.\d+", name) for name in os.listdir(tfds)):
+        return (f"{path!r} is a TensorFlow Datasets folder, not a python-version one: leave "
+                f"--data-dir and ${DATA_DIR_ENV} out for TensorFlow Datasets' cifar10, with "
+                f"TFDS_DATA_DIR={shlex.quote(path)} where that is not ~/tensorflow_datasets.")
+    return None
 
 
 def _read_batch(path, expected_count):
@@ -144,6 +173,8 @@ def read_class_names(data_dir):
 def _read_meta(data_dir):
     """Checks that `data_dir` is a folder and reads its `batches.meta`:
     `(images per training batch or None, class names)`."""
+    if hint := misplaced_folder(data_dir):
+        raise DataError(f"No CIFAR-10 folder: {hint}")
     if not os.path.isdir(data_dir):
         raise DataError(
             f"CIFAR-10 folder not found: {data_dir}. Pass --data-dir (or set "

@@ -364,3 +364,59 @@ def test_a_tilde_in_cifar10_dir_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR10_DIR", "~/cifar")
     assert python_folder() == str(tmp_path / "cifar")
     assert python_folder("~/other") == str(tmp_path / "other")
+
+
+def _around_the_cifar10_folder(fake_cifar, tmp_path, layout):
+    """A path a user gives for the CIFAR-10 folder: the folder the archive
+    unpacks into, the archive itself, or a TensorFlow Datasets folder."""
+    import shutil
+    import tarfile
+
+    if layout == "parent":
+        parent = tmp_path / "cifar-10-python"
+        shutil.copytree(fake_cifar, parent / "cifar-10-batches-py")
+        return str(parent), f"its folder {str(parent / 'cifar-10-batches-py')!r} does: give that folder"
+    if layout == "archive":
+        archive = tmp_path / "cifar-10-python.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(fake_cifar, arcname="cifar-10-batches-py")
+        return str(archive), f"is an archive: extract it (tar xf {archive}) and give the cifar-10-batches-py"
+    tfds = tmp_path / "tensorflow_datasets"
+    (tfds / "cifar10" / "3.0.2").mkdir(parents=True)
+    return str(tfds), f"is a TensorFlow Datasets folder, not a python-version one: leave --data-dir and " \
+                      f"$CIFAR10_DIR out for TensorFlow Datasets' cifar10, with TFDS_DATA_DIR={tfds}"
+
+
+@pytest.mark.parametrize("layout", ["parent", "archive", "tfds"])
+def test_a_path_around_the_cifar10_folder_names_the_one_to_give(fake_cifar, tmp_path, layout, capsys,
+                                                                 monkeypatch):
+    # They said "CIFAR-10 file missing: .../cifar-10-python/batches.meta. The
+    # folder must hold data_batch_1, ..." after TensorFlow had loaded, and "a
+    # file, not a folder" of the archive, naming neither the folder to give
+    # nor TensorFlow Datasets.
+    from keras_resnet import evaluate
+    from tests.conftest import call_main
+    from tests.conftest import run_train_main
+
+    path, hint = _around_the_cifar10_folder(fake_cifar, tmp_path, layout)
+    with pytest.raises(DataError) as raised:
+        data.load_cifar10(path)
+    assert hint in str(raised.value)
+    code, _, err = run_train_main(["--data-dir", path, "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and err.startswith(f"train.py: error: --data-dir: {path!r} ") and hint in err
+    assert len(err.splitlines()) == 1
+    monkeypatch.setenv("CIFAR10_DIR", path)
+    code, _, err = call_main(evaluate.main, ["--model", str(tmp_path / "unread.keras")], capsys)
+    assert code == 2 and err.startswith("python -m keras_resnet.evaluate: error: $CIFAR10_DIR (read for "
+                                        f"--data-dir): {path!r}") and hint in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_parent_of_the_cifar10_folder_is_not_taken_for_a_tfds_folder(fake_cifar, tmp_path):
+    # /work/shared holds cifar10/cifar-10-batches-py: no TensorFlow Datasets there.
+    import shutil
+
+    shutil.copytree(fake_cifar, tmp_path / "shared" / "cifar10" / "cifar-10-batches-py")
+    with pytest.raises(DataError) as raised:
+        data.load_cifar10(str(tmp_path / "shared"))
+    assert "TensorFlow Datasets" not in str(raised.value) and "file missing" in str(raised.value)
