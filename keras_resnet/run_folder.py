@@ -210,7 +210,9 @@ def prepare_run_dir(config, overwrite=False):
     _hold_run_dir(config)  # a new folder, or the one --overwrite made
     if layout_known:
         write_json_atomic(os.path.join(path, "layout.json"), layout)
-    write_json_atomic(os.path.join(path, "config.json"), config.to_dict())
+    # The data folder by its absolute path: `--resume` may run in another folder.
+    settings = dict(config.to_dict(), data_dir=config.data_dir and os.path.abspath(config.data_dir))
+    write_json_atomic(os.path.join(path, "config.json"), settings)
     return path
 
 

@@ -693,6 +693,24 @@ def test_resume_takes_new_placement_from_flags_and_the_environment(fake_cifar, t
     assert resume().data_dir == fake_cifar
 
 
+def test_a_run_on_a_relative_data_dir_resumes_from_another_folder(fake_cifar, tmp_path, monkeypatch):
+    # config.json kept --data-dir as typed, relative to the folder the run
+    # started in: `--resume RUN` from another folder was refused with
+    # "--data-dir: no such folder 'cifar'", a flag the user had not passed.
+    import train
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.run_folder import prepare_run_dir
+
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)  # it gives the folder of a resumed run
+    monkeypatch.chdir(os.path.dirname(fake_cifar))
+    run = str(tmp_path / "run")
+    prepare_run_dir(TrainConfig(epochs=2, data_dir=os.path.basename(fake_cifar), output_dir=run))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = train.config_from_args(train.build_parser().parse_args(["--resume", run]))
+    assert config.data_dir == fake_cifar
+
+
 def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
         fake_cifar, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KERAS_RESNET_NUM_PROCESSES", "-3")  # was accepted, as one process
