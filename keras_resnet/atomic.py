@@ -47,6 +47,11 @@ def write_atomically(path, write):
     os.replace(partial, path)
 
 
+def copy_atomically(source, path):
+    """Copies the file `source` to `path`, which appears whole."""
+    write_atomically(path, lambda partial: shutil.copyfile(source, partial))
+
+
 def write_json_atomic(path, payload):
     """Writes `payload` as indented JSON to `path`, atomically
     (`config.json`, `metrics.json`, the tuner's files)."""

@@ -337,7 +337,7 @@ def test_a_backup_whose_arrays_cannot_be_read_counts_as_unreadable(tmp_path):
     # here a corrupt compressed chunk) must not be restored from.
     import h5py
 
-    from callbacks.checkpoint import BACKUP_METADATA, BACKUP_WEIGHTS
+    from callbacks.backup import BACKUP_METADATA, BACKUP_WEIGHTS
 
     backup = tmp_path / "backup"
     backup.mkdir()
