@@ -55,7 +55,7 @@ def build_parser():
     p.add_argument("--target-accuracy", type=float, help="stop once (val_)accuracy reaches this")
     p.add_argument("--augment-on", choices=AUGMENT_PLACES, help="host (tf.data) or device (in the train step)")
     p.add_argument("--precision", choices=PRECISIONS, help="default float32")
-    p.add_argument("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (GPU/JAX on, TF-CPU off)")
+    p.add_argument("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (the default: GPU/JAX on, TF-CPU off)")
     p.add_argument("--seed", type=int, help="seeds weights, order, augmentation and the validation split (default 0)")
     p.add_argument("--data-dir", type=cli.path, help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
     p.add_argument("--output-dir", type=cli.path, help="run folder (default runs/<preset>)")

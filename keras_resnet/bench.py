@@ -364,22 +364,24 @@ def build_parser():
         description="Measure training, input-pipeline and serving throughput.",
         trains=True,
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="seed")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="seed",
+                   help="network and recipe (default seed)")
     p.add_argument("--stage-filters", type=cli.positive_int_list,
                    help="widths per stage instead of the preset's, e.g. 8,16,16,16 (a quick run)")
     p.add_argument("--stage-blocks", type=cli.positive_int_list,
                    help="blocks per stage instead of the preset's, e.g. 1,1,1,1")
     p.add_argument("--batch-size", type=cli.positive_int,
                    help="default: the preset's (seed 128, fast 512, fast-cpu 256, best 512)")
-    p.add_argument("--precision", choices=PRECISIONS, default="float32")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32", help="default float32")
     p.add_argument("--jit-compile", choices=JIT_CHOICES, default="auto",
-                   help="XLA: auto (GPU/JAX on, TF-CPU off)")
+                   help="XLA: auto (the default: GPU/JAX on, TF-CPU off)")
     p.add_argument("--steps", type=cli.positive_int, default=10,
                    help="training steps per timed repetition (default 10)")
     p.add_argument("--repeats", type=cli.positive_int, default=3,
                    help="timed repetitions; the median is reported (default 3)")
     p.add_argument("--data-dir", type=cli.path, help="python-version CIFAR-10 folder (default $CIFAR10_DIR, else tfds)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the weights, the synthetic batch and the augmentation (default 0)")
     return p
 
 

@@ -396,7 +396,8 @@ def build_parser():
                         "also moved 1 pixel up-left and down-right)")
     p.add_argument("--run-dir", type=cli.path, help="run folder whose history.csv to plot (default: the .keras file's run)")
     p.add_argument("--output-dir", type=cli.path, help="report folder (default <run>/evaluation/<model>, else evaluation/<model>)")
-    p.add_argument("--batch-size", type=cli.int_in_range(1), default=256)
+    p.add_argument("--batch-size", type=cli.int_in_range(1), default=256,
+                   help="images per prediction batch (default 256)")
     p.add_argument("--mistakes", type=cli.int_in_range(0), default=25, help="images in the mistakes grid (default 25; 0: no grid)")
     return p
 

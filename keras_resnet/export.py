@@ -202,8 +202,10 @@ def main(argv=None):
         description="Export a .keras checkpoint as a SavedModel for TF Serving.",
     )
     parser.add_argument("checkpoint", type=cli.path, help="a .keras file saved by keras-resnet")
-    parser.add_argument("--export-dir", type=cli.path, default="saved_models")
-    parser.add_argument("--model-name", default="keras_resnet")
+    parser.add_argument("--export-dir", type=cli.path, default="saved_models",
+                        help="SavedModel root, holding the model folders (default saved_models)")
+    parser.add_argument("--model-name", default="keras_resnet",
+                        help="model folder in --export-dir (default keras_resnet)")
     parser.add_argument(
         "--data-dir", type=cli.path,
         help="the python-version CIFAR-10 folder the model was trained on, whose batches.meta "

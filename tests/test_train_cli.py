@@ -153,6 +153,35 @@ def test_the_training_commands_refuse_a_backend_without_fit(backend, monkeypatch
         assert code == 2 and "cannot train" not in err, (main, err)
 
 
+def test_every_flag_with_a_default_names_it_in_its_help(monkeypatch, capsys):
+    # `--help` showed no default for export's --export-dir and --model-name,
+    # evaluate's --batch-size, bench's --preset, --precision and --seed:
+    # only the docs said saved_models, keras_resnet, 256, seed, float32, 0.
+    import argparse
+
+    import train
+    from keras_resnet import bench, cli, evaluate, export, predict, tune
+
+    parsers = []
+
+    def capture(self, args=None, namespace=None):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli.ArgumentParser, "parse_known_args", capture)
+    for main in (train.main, evaluate.main, export.main, predict.main, tune.main, bench.main):
+        call_main(main, [], capsys)
+    assert len(parsers) == 6
+    missing = [
+        f"{parser.prog} {action.option_strings[-1]} (default {action.default!r})"
+        for parser in parsers for action in parser._actions
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS)
+        and not isinstance(action.default, bool)  # --overwrite, --no-export
+        and not ("default" in (action.help or "") and str(action.default) in action.help)
+    ]
+    assert not missing, missing
+
+
 def test_a_preset_brings_its_recipe_and_flags_override_it():
     import train
 
