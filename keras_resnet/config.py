@@ -236,6 +236,15 @@ class TrainConfig:
                 )
             if not self.coordinator_address or self.process_id is None:
                 fail("--num-processes > 1 needs --coordinator-address HOST:PORT and --process-id.")
+            # JAX took "localhost" with an IndexError, and a port out of
+            # range as an address it waited 5 minutes for, then aborted. (Keras
+            # takes a list, "A:1,B:2", for its first address: not needed.)
+            host, _, port = self.coordinator_address.rpartition(":")
+            if not host or "," in host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                fail(
+                    "--coordinator-address (or $KERAS_RESNET_COORDINATOR) must be HOST:PORT, process "
+                    f"0's host and a port from 1 to 65535, got {self.coordinator_address!r}."
+                )
             if not 0 <= self.process_id < self.num_processes:
                 fail(f"--process-id must be in [0, {self.num_processes}), got {self.process_id}.")
             if self.augment_on == "host":

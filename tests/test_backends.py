@@ -329,3 +329,24 @@ def test_several_processes_augment_on_the_device_and_refuse_host(monkeypatch):
     assert resolve_augment_on(TrainConfig(**hosts)) == "device"
     with pytest.raises(ConfigError, match="--num-processes > 1 shards the training batches on the device"):
         TrainConfig(augment_on="host", **hosts).validate()
+
+
+def test_a_coordinator_address_jax_cannot_use_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    # JAX raised IndexError for an address without a port; a port out of
+    # range it waited 5 minutes for, then aborted the process (exit 134).
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+    from tests.conftest import run_train_main
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # what validate() checks; Keras here stays as loaded
+    for address in ("localhost", "127.0.0.1:99999", "127.0.0.1:0", ":::", ":1234", "10.0.0.1:12²", "a:1,b:2"):
+        with pytest.raises(ConfigError, match="must be HOST:PORT, process 0's host and a port from 1 to 65535"):
+            TrainConfig(num_processes=2, process_id=0, coordinator_address=address).validate()
+    for address in ("10.0.0.1:1234", "[::1]:1234", "host-0.cluster:65535"):
+        TrainConfig(num_processes=2, process_id=1, coordinator_address=address).validate()
+    code, _, err = run_train_main(["--num-processes", "2", "--process-id", "0", "--coordinator-address",
+                                   "localhost", "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and err.splitlines() == [
+        "train.py: error: --coordinator-address (or $KERAS_RESNET_COORDINATOR) must be HOST:PORT, "
+        "process 0's host and a port from 1 to 65535, got 'localhost'."]
+    assert not (tmp_path / "run").exists()
