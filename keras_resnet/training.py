@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import shutil
+import socket
 import sys
 import time
 
@@ -88,6 +89,28 @@ def check_divides_over_devices(flag, value, device_count, why=""):
         )
 
 
+def check_coordinator_port(address):
+    """Refuses the port of `--coordinator-address` if process 0 cannot serve
+    JAX's coordinator on it (on every interface, as JAX binds it): a port
+    another program holds was a `JaxRuntimeError` traceback from JAX, or a
+    crash (SIGSEGV, in 4 of 8 tries here) with nothing said."""
+    port = int(address.rpartition(":")[2])
+    try:
+        server, host = socket.socket(socket.AF_INET6), "::"
+    except OSError:  # no IPv6
+        server, host = socket.socket(socket.AF_INET), ""
+    with server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+        try:
+            server.bind((host, port))
+        except OSError as e:
+            raise ConfigError(
+                f"--coordinator-address {address}: process 0 serves the coordinator on port {port}, "
+                f"which it cannot listen on ({e.strerror}); choose a free port, the same for every "
+                "process."
+            ) from None
+
+
 def distribution_scope(config):
     """Sets up data parallelism: returns `(scope, device_count)`; build and
     compile the model under the scope.
@@ -100,6 +123,8 @@ def distribution_scope(config):
     """
     backend = keras.backend.backend()
     if config.several_processes:
+        if config.process_id == 0:
+            check_coordinator_port(config.coordinator_address)
         keras.distribution.initialize(
             job_addresses=config.coordinator_address,
             num_processes=config.num_processes,
