@@ -158,6 +158,31 @@ def distribution_scope(config):
 
 
 @contextlib.contextmanager
+def every_process_or_none(config):
+    """With several JAX processes, a `ConfigError` or `DataError` in the
+    block in any one of them ends them all: each waits for the others at the
+    block's end. Before, the others went on to their first training step
+    and waited there for the one refused (the same --output-dir on one
+    machine: "in use"), and JAX aborted every process 5 minutes later."""
+    if not config.several_processes:
+        yield
+        return
+    from jax.experimental import multihost_utils
+
+    try:
+        yield
+    except (ConfigError, data_lib.DataError):
+        multihost_utils.process_allgather(np.int32(1))
+        raise
+    failed = np.flatnonzero(multihost_utils.process_allgather(np.int32(0)))
+    if failed.size:
+        raise ConfigError(
+            f"process {', '.join(map(str, failed))} of the run was refused (its output says why); "
+            "this one stops with it. Fix that, then start every process again."
+        )
+
+
+@contextlib.contextmanager
 def global_dtype_policy(name):
     """Keras' global dtype policy `name` inside, the caller's again after."""
     outer_policy = keras.config.dtype_policy()
@@ -459,23 +484,25 @@ def train(config, overwrite=False):
     with run_globals():
         # First: JAX multi-host must start before any JAX computation.
         scope, device_count = distribution_scope(config)
-        config.check_model()
-        if config.output_dir is None and not can_create_folder(RUNS_ROOT):
-            raise ConfigError(
-                f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or written "
-                "to as a folder: move what is there, or pass --output-dir."
-            )
-        cifar, train_data, validation = prepare_data(config)
-        if config.output_dir is None:  # just before it is made: runs started together differ
-            config.output_dir = default_output_dir(config)
         try:  # prepare_run_dir holds the folder, also when it then refuses it
-            run_dir = prepare_run_dir(config, overwrite=overwrite)
+            with every_process_or_none(config):
+                config.check_model()
+                if config.output_dir is None and not can_create_folder(RUNS_ROOT):
+                    raise ConfigError(
+                        f"{RUNS_ROOT!r}, where runs go without --output-dir, cannot be created or "
+                        "written to as a folder: move what is there, or pass --output-dir."
+                    )
+                cifar, train_data, validation = prepare_data(config)
+                if config.output_dir is None:  # just before it is made: runs started together differ
+                    config.output_dir = default_output_dir(config)
+                run_dir = prepare_run_dir(config, overwrite=overwrite)
             return _train_in(run_dir, config, cifar, train_data, validation, scope, device_count)
         except (KeyboardInterrupt, TrainingDiverged) as e:
             e.run_dir = config.output_dir  # for the line that says where the run is kept
             raise
         finally:
-            release_folder(config.output_dir)
+            if config.output_dir is not None:  # None: refused before the default was chosen
+                release_folder(config.output_dir)
 
 
 def _train_in(run_dir, config, cifar, train_data, validation, scope, device_count):

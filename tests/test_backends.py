@@ -372,3 +372,31 @@ def test_a_coordinator_port_in_use_is_one_line(cifar_512, tmp_path):
         f"port {port}, which it cannot listen on (Address already in use); choose a free port, the same "
         "for every process."]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_process_refused_after_the_start_ends_every_process(cifar_512, tmp_path):
+    # The same --output-dir for both processes on one machine: the second
+    # was refused ("in use"), the first waited for it in its first training
+    # step, and JAX aborted both 5 minutes later (exit 134).
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512, "--no-export",
+             "--output-dir", str(tmp_path / "run"), "--num-processes", "2", "--process-id", str(i),
+             "--coordinator-address", address],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [2, 2], [err[-2000:] for _, err in outputs]
+    last_lines = sorted(err.strip().splitlines()[-1] for _, err in outputs)
+    refused = [i for i, (_, err) in enumerate(outputs) if "is in use" in err]
+    assert len(refused) == 1
+    assert last_lines == sorted([
+        f"train.py: error: --output-dir {tmp_path / 'run'} is in use: another training run is writing "
+        "it now. Wait for that run to end, or choose another folder.",
+        f"train.py: error: process {refused[0]} of the run was refused (its output says why); this one "
+        "stops with it. Fix that, then start every process again.",
+    ])
