@@ -16,6 +16,7 @@ import shlex
 import shutil
 import socket
 import sys
+import threading
 import time
 
 import keras
@@ -60,6 +61,9 @@ from keras_resnet.run_folder import trim_history
 EMA_MAX_FIRST_STEP_WEIGHT = 0.01
 # How many training images a whitening stem is fitted to.
 WHITENING_IMAGES = 5000
+# How long JAX waits for every process to reach the coordinator before it
+# aborts the process (`jax.distributed.initialize`'s `initialization_timeout`).
+JAX_CONNECT_SECONDS = 300
 
 # --------------------------------------------------------------------------
 # Pieces shared with the tuner.
@@ -111,6 +115,38 @@ def check_coordinator_port(address):
             ) from None
 
 
+@contextlib.contextmanager
+def ending_a_wait_jax_would_abort(config):
+    """Says that this process waits for the others at the coordinator, and
+    ends it in one line, exit 2, shortly before JAX would abort it for
+    waiting too long (`JAX_CONNECT_SECONDS`). JAX said nothing for 5
+    minutes, then aborted with a C++ stack trace (exit 134): a coordinator
+    that never came up (process 0 not started, a wrong address), or fewer
+    processes than `--num-processes`."""
+    count = config.num_processes
+    print(f"Process {config.process_id} of {count}: waiting for all {count} at the coordinator "
+          f"{config.coordinator_address} (JAX gives up after {JAX_CONNECT_SECONDS} s).", flush=True)
+
+    def give_up():
+        print(
+            f"train.py: error: not all {count} processes reached the coordinator at "
+            f"{config.coordinator_address} within {JAX_CONNECT_SECONDS} s. Start every "
+            f"one, --process-id 0 to {count - 1}, with --num-processes {count} and this "
+            "--coordinator-address, the host of process 0 and a port it can be reached on.",
+            file=sys.stderr, flush=True,
+        )
+        os._exit(2)  # JAX's wait cannot be interrupted; nothing is written yet
+
+    # Before JAX's own deadline, which starts a moment later.
+    watchdog = threading.Timer(max(JAX_CONNECT_SECONDS - 10, 1), give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield
+    finally:
+        watchdog.cancel()
+
+
 def distribution_scope(config):
     """Sets up data parallelism: returns `(scope, device_count)`; build and
     compile the model under the scope.
@@ -125,11 +161,12 @@ def distribution_scope(config):
     if config.several_processes:
         if config.process_id == 0:
             check_coordinator_port(config.coordinator_address)
-        keras.distribution.initialize(
-            job_addresses=config.coordinator_address,
-            num_processes=config.num_processes,
-            process_id=config.process_id,
-        )
+        with ending_a_wait_jax_would_abort(config):
+            keras.distribution.initialize(
+                job_addresses=config.coordinator_address,
+                num_processes=config.num_processes,
+                process_id=config.process_id,
+            )
     elif not config.distribute:
         return contextlib.nullcontext(), 1
     if backend == "tensorflow":

@@ -400,3 +400,24 @@ def test_a_process_refused_after_the_start_ends_every_process(cifar_512, tmp_pat
         f"train.py: error: process {refused[0]} of the run was refused (its output says why); this one "
         "stops with it. Fix that, then start every process again.",
     ])
+
+
+def test_a_coordinator_that_never_comes_up_is_one_line(tmp_path):
+    # Process 1 of 2, no process 0: JAX said nothing for 5 minutes, then
+    # aborted with a C++ stack trace (exit 134). Here JAX's wait is taken to
+    # be 15 s, so that the line comes 10 s before it, at 5 s.
+    address = f"127.0.0.1:{free_port()}"
+    script = (
+        "import sys; from keras_resnet import training; from keras_resnet.config import TrainConfig; "
+        "training.JAX_CONNECT_SECONDS = 15; "
+        "training.distribution_scope(TrainConfig(coordinator_address=sys.argv[1], num_processes=2, process_id=1))"
+    )
+    out = run_python(["-c", script, address], env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [
+        f"Process 1 of 2: waiting for all 2 at the coordinator {address} (JAX gives up after 15 s)."]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: not all 2 processes reached the coordinator at {address} within 15 s. Start "
+        "every one, --process-id 0 to 1, with --num-processes 2 and this --coordinator-address, the host "
+        "of process 0 and a port it can be reached on.")
+    assert "Check failure stack trace" not in out.stderr
