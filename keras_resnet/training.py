@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 
 import keras
 import numpy as np
@@ -200,12 +201,26 @@ def every_process_or_none(config):
     block in any one of them ends them all: each waits for the others at the
     block's end. Before, the others went on to their first training step
     and waited there for the one refused (the same --output-dir on one
-    machine: "in use"), and JAX aborted every process 5 minutes later."""
+    machine: "in use"), and JAX aborted every process 5 minutes later.
+
+    They also compare the settings that define what is trained: processes
+    given other ones (`--epochs 1` and `--epochs 2`) stepped the shared
+    weights with other learning rates, and the one that trained longer
+    waited for the other until JAX aborted both."""
     if not config.several_processes:
         yield
         return
     from jax.experimental import multihost_utils
 
+    # First, before anything is written.
+    settings = zlib.crc32(json.dumps(config.identity(), sort_keys=True).encode())
+    others = np.flatnonzero(multihost_utils.process_allgather(np.uint32(settings)) != settings)
+    if others.size:
+        raise ConfigError(
+            f"process {', '.join(map(str, others))} of the run has other settings than this one "
+            f"(process {config.process_id}): give every process the same flags and --config, all "
+            "but --process-id and the folders."
+        )
     try:
         yield
     except (ConfigError, data_lib.DataError):

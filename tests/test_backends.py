@@ -421,3 +421,27 @@ def test_a_coordinator_that_never_comes_up_is_one_line(tmp_path):
         "every one, --process-id 0 to 1, with --num-processes 2 and this --coordinator-address, the host "
         "of process 0 and a port it can be reached on.")
     assert "Check failure stack trace" not in out.stderr
+
+
+def test_processes_given_other_settings_are_refused_before_anything_is_written(cifar_512, tmp_path):
+    # --epochs 1 and --epochs 2: the processes stepped the shared weights with
+    # other learning rates, and the one that trained on waited for the other
+    # until JAX aborted both 5 minutes later (exit 134).
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "train.py", "--epochs", str(i + 1), *TINY, "--data-dir", cifar_512, "--no-export",
+             "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2", "--process-id", str(i),
+             "--coordinator-address", address],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [2, 2], [err[-2000:] for _, err in outputs]
+    for i, (_, err) in enumerate(outputs):
+        assert err.strip().splitlines()[-1] == (
+            f"train.py: error: process {1 - i} of the run has other settings than this one (process {i}): "
+            "give every process the same flags and --config, all but --process-id and the folders.")
+    assert not os.listdir(tmp_path)
