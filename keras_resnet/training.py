@@ -14,11 +14,8 @@ import math
 import os
 import shlex
 import shutil
-import socket
 import sys
-import threading
 import time
-import zlib
 
 import keras
 import numpy as np
@@ -45,6 +42,8 @@ from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import can_create_folder
+from keras_resnet.distribution import distribution_scope
+from keras_resnet.distribution import every_process_or_none
 from keras_resnet.folder_lock import release_folder
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
@@ -62,9 +61,6 @@ from keras_resnet.run_folder import trim_history
 EMA_MAX_FIRST_STEP_WEIGHT = 0.01
 # How many training images a whitening stem is fitted to.
 WHITENING_IMAGES = 5000
-# How long JAX waits for every process to reach the coordinator before it
-# aborts the process (`jax.distributed.initialize`'s `initialization_timeout`).
-JAX_CONNECT_SECONDS = 300
 
 # --------------------------------------------------------------------------
 # Pieces shared with the tuner.
@@ -85,153 +81,6 @@ def resolve_jit_compile(config):
         # XLA makes convolutions several times slower on the CPU.
         return bool(keras.distribution.list_devices("gpu"))
     return keras.backend.backend() == "jax"
-
-
-def check_divides_over_devices(flag, value, device_count, why=""):
-    if value % device_count:
-        raise ConfigError(
-            f"{flag} {value} must divide evenly over the {device_count} devices{why}."
-        )
-
-
-def check_coordinator_port(address):
-    """Refuses the port of `--coordinator-address` if process 0 cannot serve
-    JAX's coordinator on it (on every interface, as JAX binds it): a port
-    another program holds was a `JaxRuntimeError` traceback from JAX, or a
-    crash (SIGSEGV, in 4 of 8 tries here) with nothing said."""
-    port = int(address.rpartition(":")[2])
-    try:
-        server, host = socket.socket(socket.AF_INET6), "::"
-    except OSError:  # no IPv6
-        server, host = socket.socket(socket.AF_INET), ""
-    with server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
-        try:
-            server.bind((host, port))
-        except OSError as e:
-            raise ConfigError(
-                f"--coordinator-address {address}: process 0 serves the coordinator on port {port}, "
-                f"which it cannot listen on ({e.strerror}); choose a free port, the same for every "
-                "process."
-            ) from None
-
-
-@contextlib.contextmanager
-def ending_a_wait_jax_would_abort(config):
-    """Says that this process waits for the others at the coordinator, and
-    ends it in one line, exit 2, shortly before JAX would abort it for
-    waiting too long (`JAX_CONNECT_SECONDS`). JAX said nothing for 5
-    minutes, then aborted with a C++ stack trace (exit 134): a coordinator
-    that never came up (process 0 not started, a wrong address), or fewer
-    processes than `--num-processes`."""
-    count = config.num_processes
-    print(f"Process {config.process_id} of {count}: waiting for all {count} at the coordinator "
-          f"{config.coordinator_address} (JAX gives up after {JAX_CONNECT_SECONDS} s).", flush=True)
-
-    def give_up():
-        print(
-            f"train.py: error: not all {count} processes reached the coordinator at "
-            f"{config.coordinator_address} within {JAX_CONNECT_SECONDS} s. Start every "
-            f"one, --process-id 0 to {count - 1}, with --num-processes {count} and this "
-            "--coordinator-address, the host of process 0 and a port it can be reached on.",
-            file=sys.stderr, flush=True,
-        )
-        os._exit(2)  # JAX's wait cannot be interrupted; nothing is written yet
-
-    # Before JAX's own deadline, which starts a moment later.
-    watchdog = threading.Timer(max(JAX_CONNECT_SECONDS - 10, 1), give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        yield
-    finally:
-        watchdog.cancel()
-
-
-def distribution_scope(config):
-    """Sets up data parallelism: returns `(scope, device_count)`; build and
-    compile the model under the scope.
-
-    One host: `--distribute` uses every visible device, through TensorFlow's
-    `MirroredStrategy` or Keras' `DataParallel` on JAX. Several hosts (JAX
-    only): each process calls `keras.distribution.initialize` (JAX's
-    `jax.distributed.initialize`) with the coordinator address, the process
-    count and its id, then trains data-parallel over all their devices.
-    """
-    backend = keras.backend.backend()
-    if config.several_processes:
-        if config.process_id == 0:
-            check_coordinator_port(config.coordinator_address)
-        with ending_a_wait_jax_would_abort(config):
-            keras.distribution.initialize(
-                job_addresses=config.coordinator_address,
-                num_processes=config.num_processes,
-                process_id=config.process_id,
-            )
-    elif not config.distribute:
-        return contextlib.nullcontext(), 1
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        strategy = tf.distribute.MirroredStrategy()
-        # Keras' first step averages a batch's shards, which fails deep in
-        # TensorFlow when they differ in size.
-        check_divides_over_devices("--batch-size", config.batch_size, strategy.num_replicas_in_sync)
-        return strategy.scope(), strategy.num_replicas_in_sync
-    if backend == "jax":
-        devices = keras.distribution.list_devices()
-        check_divides_over_devices("--batch-size", config.batch_size, len(devices))
-        # Validation runs on the devices after each epoch, its last partial
-        # batch too.
-        check_divides_over_devices("--validation-size", config.validation_size, len(devices),
-                                   " (its last batch is split between them)")
-        # Several processes train on device input, each yielding its own
-        # shard of every batch (`data.device_batches`), not Keras' tf.data
-        # auto-sharding.
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
-        )
-        return contextlib.nullcontext(), len(devices)
-    raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
-
-
-@contextlib.contextmanager
-def every_process_or_none(config):
-    """With several JAX processes, a `ConfigError` or `DataError` in the
-    block in any one of them ends them all: each waits for the others at the
-    block's end. Before, the others went on to their first training step
-    and waited there for the one refused (the same --output-dir on one
-    machine: "in use"), and JAX aborted every process 5 minutes later.
-
-    They also compare the settings that define what is trained: processes
-    given other ones (`--epochs 1` and `--epochs 2`) stepped the shared
-    weights with other learning rates, and the one that trained longer
-    waited for the other until JAX aborted both."""
-    if not config.several_processes:
-        yield
-        return
-    from jax.experimental import multihost_utils
-
-    # First, before anything is written.
-    settings = zlib.crc32(json.dumps(config.identity(), sort_keys=True).encode())
-    others = np.flatnonzero(multihost_utils.process_allgather(np.uint32(settings)) != settings)
-    if others.size:
-        raise ConfigError(
-            f"process {', '.join(map(str, others))} of the run has other settings than this one "
-            f"(process {config.process_id}): give every process the same flags and --config, all "
-            "but --process-id and the folders."
-        )
-    try:
-        yield
-    except (ConfigError, data_lib.DataError):
-        multihost_utils.process_allgather(np.int32(1))
-        raise
-    failed = np.flatnonzero(multihost_utils.process_allgather(np.int32(0)))
-    if failed.size:
-        raise ConfigError(
-            f"process {', '.join(map(str, failed))} of the run was refused (its output says why); "
-            "this one stops with it. Fix that, then start every process again."
-        )
 
 
 @contextlib.contextmanager

@@ -296,9 +296,10 @@ def test_processes_resume_after_the_epoch_that_every_one_backed_up(tmp_path):
     (tmp_path / "run0" / "history.csv").write_text("epoch,loss\n0,2.3\n1,2.2\n2,2.1\n")
     (tmp_path / "run1" / "history.csv").write_text("epoch,loss\n0,2.3\n1,2.2\n")
     script = (
-        "import sys; from keras_resnet import training; from keras_resnet.config import TrainConfig; "
+        "import sys; from keras_resnet import distribution, training; "
+        "from keras_resnet.config import TrainConfig; "
         "config = TrainConfig(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2])); "
-        "training.distribution_scope(config); "
+        "distribution.distribution_scope(config); "
         "print(training.make_callbacks(config, sys.argv[3], 'accuracy')[1])"
     )
     address = f"127.0.0.1:{free_port()}"
@@ -408,9 +409,9 @@ def test_a_coordinator_that_never_comes_up_is_one_line(tmp_path):
     # be 15 s, so that the line comes 10 s before it, at 5 s.
     address = f"127.0.0.1:{free_port()}"
     script = (
-        "import sys; from keras_resnet import training; from keras_resnet.config import TrainConfig; "
-        "training.JAX_CONNECT_SECONDS = 15; "
-        "training.distribution_scope(TrainConfig(coordinator_address=sys.argv[1], num_processes=2, process_id=1))"
+        "import sys; from keras_resnet import distribution; from keras_resnet.config import TrainConfig; "
+        "distribution.JAX_CONNECT_SECONDS = 15; "
+        "distribution.distribution_scope(TrainConfig(coordinator_address=sys.argv[1], num_processes=2, process_id=1))"
     )
     out = run_python(["-c", script, address], env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=120)
     assert out.returncode == 2, out.stderr[-3000:]
