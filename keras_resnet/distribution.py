@@ -15,7 +15,6 @@ import zlib
 import keras
 import numpy as np
 
-from keras_resnet import data as data_lib
 from keras_resnet.config import ConfigError
 
 # How long JAX waits for every process to reach the coordinator before it
@@ -133,11 +132,12 @@ def distribution_scope(config):
 
 @contextlib.contextmanager
 def every_process_or_none(config):
-    """With several JAX processes, a `ConfigError` or `DataError` in the
-    block in any one of them ends them all: each waits for the others at the
-    block's end. Before, the others went on to their first training step
-    and waited there for the one refused (the same --output-dir on one
-    machine: "in use"), and JAX aborted every process 5 minutes later.
+    """With several JAX processes, an error in the block in any one of them
+    (a `ConfigError`, a `DataError`, or any other: a full disk, a Ctrl-C)
+    ends them all: each waits for the others at the block's end. Before, the
+    others went on to their first training step and waited there for the one
+    refused (the same --output-dir on one machine: "in use"), and JAX
+    aborted every process 5 minutes later.
 
     They also compare the settings that define what is trained: processes
     given other ones (`--epochs 1` and `--epochs 2`) stepped the shared
@@ -159,7 +159,7 @@ def every_process_or_none(config):
         )
     try:
         yield
-    except (ConfigError, data_lib.DataError):
+    except BaseException:  # any: a full disk or a Ctrl-C left the others waiting here
         multihost_utils.process_allgather(np.int32(1))
         raise
     failed = np.flatnonzero(multihost_utils.process_allgather(np.int32(0)))

@@ -403,6 +403,43 @@ def test_a_process_refused_after_the_start_ends_every_process(cifar_512, tmp_pat
     ])
 
 
+def test_a_process_that_fails_otherwise_before_training_ends_every_process(cifar_512, tmp_path):
+    # Process 1 fails inside the block where the processes meet with an
+    # error other than ConfigError or DataError (a full disk as its run
+    # folder is written, a Ctrl-C while the data loads): process 0 waited at
+    # the block's end for a process that never came, and process 1 at JAX's
+    # shutdown for process 0, until JAX aborted both 5 minutes later.
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    script = (
+        "import sys, train; from keras_resnet import training\n"
+        "def full_disk(config):\n"
+        "    raise OSError(28, 'No space left on device')\n"
+        "if sys.argv[1] == '1':\n"
+        "    training.prepare_data = full_disk\n"
+        "sys.exit(train.main(sys.argv[2:]))"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i), "--epochs", "1", *TINY, "--data-dir", cifar_512,
+             "--no-export", "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2",
+             "--process-id", str(i), "--coordinator-address", address],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=120) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [2, 1], [err[-2000:] for _, err in outputs]
+    assert outputs[0][1].strip().splitlines()[-1] == (
+        "train.py: error: process 1 of the run was refused (its output says why); this one "
+        "stops with it. Fix that, then start every process again.")
+    assert outputs[1][1].strip().splitlines()[-1] == "OSError: [Errno 28] No space left on device"
+
+
 def test_a_coordinator_that_never_comes_up_is_one_line(tmp_path):
     # Process 1 of 2, no process 0: JAX said nothing for 5 minutes, then
     # aborted with a C++ stack trace (exit 134). Here JAX's wait is taken to
