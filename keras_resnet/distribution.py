@@ -103,6 +103,8 @@ def distribution_scope(config):
                 num_processes=config.num_processes,
                 process_id=config.process_id,
             )
+        # Before any check a process may fail alone (`--batch-size 63` on one).
+        check_same_settings(config)
     elif not config.distribute:
         return contextlib.nullcontext(), 1
     if backend == "tensorflow":
@@ -130,25 +132,14 @@ def distribution_scope(config):
     raise ConfigError(f"--distribute supports tensorflow and jax, not {backend}.")
 
 
-@contextlib.contextmanager
-def every_process_or_none(config):
-    """With several JAX processes, an error in the block in any one of them
-    (a `ConfigError`, a `DataError`, or any other: a full disk, a Ctrl-C)
-    ends them all: each waits for the others at the block's end. Before, the
-    others went on to their first training step and waited there for the one
-    refused (the same --output-dir on one machine: "in use"), and JAX
-    aborted every process 5 minutes later.
-
-    They also compare the settings that define what is trained: processes
-    given other ones (`--epochs 1` and `--epochs 2`) stepped the shared
-    weights with other learning rates, and the one that trained longer
-    waited for the other until JAX aborted both."""
-    if not config.several_processes:
-        yield
-        return
+def check_same_settings(config):
+    """Refuses, in every one of several JAX processes, settings that define
+    what is trained (`TrainConfig.identity`) and differ between them: given
+    `--epochs 1` and `--epochs 2`, they stepped the shared weights with other
+    learning rates, and the one that trained longer waited for the other
+    until JAX aborted both. Call it in every process, as JAX starts."""
     from jax.experimental import multihost_utils
 
-    # First, before anything is written.
     settings = zlib.crc32(json.dumps(config.identity(), sort_keys=True).encode())
     others = np.flatnonzero(multihost_utils.process_allgather(np.uint32(settings)) != settings)
     if others.size:
@@ -157,6 +148,21 @@ def every_process_or_none(config):
             f"(process {config.process_id}): give every process the same flags and --config, all "
             "but --process-id and the folders."
         )
+
+
+@contextlib.contextmanager
+def every_process_or_none(config):
+    """With several JAX processes, an error in the block in any one of them
+    (a `ConfigError`, a `DataError`, or any other: a full disk, a Ctrl-C)
+    ends them all: each waits for the others at the block's end. Before, the
+    others went on to their first training step and waited there for the one
+    refused (the same --output-dir on one machine: "in use"), and JAX
+    aborted every process 5 minutes later."""
+    if not config.several_processes:
+        yield
+        return
+    from jax.experimental import multihost_utils
+
     try:
         yield
     except BaseException:  # any: a full disk or a Ctrl-C left the others waiting here

@@ -461,22 +461,31 @@ def test_a_coordinator_that_never_comes_up_is_one_line(tmp_path):
     assert "Check failure stack trace" not in out.stderr
 
 
-def test_processes_given_other_settings_are_refused_before_anything_is_written(cifar_512, tmp_path):
+@pytest.mark.parametrize("flag, values", [("--epochs", ["1", "2"]), ("--batch-size", ["64", "63"])])
+def test_processes_given_other_settings_are_refused_before_anything_is_written(cifar_512, tmp_path, flag,
+                                                                              values):
     # --epochs 1 and --epochs 2: the processes stepped the shared weights with
     # other learning rates, and the one that trained on waited for the other
-    # until JAX aborted both 5 minutes later (exit 134).
+    # until JAX aborted both 5 minutes later (exit 134). --batch-size 63 on
+    # one process: it was refused as not dividing over the 2 devices before
+    # the processes compared their settings, and the other waited for it at
+    # that comparison until JAX aborted both.
     address = f"127.0.0.1:{free_port()}"
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     processes = [
         subprocess.Popen(
-            [sys.executable, "train.py", "--epochs", str(i + 1), *TINY, "--data-dir", cifar_512, "--no-export",
+            [sys.executable, "train.py", *TINY, flag, values[i], "--data-dir", cifar_512, "--no-export",
              "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2", "--process-id", str(i),
              "--coordinator-address", address],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for i in range(2)
     ]
-    outputs = [p.communicate(timeout=120) for p in processes]
+    try:
+        outputs = [p.communicate(timeout=120) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
     assert [p.returncode for p in processes] == [2, 2], [err[-2000:] for _, err in outputs]
     for i, (_, err) in enumerate(outputs):
         assert err.strip().splitlines()[-1] == (
