@@ -210,10 +210,8 @@ def prepare_run_dir(config, overwrite=False):
     _hold_run_dir(config)  # a new folder, or the one --overwrite made
     if layout_known:
         write_json_atomic(os.path.join(path, "layout.json"), layout)
-    # The data and export folders by their absolute paths: `--resume` may run
-    # in another folder (the export went to that folder's saved_models).
-    settings = dict(config.to_dict(), data_dir=config.data_dir and os.path.abspath(config.data_dir),
-                    export_dir=os.path.abspath(config.export_dir))
+    # The data folder by its absolute path: `--resume` may run in another folder.
+    settings = dict(config.to_dict(), data_dir=config.data_dir and os.path.abspath(config.data_dir))
     write_json_atomic(os.path.join(path, "config.json"), settings)
     return path
 

@@ -697,8 +697,6 @@ def test_a_run_on_a_relative_data_dir_resumes_from_another_folder(fake_cifar, tm
     # config.json kept --data-dir as typed, relative to the folder the run
     # started in: `--resume RUN` from another folder was refused with
     # "--data-dir: no such folder 'cifar'", a flag the user had not passed.
-    # The export folder, kept as typed too, moved to the other folder's
-    # saved_models.
     import train
     from keras_resnet.config import TrainConfig
     from keras_resnet.run_folder import prepare_run_dir
@@ -711,7 +709,6 @@ def test_a_run_on_a_relative_data_dir_resumes_from_another_folder(fake_cifar, tm
     monkeypatch.chdir(tmp_path / "elsewhere")
     config = train.config_from_args(train.build_parser().parse_args(["--resume", run]))
     assert config.data_dir == fake_cifar
-    assert config.export_dir == os.path.join(os.path.dirname(fake_cifar), "saved_models")
 
 
 def test_a_process_count_from_the_environment_is_checked_as_the_flag_is(
