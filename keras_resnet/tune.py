@@ -536,7 +536,7 @@ def first_failure(tuner, rows):
         return None
     message = (tuner.oracle.trials[failed[0]].message or "").strip()
     last_line = message.splitlines()[-1] if message else "no message recorded"
-    return f"Trial {failed[0]} failed with: {last_line} (its trial.json holds the traceback). "
+    return f"Trial {failed[0]} failed with: {last_line} (its trial.json holds the traceback)."
 
 
 def ranked_trials(rows):
@@ -979,9 +979,10 @@ def main(argv=None):
         return 130
     print(json.dumps(results))
     if results.get("completed") == 0:  # the chief or a single process: no best to train
-        print(f"{parser.prog}: no trial completed ({results['failed']} failed, "
-              f"{results['rejected']} rejected over the cap), so there is no best configuration. "
-              f"{results['failure'] or ''}See {results['summary_csv']}.", file=sys.stderr)
+        sentences = [f"no trial completed ({results['failed']} failed, {results['rejected']} "
+                     "rejected over the cap), so there is no best configuration.",
+                     results["failure"], f"See {results['summary_csv']}."]
+        print(f"{parser.prog}: " + " ".join(filter(None, sentences)), file=sys.stderr)
         return 1
     return 0
 

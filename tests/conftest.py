@@ -168,6 +168,28 @@ def poison_logits_at(epoch):
     return PoisonLogits()
 
 
+def lost_ctrl_c_after_the_first_epoch(ended):
+    """A callback that, as the first epoch ends, sends this process a
+    SIGINT and drops the `KeyboardInterrupt`, as Python does with one
+    raised in a garbage-collection callback (JAX has one); each epoch it
+    ends is appended to the list `ended`."""
+    import signal
+    import time
+
+    import keras
+
+    def end(epoch, logs):
+        if epoch == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here
+            except KeyboardInterrupt:
+                pass  # as Python's gc drops it
+        ended.append(epoch)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=end)
+
+
 @pytest.fixture
 def folder_held_by_another_process():
     """`hold(path)`: another process holds the folder `path` until the test ends."""

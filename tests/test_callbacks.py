@@ -23,6 +23,7 @@ from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
 from keras_resnet.config import TrainConfig
 from keras_resnet.training import make_callbacks
+from tests.conftest import lost_ctrl_c_after_the_first_epoch
 from tests.conftest import tiny_model_and_batch
 
 
@@ -178,23 +179,13 @@ def test_a_ctrl_c_that_python_lost_ends_fit_at_the_next_epoch_end():
     # A KeyboardInterrupt raised inside a garbage-collection callback (JAX
     # has one) is printed and dropped: 5 of 15 Ctrl-Cs on JAX trained on
     # to the end.
-    import os
     import signal
 
     from callbacks import StopOnLostInterrupt
 
-    def lost_ctrl_c(epoch, logs):
-        if epoch == 0:
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.5)  # the handler runs here
-            except KeyboardInterrupt:
-                pass  # as Python's gc drops it
-
     model, x, y = tiny_model_and_batch()
     ended = []
-    callbacks = [StopOnLostInterrupt(), keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: (lost_ctrl_c(epoch, logs), ended.append(epoch)))]
+    callbacks = [StopOnLostInterrupt(), lost_ctrl_c_after_the_first_epoch(ended)]
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=callbacks)
     assert ended == [0]  # epoch 1's end raised before the callbacks after it

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.conftest import call_main
+from tests.conftest import lost_ctrl_c_after_the_first_epoch
 from tests.conftest import run_python
 from tests.conftest import run_train_main
 from tests.conftest import write_fake_cifar
@@ -278,7 +279,7 @@ def test_a_search_whose_every_trial_failed_exits_1_naming_the_error(cifar, tmp_p
     assert (result["completed"], result["failed"], result["best_config"]) == (0, 2, None)
     assert err.strip().splitlines()[-1] == (
         "python -m keras_resnet.tune: no trial completed (2 failed, 0 rejected over the cap), so "
-        f"there is no best configuration. {result['failure']}See {result['summary_csv']}."
+        f"there is no best configuration. {result['failure']} See {result['summary_csv']}."
     )
     assert result["failure"].startswith("Trial 0 failed with: ")
     assert "diverged" in result["failure"].lower()
@@ -352,20 +353,10 @@ def test_a_ctrl_c_that_python_lost_still_stops_the_search(cifar, tmp_path, capsy
     args = [*TINY, "--tuner", "random", "--max-trials", "2", "--epochs-per-trial", "2",
             "--data-dir", cifar, "--directory", str(tmp_path)]
 
-    def lost_ctrl_c(epoch, logs):
-        if epoch == 0:
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.5)  # the handler runs here
-            except KeyboardInterrupt:
-                pass  # as Python's gc drops it
-
     fit, ended = keras.Model.fit, []
 
     def with_a_lost_ctrl_c(model, *a, callbacks=(), **kw):
-        lost = keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: (lost_ctrl_c(epoch, logs), ended.append(epoch)))
-        return fit(model, *a, callbacks=[*callbacks, lost], **kw)
+        return fit(model, *a, callbacks=[*callbacks, lost_ctrl_c_after_the_first_epoch(ended)], **kw)
 
     monkeypatch.setattr(keras.Model, "fit", with_a_lost_ctrl_c)
     assert tune.main(args) == 130
