@@ -255,22 +255,37 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
-    address = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3",
-               JAX_PLATFORMS="cpu", KERAS_RESNET_COORDINATOR=address, KERAS_RESNET_NUM_PROCESSES="2")
+JAX_CPU = dict(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+
+
+def run_two_processes(command, env=None, timeout=120):
+    """Runs `command(i)` (a list of arguments after the Python executable)
+    for processes 0 and 1 at once, on JAX's CPU; returns the two processes
+    and their `(stdout, stderr)`. Both are killed if they outlive `timeout`."""
     processes = [
-        subprocess.Popen(
-            # fast-cpu: its whitening stem is fitted by a predict, whose
-            # output spanned both processes' devices, not fetchable by one.
-            [sys.executable, "train.py", "--preset", "fast-cpu", "--epochs", "1", *TINY, "--data-dir", cifar_512,
-             "--output-dir", str(tmp_path / f"run{i}"), "--no-export"],  # augments on the device
-            cwd=REPO, env=dict(env, KERAS_RESNET_PROCESS_ID=str(i)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        subprocess.Popen([sys.executable, *command(i)], cwd=REPO,
+                         env=dict(os.environ, **JAX_CPU, **(env(i) if env else {})),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
-    outputs = [p.communicate(timeout=300) for p in processes]
+    try:
+        return processes, [p.communicate(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+
+
+def test_two_jax_processes_end_with_identical_weights(cifar_512, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    processes, outputs = run_two_processes(
+        # fast-cpu: its whitening stem is fitted by a predict, whose output
+        # spanned both processes' devices, not fetchable by one.
+        lambda i: ["train.py", "--preset", "fast-cpu", "--epochs", "1", *TINY, "--data-dir", cifar_512,
+                   "--output-dir", str(tmp_path / f"run{i}"), "--no-export"],  # augments on the device
+        env=lambda i: dict(KERAS_RESNET_COORDINATOR=address, KERAS_RESNET_NUM_PROCESSES="2",
+                           KERAS_RESNET_PROCESS_ID=str(i)),
+        timeout=300,
+    )
     for p, (stdout, stderr) in zip(processes, outputs):
         assert p.returncode == 0, stderr[-3000:]
         assert json.loads(stdout.strip().splitlines()[-1])["devices"] == 2
@@ -303,13 +318,8 @@ def test_processes_resume_after_the_epoch_that_every_one_backed_up(tmp_path):
         "print(training.make_callbacks(config, sys.argv[3], 'accuracy')[1])"
     )
     address = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    processes = [
-        subprocess.Popen([sys.executable, "-c", script, address, str(i), str(tmp_path / f"run{i}")],
-                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=120) for p in processes]
+    processes, outputs = run_two_processes(
+        lambda i: ["-c", script, address, str(i), str(tmp_path / f"run{i}")])
     for p, (stdout, stderr) in zip(processes, outputs):
         assert p.returncode == 0 and stdout.split()[-1] == "2", stderr[-3000:]  # after JAX's lines
     assert "is after epoch 3, but another process of the run stopped before" in outputs[0][1]
@@ -380,17 +390,10 @@ def test_a_process_refused_after_the_start_ends_every_process(cifar_512, tmp_pat
     # was refused ("in use"), the first waited for it in its first training
     # step, and JAX aborted both 5 minutes later (exit 134).
     address = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512, "--no-export",
-             "--output-dir", str(tmp_path / "run"), "--num-processes", "2", "--process-id", str(i),
-             "--coordinator-address", address],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=120) for p in processes]
+    processes, outputs = run_two_processes(
+        lambda i: ["train.py", "--epochs", "1", *TINY, "--data-dir", cifar_512, "--no-export",
+                   "--output-dir", str(tmp_path / "run"), "--num-processes", "2", "--process-id", str(i),
+                   "--coordinator-address", address])
     assert [p.returncode for p in processes] == [2, 2], [err[-2000:] for _, err in outputs]
     last_lines = sorted(err.strip().splitlines()[-1] for _, err in outputs)
     refused = [i for i, (_, err) in enumerate(outputs) if "is in use" in err]
@@ -410,7 +413,6 @@ def test_a_process_that_fails_otherwise_before_training_ends_every_process(cifar
     # the block's end for a process that never came, and process 1 at JAX's
     # shutdown for process 0, until JAX aborted both 5 minutes later.
     address = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     script = (
         "import sys, train; from keras_resnet import training\n"
         "def full_disk(config):\n"
@@ -419,20 +421,10 @@ def test_a_process_that_fails_otherwise_before_training_ends_every_process(cifar
         "    training.prepare_data = full_disk\n"
         "sys.exit(train.main(sys.argv[2:]))"
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(i), "--epochs", "1", *TINY, "--data-dir", cifar_512,
-             "--no-export", "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2",
-             "--process-id", str(i), "--coordinator-address", address],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outputs = [p.communicate(timeout=120) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
+    processes, outputs = run_two_processes(
+        lambda i: ["-c", script, str(i), "--epochs", "1", *TINY, "--data-dir", cifar_512, "--no-export",
+                   "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2", "--process-id", str(i),
+                   "--coordinator-address", address])
     assert [p.returncode for p in processes] == [2, 1], [err[-2000:] for _, err in outputs]
     assert outputs[0][1].strip().splitlines()[-1] == (
         "train.py: error: process 1 of the run was refused (its output says why); this one "
@@ -471,21 +463,10 @@ def test_processes_given_other_settings_are_refused_before_anything_is_written(c
     # the processes compared their settings, and the other waited for it at
     # that comparison until JAX aborted both.
     address = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "train.py", *TINY, flag, values[i], "--data-dir", cifar_512, "--no-export",
-             "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2", "--process-id", str(i),
-             "--coordinator-address", address],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outputs = [p.communicate(timeout=120) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
+    processes, outputs = run_two_processes(
+        lambda i: ["train.py", *TINY, flag, values[i], "--data-dir", cifar_512, "--no-export",
+                   "--output-dir", str(tmp_path / f"run{i}"), "--num-processes", "2", "--process-id", str(i),
+                   "--coordinator-address", address])
     assert [p.returncode for p in processes] == [2, 2], [err[-2000:] for _, err in outputs]
     for i, (_, err) in enumerate(outputs):
         assert err.strip().splitlines()[-1] == (
