@@ -11,7 +11,10 @@ import time
 import numpy as np
 
 from keras_resnet import data
-from keras_resnet.layers import RandomPadCrop, build_augmenter
+try:  # keras_resnet/augment.py since 3ea0596
+    from keras_resnet.augment import RandomPadCrop, build_augmenter
+except ImportError:  # the code this was timed on
+    from keras_resnet.layers import RandomPadCrop, build_augmenter
 
 BATCH, BATCHES = 256, 60
 
