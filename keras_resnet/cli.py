@@ -1,9 +1,11 @@
 """What the command lines share: one-line errors and argument types."""
 
 import argparse
+import errno
 import importlib.util
 import os
 import re
+import socket
 
 # Keras' backends and the package each one imports.
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
@@ -36,6 +38,34 @@ class ArgumentParser(argparse.ArgumentParser):
         if problem:
             self.error(problem)
         return parsed
+
+
+def listen_problem(host, port):
+    """Why a server could not listen on `host:port` here, or None: an
+    `OSError` whose `strerror` (or text) says why; its `errno` is
+    `EADDRINUSE` where another program holds the port. `host` None is every
+    interface.
+
+    It binds each address the host resolves to as gRPC's servers do (JAX's
+    coordinator, KerasTuner's oracle), with `SO_REUSEADDR` and without
+    `SO_REUSEPORT`, which lets a second server share a port without a word.
+    """
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:  # a host of no machine
+        return e if isinstance(e, OSError) else OSError(str(e))
+    bound, problem = False, None
+    for family, kind, protocol, _, address in found:  # gRPC listens on each
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                bound = True
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return e
+                problem = e
+    return None if bound else problem
 
 
 def path(text):

@@ -7,7 +7,6 @@ settings and stop together when one of them is refused.
 import contextlib
 import json
 import os
-import socket
 import sys
 import threading
 import zlib
@@ -15,6 +14,7 @@ import zlib
 import keras
 import numpy as np
 
+from keras_resnet.cli import listen_problem
 from keras_resnet.config import ConfigError
 
 # How long JAX waits for every process to reach the coordinator before it
@@ -35,20 +35,12 @@ def check_coordinator_port(address):
     another program holds was a `JaxRuntimeError` traceback from JAX, or a
     crash (SIGSEGV, in 4 of 8 tries here) with nothing said."""
     port = int(address.rpartition(":")[2])
-    try:
-        server, host = socket.socket(socket.AF_INET6), "::"
-    except OSError:  # no IPv6
-        server, host = socket.socket(socket.AF_INET), ""
-    with server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
-        try:
-            server.bind((host, port))
-        except OSError as e:
-            raise ConfigError(
-                f"--coordinator-address {address}: process 0 serves the coordinator on port {port}, "
-                f"which it cannot listen on ({e.strerror}); choose a free port, the same for every "
-                "process."
-            ) from None
+    if problem := listen_problem(None, port):
+        raise ConfigError(
+            f"--coordinator-address {address}: process 0 serves the coordinator on port {port}, "
+            f"which it cannot listen on ({problem.strerror or problem}); choose a free port, the "
+            "same for every process."
+        )
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shlex
-import socket
 import sys
 import time
 
@@ -704,28 +703,16 @@ def _oracle_address_problem():
     """
     host, port = os.environ["KERASTUNER_ORACLE_IP"], int(os.environ["KERASTUNER_ORACLE_PORT"])
     address = f"{host}:{port}"
-    try:  # gRPC takes an IPv6 address in brackets, `[::]`
-        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as e:
-        found, error = [], getattr(e, "strerror", None) or str(e)
-    bound = False
-    for family, kind, protocol, _, where in found:  # gRPC listens on each
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
-            try:
-                probe.bind(where)
-                bound = True
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    return (f"--oracle-port (or $KERASTUNER_ORACLE_PORT) {port}: {address} is in "
-                            "use (another search's chief?); give this search's chief and workers "
-                            "another --oracle-port.")
-                error = e.strerror
-    if bound:
+    problem = cli.listen_problem(host.strip("[]"), port)  # gRPC takes IPv6 in brackets, `[::]`
+    if problem is None:
         return None
+    if problem.errno == errno.EADDRINUSE:
+        return (f"--oracle-port (or $KERASTUNER_ORACLE_PORT) {port}: {address} is in "
+                "use (another search's chief?); give this search's chief and workers "
+                "another --oracle-port.")
     return (f"--oracle-ip (or $KERASTUNER_ORACLE_IP) {host!r}: the chief cannot listen at {address} "
-            f"({error}); give an address of this machine (0.0.0.0 for every interface).")
+            f"({problem.strerror or problem}); give an address of this machine (0.0.0.0 for every "
+            "interface).")
 
 
 def _is_worker():
