@@ -17,7 +17,8 @@ from keras_resnet import cli  # noqa: E402  (Keras-free)
 
 
 def build_parser():
-    from keras_resnet.config import AUGMENT_PLACES, FLIPS, JIT_CHOICES, PRECISIONS, SCHEDULES, TTA_VIEWS
+    from keras_resnet.config import AUGMENT_PLACES, EXPORT_ROOT, FLIPS, JIT_CHOICES, MODEL_NAME, PRECISIONS
+    from keras_resnet.config import SCHEDULES, TTA_VIEWS
     from keras_resnet.presets import PRESETS
 
     p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0], trains=True,
@@ -65,8 +66,8 @@ def build_parser():
                    help="least seconds between checkpoints, 0 = every epoch; the last epoch is always saved (default 30)")
     p.add_argument("--resume", metavar="RUN_DIR", type=cli.path, help="resume the run in RUN_DIR with its saved settings")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--export-dir", type=cli.path, help="SavedModel root (default saved_models)")
-    p.add_argument("--model-name", help="SavedModel name (default keras_resnet)")
+    p.add_argument("--export-dir", type=cli.path, help=f"SavedModel root (default {EXPORT_ROOT})")
+    p.add_argument("--model-name", help=f"SavedModel name (default {MODEL_NAME})")
     p.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     p.add_argument("--distribute", action="store_true", help="data-parallel over every visible device")
     p.add_argument("--coordinator-address", help="JAX multi-host: HOST:PORT of process 0 ($KERAS_RESNET_COORDINATOR)")

@@ -35,6 +35,10 @@ MAX_NUMBER = 1e300
 MAX_EPOCHS = 1_000_000
 # Where runs go without --output-dir: <RUNS_ROOT>/<preset>.
 RUNS_ROOT = "runs"
+# Where models are exported without --export-dir/--model-name:
+# <EXPORT_ROOT>/<MODEL_NAME>/<version>, TF Serving's model name.
+EXPORT_ROOT = "saved_models"
+MODEL_NAME = "keras_resnet"
 
 # What each field annotation accepts ("float" takes ints too).
 _KINDS = {
@@ -101,8 +105,8 @@ class TrainConfig:
     output_dir: str | None = None
     checkpoint_seconds: float = 30.0
     tta_views: str = "flip"
-    export_dir: str = "saved_models"
-    model_name: str = "keras_resnet"
+    export_dir: str = EXPORT_ROOT
+    model_name: str = MODEL_NAME
     export: bool = True
     distribute: bool = False
     coordinator_address: str | None = None
@@ -253,7 +257,7 @@ class TrainConfig:
                     "--augment-on host (several processes augment on the device)."
                 )
         for value, flag, default in ((self.output_dir, "--output-dir", "runs/<preset>"),
-                                     (self.export_dir, "--export-dir", "saved_models")):
+                                     (self.export_dir, "--export-dir", EXPORT_ROOT)):
             if problem := empty_folder_problem(value, flag, default):
                 fail(problem)
         if self.output_dir is not None and os.path.isfile(self.output_dir):

@@ -20,6 +20,8 @@ import sys
 import tempfile
 
 from keras_resnet import cli
+from keras_resnet.config import EXPORT_ROOT
+from keras_resnet.config import MODEL_NAME
 from keras_resnet.data import CLASS_NAMES
 
 
@@ -86,7 +88,7 @@ def _readable_as_any_folder(path):
     os.chmod(path, 0o777 & ~umask)
 
 
-def export_saved_model(model, export_dir="saved_models", model_name="keras_resnet",
+def export_saved_model(model, export_dir=EXPORT_ROOT, model_name=MODEL_NAME,
                        class_names=CLASS_NAMES):
     """Exports `model` as the next version of a TF Serving model folder.
 
@@ -125,7 +127,7 @@ def export_saved_model(model, export_dir="saved_models", model_name="keras_resne
             "save the model (model.save('model.keras')) and run python -m keras_resnet.export "
             "model.keras, which loads it on TensorFlow."
         )
-    if problem := (empty_folder_problem(export_dir, "--export-dir", "saved_models")
+    if problem := (empty_folder_problem(export_dir, "--export-dir", EXPORT_ROOT)
                    or model_name_problem(model_name) or export_root_problem(export_dir, model_name)):
         raise ValueError(problem)
     if not isinstance(model, keras.Model):
@@ -202,10 +204,10 @@ def main(argv=None):
         description="Export a .keras checkpoint as a SavedModel for TF Serving.",
     )
     parser.add_argument("checkpoint", type=cli.path, help="a .keras file saved by keras-resnet")
-    parser.add_argument("--export-dir", type=cli.path, default="saved_models",
-                        help="SavedModel root, holding the model folders (default saved_models)")
-    parser.add_argument("--model-name", default="keras_resnet",
-                        help="model folder in --export-dir (default keras_resnet)")
+    parser.add_argument("--export-dir", type=cli.path, default=EXPORT_ROOT,
+                        help=f"SavedModel root, holding the model folders (default {EXPORT_ROOT})")
+    parser.add_argument("--model-name", default=MODEL_NAME,
+                        help=f"model folder in --export-dir (default {MODEL_NAME})")
     parser.add_argument(
         "--data-dir", type=cli.path,
         help="the python-version CIFAR-10 folder the model was trained on, whose batches.meta "

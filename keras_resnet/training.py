@@ -38,6 +38,8 @@ from keras_resnet import data as data_lib
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.augment import build_augmenter
 from keras_resnet.augment import skip_random_draws
+from keras_resnet.config import EXPORT_ROOT
+from keras_resnet.config import MODEL_NAME
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
@@ -502,8 +504,8 @@ def export_model(model, run_dir, config, class_names):
     data_dir = ["--data-dir", os.path.abspath(folder)] if folder else []
     # Where the run exports: without the flags, the command would add a
     # version to saved_models/keras_resnet, perhaps another model's.
-    where = [*(["--export-dir", config.export_dir] if config.export_dir != "saved_models" else []),
-             *(["--model-name", config.model_name] if config.model_name != "keras_resnet" else [])]
+    where = [*(["--export-dir", config.export_dir] if config.export_dir != EXPORT_ROOT else []),
+             *(["--model-name", config.model_name] if config.model_name != MODEL_NAME else [])]
     command = shlex.join(["python", "-m", "keras_resnet.export", f"{run_dir}/model.keras", *where,
                           *data_dir])
     if not importlib.util.find_spec("tensorflow"):
