@@ -22,6 +22,8 @@ from tests.conftest import run_train_main
 from tests.conftest import write_fake_cifar
 
 from keras_resnet import tune
+from keras_resnet.hypermodel import ResNetHyperModel
+from keras_resnet.hypermodel import search_space
 from keras_resnet.model import PARAM_CAP
 from keras_resnet.training import ConfigError
 from keras_resnet.config import TrainConfig
@@ -242,7 +244,7 @@ def test_the_best_is_kerastuners_best_where_the_table_rounds_two_scores_alike(
                          directory=str(tmp_path), widths=[[8]] * 4, blocks=[1], verbose=0)
     rows = read_summary(result["project_dir"])
     assert [r["val_accuracy"] for r in rows] == ["0.1235", "0.1235"]
-    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1])
+    hypermodel = ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1])
     [kerastuners] = tune.make_tuner(hypermodel, "random", 2, 1, str(tmp_path)).oracle.get_best_trials()
     assert result["best_trial"] == kerastuners.trial_id == "1"
     assert [t["trial"] for t in result["top"]] == ["1", "0"]
@@ -516,16 +518,16 @@ def test_the_search_api_names_a_bad_argument_before_anything_is_written(cifar, t
 def test_a_space_of_numpy_numbers_is_taken_as_python_floats():
     # A sweep over np.arange or an array of bounds: refused for a commit, with
     # "must be a positive, finite number ... Received: np.float32(0.1)".
-    space = tune.search_space("seed", widths=[[8]] * 4, blocks=[1],
-                              dropouts=list(np.arange(0, 0.3, 0.1, dtype="float32")),
-                              learning_rate=np.array([1e-3, 1e-1]),
-                              weight_decay=(np.float32(1e-4), np.float64(1e-3)))
+    space = search_space("seed", widths=[[8]] * 4, blocks=[1],
+                         dropouts=list(np.arange(0, 0.3, 0.1, dtype="float32")),
+                         learning_rate=np.array([1e-3, 1e-1]),
+                         weight_decay=(np.float32(1e-4), np.float64(1e-3)))
     assert json.loads(json.dumps(space)) == space
     assert space["dropouts"] == pytest.approx([0.0, 0.1, 0.2]) and space["learning_rate"] == [1e-3, 1e-1]
     assert space["weight_decay"] == pytest.approx([1e-4, 1e-3])
     assert all(type(v) is float for v in [*space["dropouts"], *space["learning_rate"], *space["weight_decay"]])
     # One number is a range of one value.
-    space = tune.search_space("seed", widths=[[8]] * 4, learning_rate=np.float32(0.5), weight_decay=1e-3)
+    space = search_space("seed", widths=[[8]] * 4, learning_rate=np.float32(0.5), weight_decay=1e-3)
     assert space["learning_rate"] == [0.5, 0.5] and space["weight_decay"] == [1e-3, 1e-3]
 
 
@@ -563,6 +565,14 @@ def test_a_missing_data_folder_from_the_environment_names_the_variable(
 def test_the_cli_module_loads_without_keras():
     out = run_python(["-c", "import sys, keras_resnet.tune; print('keras' in sys.modules)"])
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_hypermodel_is_still_importable_from_tune():
+    # Its example showed `from keras_resnet.tune import ResNetHyperModel`
+    # before it moved to keras_resnet.hypermodel.
+    from keras_resnet.tune import ResNetHyperModel as from_tune
+
+    assert from_tune is ResNetHyperModel
 
 
 def test_a_project_of_other_settings_is_not_continued(tmp_path):
@@ -610,19 +620,19 @@ def test_a_tuner_made_directly_neither_mixes_spaces_nor_deletes_what_it_cannot_s
     config = tune.trial_config(TrainConfig(preset="seed"), 1)
     space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     project = tmp_path / "resnet"
-    tune.check_project(str(project), tune.search_settings(config, tune.search_space("seed", **space),
+    tune.check_project(str(project), tune.search_settings(config, search_space("seed", **space),
                                                           "random", 1))
     release_folder(str(project))
-    tune.make_tuner(tune.ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path))  # the same
-    other = tune.ResNetHyperModel(config, **{**space, "widths": [[16]] * 4})
+    tune.make_tuner(ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path))  # the same
+    other = ResNetHyperModel(config, **{**space, "widths": [[16]] * 4})
     with pytest.raises(ConfigError, match=r"holds a search with other settings \(widths\) than this "
                                           r"tuner and hypermodel"):
         tune.make_tuner(other, "random", 1, 1, str(tmp_path))
     with pytest.raises(ConfigError, match=r"other settings \(tuner\)"):
-        tune.make_tuner(tune.ResNetHyperModel(config, **space), "bayesian", 1, 1, str(tmp_path))
+        tune.make_tuner(ResNetHyperModel(config, **space), "bayesian", 1, 1, str(tmp_path))
     (project / "final.keras").write_text("mine")
     with pytest.raises(ConfigError, match=r"is not empty, and make_tuner\(overwrite=True\) would delete"):
-        tune.make_tuner(tune.ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path),
+        tune.make_tuner(ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path),
                         overwrite=True)
     assert (project / "final.keras").read_text() == "mine"
 
@@ -635,7 +645,7 @@ def test_a_worker_of_a_search_started_over_does_not_compare_with_the_old_setting
     space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     project = tmp_path / "resnet"
     tune.check_project(str(project), tune.search_settings(
-        tune.trial_config(config, 1), tune.search_space("seed", **space), "random", 1))
+        tune.trial_config(config, 1), search_space("seed", **space), "random", 1))
     release_folder(str(project))
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
@@ -826,7 +836,7 @@ def test_every_seed_makes_a_tuner_and_working_seeds_keep_their_search(
     tuner, seed, expected, tmp_path
 ):
     config = TrainConfig(preset="seed", seed=seed)
-    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    hypermodel = ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     tuner_ = tune.make_tuner(hypermodel, tuner, max_trials=1, epochs_per_trial=1,
                              directory=str(tmp_path))
     assert tuner_.oracle.seed == expected
@@ -840,7 +850,7 @@ def test_trials_build_their_network_under_the_configured_precision():
     import keras_tuner
 
     config = TrainConfig(preset="seed", precision="mixed_bfloat16")
-    hypermodel = tune.ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    hypermodel = ResNetHyperModel(config, widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     model = hypermodel.build(keras_tuner.HyperParameters())
     assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
     assert model.output.dtype == "float32"  # the softmax stays float32

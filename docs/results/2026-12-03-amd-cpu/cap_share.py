@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, ".")
 from keras_resnet.model import count_params  # noqa: E402
 from keras_resnet.presets import PARAM_CAP, PRESETS  # noqa: E402
-from keras_resnet.tune import BLOCK_CHOICES, default_widths  # noqa: E402
+from keras_resnet.hypermodel import BLOCK_CHOICES, default_widths  # noqa: E402
 
 
 def block_params(inputs, filters, strides):
