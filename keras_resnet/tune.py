@@ -17,12 +17,10 @@ exits with status 2 and one line.
 """
 
 import argparse
-import csv
 import dataclasses
 import errno
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -39,42 +37,31 @@ from keras_resnet.config import MAX_EPOCHS  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
-from keras_resnet.config import can_create_folder  # noqa: E402
-from keras_resnet.config import delete_for_overwrite  # noqa: E402
-from keras_resnet.config import empty_folder_problem  # noqa: E402
-from keras_resnet.config import folder_name_problem  # noqa: E402
-from keras_resnet.config import holds_working_directory  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.config import read_json_object  # noqa: E402
-from keras_resnet.atomic import is_partial  # noqa: E402
-from keras_resnet.atomic import write_atomically  # noqa: E402
-from keras_resnet.atomic import write_json_atomic  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
-from keras_resnet.data import python_folder  # noqa: E402
-from keras_resnet.folder_lock import hold_folder  # noqa: E402
 from keras_resnet.folder_lock import release_folder  # noqa: E402
-from keras_resnet.hypermodel import TUNED_KEYS  # noqa: E402
 from keras_resnet.hypermodel import search_space  # noqa: E402
 from keras_resnet.presets import PARAM_CAP  # noqa: E402
 from keras_resnet.presets import PRESETS  # noqa: E402
+from keras_resnet.tune_project import BEST_CONFIG_FILE  # noqa: E402
+from keras_resnet.tune_project import SEARCH_FILE  # noqa: E402
+from keras_resnet.tune_project import SUMMARY_FILE  # noqa: E402
+from keras_resnet.tune_project import changed_settings  # noqa: E402
+from keras_resnet.tune_project import check_creatable  # noqa: E402
+from keras_resnet.tune_project import check_project  # noqa: E402
+from keras_resnet.tune_project import first_failure  # noqa: E402
+from keras_resnet.tune_project import format_table  # noqa: E402
+from keras_resnet.tune_project import is_chief  # noqa: E402
+from keras_resnet.tune_project import is_worker  # noqa: E402
+from keras_resnet.tune_project import project_problem  # noqa: E402
+from keras_resnet.tune_project import ranked_trials  # noqa: E402
+from keras_resnet.tune_project import search_settings  # noqa: E402
+from keras_resnet.tune_project import summarize  # noqa: E402
+from keras_resnet.tune_project import write_results  # noqa: E402
 
 TUNERS = ("hyperband", "random", "bayesian")
-# `best_config.json`: the tuned fields and the rest of the recipe the trials
-# trained with, so that `train.py --config` (which starts from the preset's
-# recipe) trains what was tuned. Not the data sizes, epochs or seed.
-BEST_CONFIG_KEYS = ("preset", *TUNED_KEYS, "batch_size", "momentum", "schedule",
-                    "warmup_epochs", "label_smoothing", "crop_padding", "cutout", "flip", "ema",
-                    "lookahead", "offset_lr_scale", "bn_momentum", "precision")
-SEARCH_FILE = "search.json"
-SUMMARY_FILE = "summary.csv"
-BEST_CONFIG_FILE = "best_config.json"
-# What KerasTuner writes in a trial's folder (Keras 3: weights as .weights.h5).
-TRIAL_FILES = {"trial.json", "build_config.json", "checkpoint.weights.h5"}
-SUMMARY_COLUMNS = (
-    "trial", "status", "val_accuracy", "params", "epochs", "widths", "blocks",
-    "dropout", "learning_rate", "weight_decay",
-)
 # Seeds numpy (and scikit-learn) take: 0 to 2**32 - 1.
 NUMPY_SEEDS = 2**32
 
@@ -86,19 +73,6 @@ def __getattr__(name):
 
         return ResNetHyperModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def project_problem(directory, project_name):
-    """Why `directory` and `project_name` cannot name a project folder, or
-    None. The name must be one folder name: `--overwrite` deletes the
-    project folder, so `"."` or `""` would delete `--directory` with the
-    other projects in it (and `""` put KerasTuner's files in
-    `untitled_project`). An empty `directory` would be the current folder."""
-    if not isinstance(directory, (str, os.PathLike)):
-        return f"`directory` must be a path (a str or os.PathLike). Received: directory={directory!r}"
-    return (empty_folder_problem(directory, "--directory", "runs/tuning")
-            or folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
-                                   "--directory"))
 
 
 def _tuner_seed(seed, tuner):
@@ -188,24 +162,6 @@ def trial_config(config, epochs_per_trial):
     return dataclasses.replace(config, epochs=epochs_per_trial, augment_on="host", export=False)
 
 
-def search_settings(config, space, tuner, epochs_per_trial):
-    """What a project's `search.json` records of a search (`config`, a
-    `trial_config`), and a reload must match (`changed_settings`). The
-    data folder is `$CIFAR10_DIR`'s where `config.data_dir` is None."""
-    folder = python_folder(config.data_dir)
-    return dict(
-        tuner=tuner, epochs_per_trial=epochs_per_trial, **space,
-        **{k: v for k, v in config.identity().items() if k not in TUNED_KEYS},
-        data_dir=os.path.abspath(folder) if folder else None,
-    )
-
-
-def changed_settings(saved, settings):
-    """The settings, but the data folder (which may move), that differ
-    from `saved`, a `search.json`'s."""
-    return sorted(k for k in settings if k != "data_dir" and saved.get(k) != settings[k])
-
-
 def _check_reload(hypermodel, tuner, epochs_per_trial, project_dir, overwrite):
     """For a tuner made directly (`search` checks its project first):
     KerasTuner reloads a project's space, preset and tuner whatever
@@ -233,208 +189,6 @@ def _check_reload(hypermodel, tuner, epochs_per_trial, project_dir, overwrite):
             )
 
 
-# --------------------------------------------------------------------------
-# Results.
-
-
-def _status(trial, params):
-    if trial.status == "COMPLETED":
-        return "completed"
-    if trial.status == "FAILED":
-        return "rejected" if params > PARAM_CAP else "failed"
-    return trial.status.lower()  # running: interrupted, continued on a rerun
-
-
-def summarize(tuner, hypermodel):
-    """One row per trial, in trial order (see `SUMMARY_COLUMNS`)."""
-    rows = []
-    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id)):
-        config = hypermodel.trial_config(trial.hyperparameters.copy())
-        if trial.metrics.exists("params"):
-            params = int(trial.metrics.get_last_value("params"))
-        else:  # rejected or failed
-            params = hypermodel.count_params(config)
-        epochs = trial.metrics.get_last_value("epochs") if trial.metrics.exists("epochs") else None
-        rows.append({
-            "trial": trial.trial_id,
-            "status": _status(trial, params),
-            "val_accuracy": None if trial.score is None else round(float(trial.score), 4),
-            "params": params,
-            "epochs": None if epochs is None else int(epochs),
-            "widths": "/".join(map(str, config.stage_filters)),
-            "blocks": "/".join(map(str, config.stage_blocks)),
-            "dropout": config.dropout,
-            "learning_rate": round(config.learning_rate, 5),
-            "weight_decay": round(config.weight_decay, 6),
-            "config": {k: getattr(config, k) for k in BEST_CONFIG_KEYS},
-            "score": trial.score,  # unrounded: two trials may print alike
-        })
-    return rows
-
-
-def first_failure(tuner, rows):
-    """The error of the first failed trial, in a sentence (KerasTuner keeps
-    each failed trial's traceback in its `trial.json`), or None."""
-    failed = [row["trial"] for row in rows if row["status"] == "failed"]
-    if not failed:
-        return None
-    message = (tuner.oracle.trials[failed[0]].message or "").strip()
-    last_line = message.splitlines()[-1] if message else "no message recorded"
-    return f"Trial {failed[0]} failed with: {last_line} (its trial.json holds the traceback)."
-
-
-def ranked_trials(rows):
-    """The completed rows, best first, as KerasTuner ranks them (by the
-    score itself, not the rounded `val_accuracy`; ties in trial order)."""
-    return sorted((row for row in rows if row["status"] == "completed"),
-                  key=lambda row: -row["score"])
-
-
-def format_table(rows):
-    cells = [SUMMARY_COLUMNS] + [
-        tuple("-" if row[c] is None else str(row[c]) for c in SUMMARY_COLUMNS) for row in rows
-    ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(SUMMARY_COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
-
-
-def write_results(rows, project_dir):
-    """Writes `summary.csv` and, if a trial completed, `best_config.json`.
-
-    Returns the best row, or `None`.
-    """
-    def write_summary(partial):  # whole, even if a Ctrl-C comes
-        with open(partial, "w", newline="") as f:
-            writer = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_atomically(os.path.join(project_dir, SUMMARY_FILE), write_summary)
-    ranked = ranked_trials(rows)
-    if not ranked:
-        return None
-    best = ranked[0]
-    TrainConfig.from_dict(best["config"], source=BEST_CONFIG_FILE)  # train.py takes it
-    write_json_atomic(os.path.join(project_dir, BEST_CONFIG_FILE), best["config"])
-    return best
-
-
-def check_project(project_dir, settings, overwrite=False):
-    """Refuses to continue a search of other settings in `project_dir`;
-    records `settings` there (the chief or a single process only). With
-    `overwrite`, deletes the search there first, and refuses to delete a
-    folder that holds none."""
-    _check_creatable(project_dir)
-    path = os.path.join(project_dir, SEARCH_FILE)
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as saved
-    if os.path.isfile(path) and not _is_worker():
-        _hold_project(project_dir)  # before its settings are read, or it is deleted
-    if os.path.isdir(project_dir) and os.listdir(project_dir) and not os.path.isfile(path) \
-            and (overwrite or not _is_worker()):
-        what = "which --overwrite would delete" if overwrite else "where a search would write"
-        raise ConfigError(
-            f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), {what}; "
-            "choose another --project-name or --directory."
-        )
-    if overwrite and os.path.isdir(project_dir) and holds_working_directory(project_dir):
-        raise ConfigError(
-            f"{project_dir} is the folder this command runs in, or holds it: --overwrite would "
-            "delete it from under the command. Run it from another folder (cd out of the project "
-            "first)."
-        )
-    if overwrite and os.path.islink(project_dir):  # it cannot be renamed aside
-        raise ConfigError(
-            f"{project_dir} is a link to {os.path.realpath(project_dir)}: to replace that search, "
-            "pass the folder itself (--directory, --project-name)."
-        )
-    if overwrite and os.path.isdir(project_dir) and (foreign := files_no_search_writes(project_dir)):
-        raise ConfigError(
-            f"{project_dir} holds files that no search writes ({', '.join(foreign[:5])}), "
-            "which --overwrite would delete; move them out or choose another --project-name."
-        )
-    if os.path.isfile(path) and not overwrite:
-        saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
-        if changed := changed_settings(saved, settings):
-            raise ConfigError(
-                f"{project_dir} holds a search with other settings "
-                f"({', '.join(changed)}); rerun it with the same settings to "
-                "continue it, or choose another --project-name, or pass --overwrite."
-            )
-        # A data folder may move, so another one is noted, not refused (a
-        # project from before it was recorded has no "data_dir").
-        if "data_dir" in saved and saved["data_dir"] != settings.get("data_dir"):
-            def named(folder):
-                return folder or "TensorFlow Datasets' cifar10"
-            print(f"Note: {project_dir} was searched on the data in {named(saved['data_dir'])}; "
-                  f"it goes on with {named(settings.get('data_dir'))}, and the trials of both are "
-                  "ranked together.", file=sys.stderr)
-    if not _is_worker():
-        if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
-            delete_for_overwrite(project_dir, project_dir, "search", "another --project-name")
-        try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
-            os.makedirs(project_dir, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(
-                f"{project_dir} (--directory, --project-name) cannot be created ({e.strerror}); "
-                "choose another --directory."
-            ) from None
-        _hold_project(project_dir)  # the folder --overwrite made, or a new one
-        write_json_atomic(path, settings)
-
-
-def _check_creatable(project_dir):
-    if not can_create_folder(project_dir):
-        raise ConfigError(
-            f"{project_dir} (--directory, --project-name) cannot be created or written to "
-            "as a folder."
-        )
-
-
-def _hold_project(project_dir):
-    """Refuses a project that another search (not one of this search's
-    workers, which hold nothing) is running now."""
-    if not hold_folder(project_dir):
-        raise ConfigError(
-            f"{project_dir} is in use: another search is running there now. Wait for it to "
-            "end, or choose another --project-name."
-        )
-
-
-def files_no_search_writes(project_dir):
-    """The paths, relative to `project_dir`, of what neither this command
-    nor KerasTuner writes there (its `oracle.json`, its tuners' `<id>.json`
-    and `trial_*` folders of `TRIAL_FILES`), which `--overwrite` must not
-    delete. A link counts as foreign."""
-    ours = {SEARCH_FILE, SUMMARY_FILE, BEST_CONFIG_FILE, "oracle.json"}
-    tuner_state = re.compile(r"(tuner\d+|chief|worker[\w-]*)\.json")
-    foreign = []
-    for name in sorted(os.listdir(project_dir)):
-        path = os.path.join(project_dir, name)
-        if os.path.islink(path):
-            foreign.append(name)
-        elif os.path.isdir(path) and name.startswith("trial_"):
-            foreign += [os.path.join(name, inner) for inner in sorted(os.listdir(path))
-                        if os.path.islink(os.path.join(path, inner))
-                        or not os.path.isfile(os.path.join(path, inner))
-                        or not (inner in TRIAL_FILES or is_partial(inner))]
-        elif os.path.isdir(path) or not (name in ours or tuner_state.fullmatch(name)
-                                         or is_partial(name) or _is_tuner_file(path)):
-            foreign.append(name)
-    return foreign
-
-
-def _is_tuner_file(path):
-    """Whether `path` is a `<tuner id>.json` of KerasTuner's (a worker may
-    have any id, `gpu0`): what `Tuner.save` writes there, an empty object."""
-    if not path.endswith(".json"):
-        return False
-    try:
-        with open(path) as f:
-            return json.load(f) == {}
-    except (OSError, ValueError):
-        return False
-
-
 def _oracle_address_problem():
     """Why the chief cannot serve KerasTuner's oracle at
     `$KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT`, or None.
@@ -458,16 +212,6 @@ def _oracle_address_problem():
     return (f"--oracle-ip (or $KERASTUNER_ORACLE_IP) {host!r}: the chief cannot listen at {address} "
             f"({problem.strerror or problem}); give an address of this machine (0.0.0.0 for every "
             "interface).")
-
-
-def _is_worker():
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
-    return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" not in tuner_id
-
-
-def _is_chief():
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
-    return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" in tuner_id
 
 
 # --------------------------------------------------------------------------
@@ -518,12 +262,12 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     config.validate()
     if problem := project_problem(directory, project_name):
         raise ConfigError(problem)
-    if _is_chief() and "KERASTUNER_ORACLE_IP" in os.environ and (
+    if is_chief() and "KERASTUNER_ORACLE_IP" in os.environ and (
             problem := _oracle_address_problem()):
         raise ConfigError(problem)
     space = search_space(config.preset, **space)
     project_dir = os.path.join(directory, project_name)
-    _check_creatable(project_dir)  # before Keras and the data load (check_project checks again)
+    check_creatable(project_dir)  # before Keras and the data load (check_project checks again)
     settings = search_settings(config, space, tuner, epochs_per_trial)
     # Settings checked: now load Keras, and the data before the project
     # records these settings (a split the data cannot give would otherwise
@@ -544,7 +288,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             f"parameters, over {PARAM_CAP:,}. Give narrower --widths or fewer --blocks."
         )
     data = {}
-    if not _is_chief():  # the chief hands out trials and trains nothing
+    if not is_chief():  # the chief hands out trials and trains nothing
         _, data["train"], data["validation"] = prepare_data(config)
     try:  # check_project holds the project folder (the chief's, or a single process's)
         check_project(project_dir, settings, overwrite)
@@ -561,12 +305,12 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             with run_globals():  # each trial's training wrapper float32, as train.py's
                 tuner_.search(epochs=epochs_per_trial, verbose=verbose, **data)
         except KeyboardInterrupt:
-            if not _is_worker():  # the table so far; the interrupted trial is `running`
+            if not is_worker():  # the table so far; the interrupted trial is `running`
                 write_results(summarize(tuner_, hypermodel), project_dir)
             raise
         results = {"tuner_id": tuner_.tuner_id, "trained": hypermodel.trained,
                    "rejected_here": hypermodel.rejected}
-        if _is_worker():
+        if is_worker():
             results["wall_seconds"] = round(time.perf_counter() - start, 1)
             return results
 

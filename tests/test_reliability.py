@@ -737,7 +737,7 @@ def test_a_missing_data_folder_from_the_environment_names_the_variable(tmp_path,
 
 def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_path, capsys):
     # The export folder was found to be a file only after training.
-    from keras_resnet import tune
+    from keras_resnet import tune_project
     from keras_resnet.config import ConfigError
 
     (tmp_path / "keras_resnet").write_text("not a folder")
@@ -748,7 +748,7 @@ def test_paths_that_are_files_are_refused_before_anything_runs(fake_cifar, tmp_p
     assert "cannot be created or written to as a folder" in err.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="cannot be created or written to as a folder"):
-        tune.check_project(str(tmp_path / "keras_resnet" / "resnet"), {"tuner": "random"})
+        tune_project.check_project(str(tmp_path / "keras_resnet" / "resnet"), {"tuner": "random"})
 
 
 def test_settings_that_failed_deep_inside_are_refused_up_front(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from tests.conftest import run_train_main
 from tests.conftest import write_fake_cifar
 
 from keras_resnet import tune
+from keras_resnet import tune_project
 from keras_resnet.hypermodel import ResNetHyperModel
 from keras_resnet.hypermodel import search_space
 from keras_resnet.model import PARAM_CAP
@@ -48,7 +49,7 @@ def last_json(stdout):
 
 
 def read_summary(project_dir):
-    with open(os.path.join(project_dir, tune.SUMMARY_FILE)) as f:
+    with open(os.path.join(project_dir, tune_project.SUMMARY_FILE)) as f:
         return list(csv.DictReader(f))
 
 
@@ -90,9 +91,10 @@ def test_best_config_trains_with_the_recipe_of_the_trials_for_every_preset(tmp_p
     for preset in RECIPES:
         trial = TrainConfig(preset=preset, stage_filters=(8, 8, 16, 16), dropout=0.1)
         path = tmp_path / f"{preset}.json"
-        path.write_text(json.dumps({key: getattr(trial, key) for key in tune.BEST_CONFIG_KEYS}))
+        path.write_text(json.dumps({key: getattr(trial, key)
+                                    for key in tune_project.BEST_CONFIG_KEYS}))
         config = train.config_from_args(train.build_parser().parse_args(["--config", str(path)]))
-        differ = {key for key in recipe_keys | set(tune.BEST_CONFIG_KEYS)
+        differ = {key for key in recipe_keys | set(tune_project.BEST_CONFIG_KEYS)
                   if as_json(config, key) != as_json(trial, key)}
         assert differ == set(), (preset, differ)
 
@@ -124,11 +126,11 @@ def test_search_writes_table_and_best_config_that_train_py_trains(cifar, tmp_pat
     ranked = [t["val_accuracy"] for t in result["top"]]
     assert ranked == sorted(scores.values(), reverse=True)
     # Everything a search wrote is its own: --overwrite may replace it.
-    assert tune.files_no_search_writes(project) == []
+    assert tune_project.files_no_search_writes(project) == []
 
     with open(result["best_config"]) as f:
         best = json.load(f)
-    assert set(best) == set(tune.BEST_CONFIG_KEYS)
+    assert set(best) == set(tune_project.BEST_CONFIG_KEYS)
     # The best trial's own hyperparameters.
     assert "/".join(map(str, best["stage_filters"])) == best_row["widths"]
     assert best["dropout"] == float(best_row["dropout"])
@@ -266,7 +268,7 @@ def test_a_diverging_trial_is_failed_not_rejected_and_names_no_best(cifar, tmp_p
     assert (result["failed"], result["rejected"], result["completed"]) == (2, 0, 0)
     assert all(int(r["params"]) <= PARAM_CAP and not r["val_accuracy"] for r in rows)
     assert result["best_config"] is None
-    assert not os.path.exists(os.path.join(result["project_dir"], tune.BEST_CONFIG_FILE))
+    assert not os.path.exists(os.path.join(result["project_dir"], tune_project.BEST_CONFIG_FILE))
 
 
 def test_a_search_whose_every_trial_failed_exits_1_naming_the_error(cifar, tmp_path, capsys,
@@ -340,7 +342,7 @@ def test_ctrl_c_leaves_the_table_so_far_and_the_search_continues(cifar, tmp_path
         "same command to continue the search.")
     assert [(r["trial"], r["status"]) for r in read_summary(project)] == [("0", "completed"),
                                                                          ("1", "running")]
-    assert os.path.isfile(os.path.join(project, tune.BEST_CONFIG_FILE))
+    assert os.path.isfile(os.path.join(project, tune_project.BEST_CONFIG_FILE))
 
     monkeypatch.setattr(keras.Model, "fit", fit)
     result, _ = run_main(args, capsys)  # the same command again
@@ -406,7 +408,7 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(cifar, tmp_path)
     assert sum(w["trained"] for w in workers) == 3  # each trial exactly once
     project = chief["project_dir"]
     assert [r["status"] for r in read_summary(project)] == ["completed"] * 3
-    assert os.path.isfile(os.path.join(project, tune.BEST_CONFIG_FILE))
+    assert os.path.isfile(os.path.join(project, tune_project.BEST_CONFIG_FILE))
     assert len({json.dumps(v, sort_keys=True) for v in trial_values(project)}) == 3
 
 
@@ -576,31 +578,31 @@ def test_the_hypermodel_is_still_importable_from_tune():
 
 
 def test_a_project_of_other_settings_is_not_continued(tmp_path):
-    tune.check_project(str(tmp_path), {"tuner": "random", "widths": [[8, 16]]})
-    tune.check_project(str(tmp_path), {"tuner": "random", "widths": ((8, 16),)})
+    tune_project.check_project(str(tmp_path), {"tuner": "random", "widths": [[8, 16]]})
+    tune_project.check_project(str(tmp_path), {"tuner": "random", "widths": ((8, 16),)})
     with pytest.raises(ConfigError, match=r"other settings \(tuner, widths\)"):
-        tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
+        tune_project.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
     (tmp_path / "trial_0").mkdir()  # KerasTuner's
-    tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]}, overwrite=True)
-    assert os.listdir(tmp_path) == [tune.SEARCH_FILE]  # started over, the settings recorded
-    tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})  # continues
-    (tmp_path / tune.SEARCH_FILE).write_text('{"tuner": ')  # cut short
+    tune_project.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]}, overwrite=True)
+    assert os.listdir(tmp_path) == [tune_project.SEARCH_FILE]  # started over, the settings recorded
+    tune_project.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})  # continues
+    (tmp_path / tune_project.SEARCH_FILE).write_text('{"tuner": ')  # cut short
     with pytest.raises(ConfigError, match=r"search's settings .* cannot be read \(JSONDecodeError"):
-        tune.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
+        tune_project.check_project(str(tmp_path), {"tuner": "bayesian", "widths": [[8]]})
 
 
 def test_a_search_continued_on_another_data_folder_says_so(tmp_path, capsys):
     # It went on without a word, ranking trials of two datasets together. A
     # folder may move, so it is a note, not a refusal.
     project = str(tmp_path / "resnet")
-    tune.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
-    tune.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
+    tune_project.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
+    tune_project.check_project(project, {"tuner": "random", "data_dir": "/data/a"})
     assert capsys.readouterr().err == ""
-    tune.check_project(project, {"tuner": "random", "data_dir": None})
+    tune_project.check_project(project, {"tuner": "random", "data_dir": None})
     assert capsys.readouterr().err == (
         f"Note: {project} was searched on the data in /data/a; it goes on with TensorFlow "
         "Datasets' cifar10, and the trials of both are ranked together.\n")
-    with open(os.path.join(project, tune.SEARCH_FILE)) as f:
+    with open(os.path.join(project, tune_project.SEARCH_FILE)) as f:
         assert json.load(f)["data_dir"] is None  # the folder it goes on with
 
 
@@ -609,7 +611,7 @@ def test_the_data_folder_recorded_is_the_one_read(tmp_path, monkeypatch):
     # ("TensorFlow Datasets' cifar10"), and the same search from the command
     # line, which reads the variable, noted another data folder.
     monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "cifar"))
-    settings = tune.search_settings(TrainConfig(), {}, "random", 1)
+    settings = tune_project.search_settings(TrainConfig(), {}, "random", 1)
     assert settings["data_dir"] == str(tmp_path / "cifar")
 
 
@@ -620,8 +622,8 @@ def test_a_tuner_made_directly_neither_mixes_spaces_nor_deletes_what_it_cannot_s
     config = tune.trial_config(TrainConfig(preset="seed"), 1)
     space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     project = tmp_path / "resnet"
-    tune.check_project(str(project), tune.search_settings(config, search_space("seed", **space),
-                                                          "random", 1))
+    tune_project.check_project(str(project), tune_project.search_settings(
+        config, search_space("seed", **space), "random", 1))
     release_folder(str(project))
     tune.make_tuner(ResNetHyperModel(config, **space), "random", 1, 1, str(tmp_path))  # the same
     other = ResNetHyperModel(config, **{**space, "widths": [[16]] * 4})
@@ -644,7 +646,7 @@ def test_a_worker_of_a_search_started_over_does_not_compare_with_the_old_setting
     config = TrainConfig(train_size=256, validation_size=64, data_dir=cifar)
     space = dict(widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
     project = tmp_path / "resnet"
-    tune.check_project(str(project), tune.search_settings(
+    tune_project.check_project(str(project), tune_project.search_settings(
         tune.trial_config(config, 1), search_space("seed", **space), "random", 1))
     release_folder(str(project))
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
@@ -668,21 +670,21 @@ def test_a_project_another_search_is_running_is_refused(tmp_path, folder_held_by
     # search's results.
 
     project, settings = tmp_path / "resnet", {"tuner": "random", "widths": [[8]]}
-    tune.check_project(str(project), settings)  # a search started here...
+    tune_project.check_project(str(project), settings)  # a search started here...
     release_folder(str(project))  # ...in another process, which holds it:
     folder_held_by_another_process(project)
     for overwrite in (False, True):
         with pytest.raises(ConfigError, match=f"^{project} is in use: another search is running "
                                               "there now. Wait for it to end, or choose another "
                                               "--project-name.$"):
-            tune.check_project(str(project), settings, overwrite=overwrite)
-    assert os.listdir(project) == [tune.SEARCH_FILE]
+            tune_project.check_project(str(project), settings, overwrite=overwrite)
+    assert os.listdir(project) == [tune_project.SEARCH_FILE]
 
 
 def test_overwrite_never_deletes_a_folder_that_holds_no_search(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"holds no keras-resnet search .* --overwrite would delete"):
-        tune.check_project(str(tmp_path), {"tuner": "random"}, overwrite=True)
+        tune_project.check_project(str(tmp_path), {"tuner": "random"}, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -692,7 +694,7 @@ def test_a_folder_that_holds_no_search_is_not_taken_over(tmp_path):
     (tmp_path / "best.keras").write_text("mine")
     with pytest.raises(ConfigError, match=r"holds no keras-resnet search \(no search.json\), "
                                           r"where a search would write; choose another"):
-        tune.check_project(str(tmp_path), {"tuner": "random"})
+        tune_project.check_project(str(tmp_path), {"tuner": "random"})
     assert os.listdir(tmp_path) == ["best.keras"]
 
 
@@ -702,14 +704,14 @@ def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
                  "trial_0000/trial.json", "trial_0000/checkpoint.weights.h5"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("{}")
-    assert tune.files_no_search_writes(str(project)) == []
+    assert tune_project.files_no_search_writes(str(project)) == []
     # A distributed search's workers write `<their id>.json`, any id.
     (project / "gpu0.json").write_text("{}")
-    assert tune.files_no_search_writes(str(project)) == []
+    assert tune_project.files_no_search_writes(str(project)) == []
     (project / "final.keras").write_text("trained from best_config.json")
     with pytest.raises(ConfigError, match=r"holds files that no search writes \(final.keras\), "
                                           r"which --overwrite would delete"):
-        tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
+        tune_project.check_project(str(project), {"tuner": "random"}, overwrite=True)
     assert (project / "final.keras").read_text() == "trained from best_config.json"
     (project / "final.keras").unlink()
     # Inside a trial's folder too: they were deleted without a word.
@@ -717,11 +719,11 @@ def test_overwrite_keeps_the_users_files_in_a_search(tmp_path):
     (project / "trial_0000" / "final").mkdir()
     with pytest.raises(ConfigError, match=r"holds files that no search writes \(trial_0000/final, "
                                           r"trial_0000/notes.txt\), which --overwrite would delete"):
-        tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
+        tune_project.check_project(str(project), {"tuner": "random"}, overwrite=True)
     assert (project / "trial_0000" / "notes.txt").read_text() == "mine"
     (project / "trial_0000" / "notes.txt").unlink()
     (project / "trial_0000" / "final").rmdir()
-    tune.check_project(str(project), {"tuner": "random"}, overwrite=True)  # a search: replaced
+    tune_project.check_project(str(project), {"tuner": "random"}, overwrite=True)  # a search: replaced
     assert os.listdir(project) == ["search.json"]
 
 
@@ -731,29 +733,30 @@ def test_overwrite_of_a_new_project_starts_it_and_of_a_link_is_refused(tmp_path)
     # error blamed permissions (before that, rmtree ignored it and the old
     # search went on despite --overwrite).
     project = tmp_path / "resnet"
-    tune.check_project(str(project), {"tuner": "random"}, overwrite=True)
-    assert os.listdir(project) == [tune.SEARCH_FILE]
+    tune_project.check_project(str(project), {"tuner": "random"}, overwrite=True)
+    assert os.listdir(project) == [tune_project.SEARCH_FILE]
     release_folder(str(project))
     (tmp_path / "links").mkdir()
     os.symlink(project, tmp_path / "links" / "resnet")
     with pytest.raises(ConfigError, match=rf"^{tmp_path}/links/resnet is a link to {project}: to "
                                           r"replace that search, pass the folder itself"):
-        tune.check_project(str(tmp_path / "links" / "resnet"), {"tuner": "random"}, overwrite=True)
-    assert os.listdir(project) == [tune.SEARCH_FILE]
+        tune_project.check_project(str(tmp_path / "links" / "resnet"), {"tuner": "random"},
+                                   overwrite=True)
+    assert os.listdir(project) == [tune_project.SEARCH_FILE]
 
 
 def test_overwrite_from_inside_the_project_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
     # The project was deleted from under the command, which then failed
     # with a traceback and left no search.
     project = tmp_path / "resnet"
-    tune.check_project(str(project), {"tuner": "random"})
+    tune_project.check_project(str(project), {"tuner": "random"})
     release_folder(str(project))
     (project / "trial_0").mkdir()
     monkeypatch.chdir(project / "trial_0")
     for path in (str(project), ".."):
         with pytest.raises(ConfigError, match=r"is the folder this command runs in, or holds it: "
                                               r"--overwrite would delete it"):
-            tune.check_project(path, {"tuner": "random"}, overwrite=True)
+            tune_project.check_project(path, {"tuner": "random"}, overwrite=True)
     assert sorted(os.listdir(project)) == ["search.json", "trial_0"]
 
 
@@ -764,7 +767,7 @@ def test_a_project_that_cannot_be_made_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "makedirs", refuse)
     with pytest.raises(ConfigError, match=r"^\S+/resnet \(--directory, --project-name\) cannot be "
                                           r"created \(Operation not permitted\); choose another"):
-        tune.check_project(str(tmp_path / "resnet"), {"tuner": "random"})
+        tune_project.check_project(str(tmp_path / "resnet"), {"tuner": "random"})
 
 
 def test_a_directory_that_is_a_file_is_refused_before_keras_and_the_data_load(tmp_path):
@@ -805,9 +808,10 @@ def test_a_project_name_that_is_not_one_folder_is_refused_and_deletes_nothing(
     name = str(directory) if name == "ABSOLUTE" else name
     sibling = directory / "keep"
     (sibling / "trial_0").mkdir(parents=True)
-    (sibling / tune.SEARCH_FILE).write_text('{"tuner": "random"}')
+    (sibling / tune_project.SEARCH_FILE).write_text('{"tuner": "random"}')
     (sibling / "trial_0" / "trial.json").write_text("{}")
-    (directory / tune.SEARCH_FILE).write_text('{"tuner": "random"}')  # an older `--project-name .`
+    # An older `--project-name .`:
+    (directory / tune_project.SEARCH_FILE).write_text('{"tuner": "random"}')
     before = folder_tree(tmp_path)
     argv = [*TINY, "--tuner", "random", "--max-trials", "1", "--data-dir", cifar,
             "--directory", str(directory), "--project-name", name]
