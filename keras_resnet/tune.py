@@ -14,6 +14,11 @@ best_config.json` trains the best configuration). Rerunning the same command
 continues an interrupted search. Distributed search uses KerasTuner's
 chief/worker mode (see docs/tuning.md). Ends with one JSON line; bad input
 exits with status 2 and one line.
+
+This module makes the tuner, runs the search (a distributed search's
+chief checks its address first) and is its command line; the space and
+`ResNetHyperModel` are in `keras_resnet.hypermodel`, the project folder
+and its files in `keras_resnet.tune_project`.
 """
 
 import argparse
