@@ -1,5 +1,6 @@
 """Evaluation: test accuracy with and without test-time augmentation, the
-per-class picture, plots, and `python -m keras_resnet.evaluate`.
+per-class picture, and `python -m keras_resnet.evaluate`, which writes them
+as a report with the plots of `plots.py`.
 
 ```
 python -m keras_resnet.evaluate --model runs/seed/model.keras --data-dir DIR
@@ -14,7 +15,6 @@ run's `history.csv`) and `evaluation.json`; the same results end the output
 as one JSON line.
 """
 
-import csv
 import json
 import os
 import sys
@@ -35,6 +35,10 @@ from keras_resnet.config import empty_folder_problem
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
+from keras_resnet.plots import CURVES
+from keras_resnet.plots import plot_confusion_matrix
+from keras_resnet.plots import plot_mistakes
+from keras_resnet.plots import plot_training_curves
 from keras_resnet.presets import NUM_CLASSES
 
 
@@ -193,174 +197,7 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
 
 
 # --------------------------------------------------------------------------
-# Plots (matplotlib's Agg canvas: no display, no global pyplot state).
-
-
-def _new_figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=figsize, dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path)
-    return path
-
-
-def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
-    """Writes the confusion matrix (counts, rows = true class) as a PNG."""
-    matrix = np.asarray(matrix)
-    figure = _new_figure((8.5, 7.5))
-    axes = figure.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes, label="test images", shrink=0.8)
-    ticks = np.arange(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, class_names)
-    axes.set_xlabel("Predicted class")
-    axes.set_ylabel("True class")
-    total = matrix.sum()
-    correct = np.trace(matrix)
-    axes.set_title(
-        f"{title}\n{total} test images, accuracy {correct / max(total, 1):.2%}"
-    )
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        axes.text(
-            col, row, str(count), ha="center", va="center", fontsize=8,
-            color="white" if count > threshold else "black",
-        )
-    return _save(figure, path)
-
-
-def plot_mistakes(images, labels, probabilities, indices, class_names, path,
-                  columns=5):
-    """Writes a grid of test images with their true and predicted classes
-    (labels shaped (N,) or (N, 1))."""
-    labels = class_labels(labels, len(probabilities), len(class_names))
-    rows = max(1, -(-len(indices) // columns))
-    figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
-    figure.suptitle("Most confidently misclassified test images", fontsize=13)
-    if not len(indices):
-        axes = figure.add_subplot()
-        axes.axis("off")
-        axes.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
-    for position, index in enumerate(indices):
-        axes = figure.add_subplot(rows, columns, position + 1)
-        axes.imshow(np.asarray(images[index], dtype="uint8"), interpolation="nearest")
-        axes.set_xticks([])
-        axes.set_yticks([])
-        predicted = int(np.argmax(probabilities[index]))
-        axes.set_title(
-            f"true: {class_names[labels[index]]}\n"
-            f"pred: {class_names[predicted]} "
-            f"({probabilities[index][predicted]:.0%})",
-            fontsize=9,
-        )
-    return _save(figure, path)
-
-
-def read_history(path):
-    """Columns of a run's `history.csv` as float arrays, by name; empty
-    columns (like `val_loss` of a run without validation) are left out. A
-    column of NaNs (a run that diverged) is kept; one holding text is left
-    out, with a warning on stderr if a curve plots it."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    columns = {}
-    # The header's names: a row with more fields files the rest under None.
-    for name in reader.fieldnames if rows else ():
-        # CSVLogger writes "NA" for a metric missing in some epoch.
-        texts = [None if row[name] in ("", "NA") else row[name] for row in rows]
-        if all(text is None for text in texts):
-            continue
-        values = [np.nan if t is None else _float(t) for t in texts]
-        if None not in values:
-            columns[name] = np.array(values)
-        elif name in CURVE_COLUMNS:  # else a curve left out without a word
-            print(f"warning: no {name} curve: the {name} of {path} holds "
-                  f"{texts[values.index(None)]!r}, not a number", file=sys.stderr)
-    return columns
-
-
-def _float(text):
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-# Training-curve plots: file stem -> (title, y label, columns, log scale).
-CURVES = {
-    "loss": ("Loss", "loss (cross-entropy)", ("loss", "val_loss"), False),
-    "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
-    "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
-}
-CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns}
-
-
-def plot_training_curves(history_path, output_dir):
-    """Writes `loss.png`, `accuracy.png` and `learning_rate.png` from a run's
-    `history.csv` (with the validation curves when logged).
-
-    Returns:
-        A dict from plot name to path, for the columns the history holds.
-
-    Raises:
-        ValueError: the file is missing, holds no epochs or none of the
-            columns of train.py's history.
-    """
-    if not os.path.isfile(history_path):
-        raise ValueError(
-            f"No training history at {history_path}: --run-dir must be a run "
-            "folder holding history.csv (written by train.py)."
-        )
-    from matplotlib.ticker import MaxNLocator
-
-    try:
-        history = read_history(history_path)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
-    if not CURVE_COLUMNS & set(history):
-        with open(history_path, newline="") as f:
-            if sum(1 for row in csv.reader(f) if row) < 2:  # a header at most
-                raise ValueError(f"{history_path} holds no epochs yet.")
-        # Another delimiter (epoch;loss;...) read as one column of text.
-        raise ValueError(f"{history_path} holds none of the columns of train.py's history "
-                         "(comma-separated: loss, accuracy, learning_rate).")
-    epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))
-    epochs = epochs + 1  # CSVLogger counts from 0
-    paths = {}
-    for stem, (title, ylabel, columns, log_scale) in CURVES.items():
-        present = [c for c in columns if c in history]
-        if present and not any(np.isfinite(history[c]).any() for c in present):
-            print(f"warning: no {stem} curve: the {', '.join(present)} of {history_path} "
-                  "hold no finite number (did the run diverge?)", file=sys.stderr)
-            continue
-        if not present:
-            continue
-        figure = _new_figure((7, 4.5))
-        axes = figure.add_subplot()
-        for column in present:
-            label = "validation" if column.startswith("val_") else "training"
-            axes.plot(epochs, history[column], marker="." if len(epochs) < 30 else None,
-                      label=label)
-        if log_scale and np.all(history[present[0]] > 0):
-            axes.set_yscale("log")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_title(f"{title} per epoch")
-        axes.set_xlabel("epoch")
-        axes.set_ylabel(ylabel)
-        axes.grid(alpha=0.3)
-        if len(present) > 1 or stem != "learning_rate":
-            axes.legend()
-        paths[stem] = _save(figure, os.path.join(output_dir, f"{stem}.png"))
-    return paths
+# The command line.
 
 
 def find_run_dir(model_path):
@@ -374,10 +211,6 @@ def find_run_dir(model_path):
         if os.path.isfile(os.path.join(candidate, "history.csv")):
             return candidate
     return None
-
-
-# --------------------------------------------------------------------------
-# The command line.
 
 
 def build_parser():

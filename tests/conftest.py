@@ -48,6 +48,15 @@ REAL_DATA_DIR = os.environ.get(
 )
 
 
+# A run's history.csv as train.py writes it: no validation split, so its
+# val_ columns hold "NA".
+HISTORY = """epoch,accuracy,images_per_sec,learning_rate,loss,val_accuracy,val_loss
+0,0.10,120.5,0.07,2.48,NA,NA
+1,0.12,1400.1,0.075,2.38,NA,NA
+2,0.15,1500.3,0.01,2.30,NA,NA
+"""
+
+
 def write_fake_cifar(folder, per_batch=20, test_count=20, seed=0):
     """Writes a tiny python-version CIFAR-10 folder (same keys and types)."""
     rng = np.random.default_rng(seed)

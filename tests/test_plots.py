@@ -1,0 +1,96 @@
+"""The report's plots: the mistakes grid, the training curves and the
+`history.csv` they are read from (PNGs of a real evaluation:
+`test_evaluate.py::test_plots_are_valid_pngs`)."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import HISTORY
+from tests.conftest import run_python
+from keras_resnet import plots
+
+
+def test_the_mistakes_grid_takes_labels_in_a_column(tmp_path, monkeypatch):
+    # As keras.datasets.cifar10 gives them: a TypeError ("only integer
+    # scalar arrays can be converted to a scalar index").
+    from keras_resnet.data import CLASS_NAMES
+
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    probabilities = np.eye(10, dtype="float32")[[5, 3]]  # dog, cat
+    plots.plot_mistakes(np.zeros((2, 32, 32, 3), "uint8"), np.array([[3], [5]]), probabilities,
+                     [0, 1], CLASS_NAMES, str(tmp_path / "m.png"))
+    assert [axes.get_title() for axes in figures[0].axes] == [
+        "true: cat\npred: dog (100%)", "true: dog\npred: cat (100%)"]
+
+
+def test_read_history_leaves_out_empty_columns(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text(HISTORY)
+    columns = plots.read_history(str(history))
+    assert "val_loss" not in columns and "val_accuracy" not in columns
+    np.testing.assert_allclose(columns["loss"], [2.48, 2.38, 2.30])
+
+
+def test_read_history_reads_the_header_columns_of_a_row_with_more_fields(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,loss\n0,0.1,2.3,99\n1,0.2,2.0\n")  # was a TypeError
+    columns = plots.read_history(str(history))
+    assert sorted(columns) == ["accuracy", "epoch", "loss"]
+    np.testing.assert_allclose(columns["loss"], [2.3, 2.0])
+
+
+def test_a_column_logged_in_some_epochs_is_plotted_against_1_based_epochs(tmp_path, monkeypatch):
+    # Validation every other epoch (`validation_freq=2`) leaves "NA" in the
+    # epochs without it: the curve is drawn at the epochs that have it, and
+    # the epochs count from 1, as train.py prints them (CSVLogger's from 0).
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,val_loss\n0,2.5,NA\n1,2.3,2.2\n2,2.1,NA\n")
+    np.testing.assert_allclose(plots.read_history(str(history))["val_loss"], [np.nan, 2.2, np.nan])
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    assert sorted(plots.plot_training_curves(str(history), str(tmp_path / "curves"))) == ["loss"]
+    (axes,) = figures[0].axes
+    assert [line.get_label() for line in axes.lines] == ["training", "validation"]
+    for line in axes.lines:
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+
+
+def test_a_diverged_history_gives_a_warning_not_an_empty_curve(tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,learning_rate,loss\n0,0.1,0.05,nan\n1,0.1,0.1,nan\n")
+    columns = plots.read_history(str(history))
+    assert np.isnan(columns["loss"]).all()  # kept: it was logged, as NaN
+    paths = plots.plot_training_curves(str(history), str(tmp_path / "curves"))
+    assert sorted(paths) == ["accuracy", "learning_rate"]
+    err = capsys.readouterr().err
+    assert "warning: no loss curve: the loss of" in err and "did the run diverge?" in err
+    assert not (tmp_path / "curves" / "loss.png").exists()
+
+
+def test_a_history_that_is_not_train_pys_is_named(tmp_path):
+    # A binary file warned "'utf-8' codec can't decode ..." without its
+    # name; one with NUL bytes or other columns drew nothing, silently.
+    cases = {"binary.csv": (b"\xfc\x00\xff" * 50, "is not a history.csv of train.py"),
+             "nul.csv": (b"ep\x00och,lo\x00ss\n0\x00,1\n", "holds none of the columns"),
+             "other.csv": (b"a,b\n1,2\n", "holds none of the columns"),
+             # Another delimiter was said to hold "no epochs yet".
+             "semicolons.csv": (b"epoch;loss;accuracy\n0;2.3;0.1\n",
+                                r"holds none of the columns of train.py's history \(comma-separated"),
+             "header.csv": (b"epoch,loss,accuracy\r\n", "holds no epochs yet"),
+             "empty.csv": (b"", "holds no epochs yet")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"^{tmp_path / name} {message}"):
+            plots.plot_training_curves(str(tmp_path / name), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_matplotlib_loads_with_the_first_plot_not_with_evaluate():
+    # evaluate checks its flags before Keras and matplotlib load: neither
+    # may come with the import of the command's modules.
+    out = run_python(["-c", "import sys, keras_resnet.evaluate; "
+                            "print([m for m in ('keras', 'matplotlib') if m in sys.modules])"])
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
