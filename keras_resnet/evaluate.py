@@ -335,6 +335,11 @@ def main(argv=None):
     if args.data_dir is None and (problem := data_dir_problem(python_folder())):
         # Else found only after the model loaded, without naming the variable.
         return fail(blame_environment(problem, {"data_dir": DATA_DIR_ENV}))
+    if args.run_dir and os.path.isfile(args.run_dir):  # run/history.csv itself
+        folder = os.path.dirname(args.run_dir) or os.curdir
+        fix = (f"its folder, {folder}" if os.path.isfile(os.path.join(folder, "history.csv"))
+               else "the folder that holds the run's history.csv")
+        return fail(f"--run-dir {args.run_dir} is a file, not a run folder: pass {fix}.")
     if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
         return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
     try:

@@ -472,6 +472,24 @@ def test_cli_rejects_a_run_dir_without_history_and_a_link_where_a_plot_goes(
     assert not (tmp_path / "elsewhere.png").exists()
 
 
+def test_a_run_dir_given_as_a_file_of_the_run_names_the_run_folder(tmp_path, capsys, fake_cifar):
+    # It said "--run-dir run/history.csv holds no history.csv of a training
+    # run." of the history file itself.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(HISTORY)
+    (tmp_path / "notes.csv").write_text("mine")
+    argv = ["--model", str(run / "model.keras"), "--data-dir", fake_cifar]
+    for given in (run / "history.csv", run / "config.json"):
+        given.touch()
+        line = _error_line(capsys, [*argv, "--run-dir", str(given)])
+        assert line.endswith(f"--run-dir {given} is a file, not a run folder: pass its folder, {run}."), line
+    line = _error_line(capsys, [*argv, "--run-dir", str(tmp_path / "notes.csv")])
+    assert line.endswith(f"--run-dir {tmp_path / 'notes.csv'} is a file, not a run folder: pass the "
+                         "folder that holds the run's history.csv."), line
+    assert sorted(os.listdir(run)) == ["config.json", "history.csv"]
+
+
 def test_cli_rejects_a_folder_without_a_saved_model(tmp_path, capsys, fake_cifar):
     (tmp_path / "empty").mkdir()
     line = _error_line(capsys, ["--model", str(tmp_path / "empty"), "--data-dir", fake_cifar])
