@@ -383,12 +383,13 @@ def main(argv=None):
         model, x_test, y_test, class_names, TTA_TRANSFORMS[args.tta_views],
         details="tta" if args.tta else "plain", batch_size=args.batch_size, verbose=1,
     )
-    suffix = f" ({args.tta_views} TTA)" if args.tta else ""
+    # The plots say which model and which predictions they show.
+    shown = _display_name(args.model, model, kind) + (f" ({args.tta_views} TTA)" if args.tta else "")
     plots = {
         "confusion_matrix": plot_confusion_matrix(
             metrics["confusion_matrix"], class_names,
             os.path.join(output_dir, "confusion_matrix.png"),
-            title=f"Confusion matrix: {_display_name(args.model, model, kind)}{suffix}",
+            title=f"Confusion matrix: {shown}",
         ),
     }
     if args.mistakes:
@@ -396,6 +397,7 @@ def main(argv=None):
             x_test, y_test, probabilities,
             most_confident_mistakes(probabilities, y_test, args.mistakes),
             class_names, os.path.join(output_dir, "mistakes.png"),
+            title=f"Most confidently misclassified test images: {shown}",
         )
     if run_dir:
         try:

@@ -58,13 +58,13 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 
 
 def plot_mistakes(images, labels, probabilities, indices, class_names, path,
-                  columns=5):
+                  columns=5, title="Most confidently misclassified test images"):
     """Writes a grid of test images with their true and predicted classes
     (labels shaped (N,) or (N, 1))."""
     labels = class_labels(labels, len(probabilities), len(class_names))
     rows = max(1, -(-len(indices) // columns))
     figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
-    figure.suptitle("Most confidently misclassified test images", fontsize=13)
+    figure.suptitle(title, fontsize=13)
     if not len(indices):
         axes = figure.add_subplot()
         axes.axis("off")

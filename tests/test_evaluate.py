@@ -261,6 +261,25 @@ def test_an_unreadable_history_value_is_named_and_the_other_curves_drawn(
             "'tf.Tensor(2.38)', not a number\n") in err
 
 
+def test_the_mistakes_grid_names_the_model_and_the_tta_it_shows(
+        tmp_path, capsys, monkeypatch, tiny_model, fake_cifar):
+    # Its title was the same with --tta and without, over other images and
+    # other confidences; the confusion matrix's named both.
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    tiny_model.save(str(tmp_path / "m.keras"))
+    for flags in ([], ["--tta"]):
+        argv = ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
+                "--output-dir", str(tmp_path / f"report{len(flags)}"), *flags]
+        assert ev.main(argv) == 0
+    capsys.readouterr()
+    titles = [figure.get_suptitle() for figure in figures if figure.get_suptitle()]
+    name = f"m.keras ({tiny_model.name})"
+    assert titles == [f"Most confidently misclassified test images: {name}",
+                      f"Most confidently misclassified test images: {name} (flip TTA)"]
+
+
 def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
         tmp_path, capsys, tiny_model, fake_cifar):
     tiny_model.save(str(tmp_path / "m.keras"))
