@@ -383,28 +383,6 @@ def main(argv=None):
         model, x_test, y_test, class_names, TTA_TRANSFORMS[args.tta_views],
         details="tta" if args.tta else "plain", batch_size=args.batch_size, verbose=1,
     )
-    # The plots say which model and which predictions they show.
-    shown = _display_name(args.model, model, kind) + (f" ({args.tta_views} TTA)" if args.tta else "")
-    plots = {
-        "confusion_matrix": plot_confusion_matrix(
-            metrics["confusion_matrix"], class_names,
-            os.path.join(output_dir, "confusion_matrix.png"),
-            title=f"Confusion matrix: {shown}",
-        ),
-    }
-    if args.mistakes:
-        plots["mistakes"] = plot_mistakes(
-            x_test, y_test, probabilities,
-            most_confident_mistakes(probabilities, y_test, args.mistakes),
-            class_names, os.path.join(output_dir, "mistakes.png"),
-            title=f"Most confidently misclassified test images: {shown}",
-        )
-    if run_dir:
-        try:
-            plots.update(plot_training_curves(os.path.join(run_dir, "history.csv"), output_dir))
-        except ValueError as e:
-            print(f"warning: no training curves: {e}", file=sys.stderr)
-
     # Absolute: a later run from another folder must know its own report.
     result = {"model": os.path.abspath(args.model), "format": kind}
     if kind == "keras":
@@ -412,9 +390,40 @@ def main(argv=None):
     else:  # a model folder's highest version, as evaluated
         result["saved_model_version"] = os.path.abspath(model.path)
     result.update(metrics)
-    result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir, plots=plots)
-    # Atomic: a report cut short would read as another program's.
-    write_json_atomic(os.path.join(output_dir, "evaluation.json"), result)
+    result.update(tta_views=args.tta_views, run_dir=run_dir, output_dir=output_dir)
+    # Atomic: a report cut short would read as another program's. Written
+    # before the plots too, naming those to come: a report stopped while
+    # they are drawn (a Ctrl-C) leaves them to this command's next run, not
+    # as files of the user's; the plots of the report before that none will
+    # replace go now.
+    report = os.path.join(output_dir, "evaluation.json")
+    names = ["confusion_matrix", *(["mistakes"] if args.mistakes else []), *(CURVES if run_dir else ())]
+    to_draw = {name: os.path.join(output_dir, f"{name}.png") for name in names}
+    write_json_atomic(report, dict(result, plots=to_draw))
+    _remove_stale_plots(output_dir, previous, to_draw)
+
+    # The plots say which model and which predictions they show.
+    shown = _display_name(args.model, model, kind) + (f" ({args.tta_views} TTA)" if args.tta else "")
+    plots = {
+        "confusion_matrix": plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, to_draw["confusion_matrix"],
+            title=f"Confusion matrix: {shown}",
+        ),
+    }
+    if args.mistakes:
+        plots["mistakes"] = plot_mistakes(
+            x_test, y_test, probabilities,
+            most_confident_mistakes(probabilities, y_test, args.mistakes),
+            class_names, to_draw["mistakes"],
+            title=f"Most confidently misclassified test images: {shown}",
+        )
+    if run_dir:
+        try:
+            plots.update(plot_training_curves(os.path.join(run_dir, "history.csv"), output_dir))
+        except ValueError as e:
+            print(f"warning: no training curves: {e}", file=sys.stderr)
+    result["plots"] = plots
+    write_json_atomic(report, result)
     _remove_stale_plots(output_dir, previous, plots)
     del result["confusion_matrix"]  # in evaluation.json and the PNG
     print(json.dumps(result))

@@ -328,6 +328,40 @@ def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys,
     assert sorted(os.listdir(report)) == ["confusion_matrix.png", "evaluation.json", "notes.png"]
 
 
+def test_a_report_stopped_while_its_plots_are_drawn_is_renewed_by_the_next(
+        tmp_path, capsys, monkeypatch, tiny_model, fake_cifar):
+    # Stopped after confusion_matrix.png (a Ctrl-C; --mistakes 10000 drew
+    # for over 20 minutes), the folder held plots and no evaluation.json,
+    # and the same command refused them as "files that no report of this
+    # command wrote".
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(HISTORY)
+    model = str(tmp_path / "m.keras")
+    tiny_model.save(model)
+    report = tmp_path / "report"
+    argv = ["--model", model, "--data-dir", fake_cifar, "--output-dir", str(report)]
+
+    def stopped(*flags):
+        def stop(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ev, "plot_mistakes", stop)  # where evaluate.main looks it up
+            with pytest.raises(KeyboardInterrupt):
+                ev.main([*argv, *flags])
+
+    stopped("--run-dir", str(run))
+    assert os.listdir(report) != []
+    assert ev.main([*argv, "--run-dir", str(run)]) == 0, capsys.readouterr().err
+    assert len(os.listdir(report)) == 6
+    stopped()  # now without the run: no curves
+    assert ev.main(argv) == 0
+    capsys.readouterr()
+    # No curve of the first report beside the last.
+    assert sorted(os.listdir(report)) == ["confusion_matrix.png", "evaluation.json", "mistakes.png"]
+
+
 def test_a_report_of_another_model_is_not_replaced(tmp_path, capsys, tiny_model, fake_cifar):
     for name in ("a", "b"):
         tiny_model.save(str(tmp_path / f"{name}.keras"))
