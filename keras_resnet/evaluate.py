@@ -36,6 +36,7 @@ from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
 from keras_resnet.plots import CURVES
+from keras_resnet.plots import MAX_MISTAKES
 from keras_resnet.plots import plot_confusion_matrix
 from keras_resnet.plots import plot_mistakes
 from keras_resnet.plots import plot_training_curves
@@ -231,7 +232,8 @@ def build_parser():
     p.add_argument("--output-dir", type=cli.path, help="report folder (default <run>/evaluation/<model>, else evaluation/<model>)")
     p.add_argument("--batch-size", type=cli.int_in_range(1), default=256,
                    help="images per prediction batch (default 256)")
-    p.add_argument("--mistakes", type=cli.int_in_range(0), default=25, help="images in the mistakes grid (default 25; 0: no grid)")
+    p.add_argument("--mistakes", type=cli.int_in_range(0, MAX_MISTAKES), default=25,
+                   help=f"images in the mistakes grid, at most {MAX_MISTAKES} (default 25; 0: no grid)")
     return p
 
 

@@ -486,6 +486,20 @@ def test_cli_rejects_an_output_dir_that_is_a_file(tmp_path, capsys, tiny_model, 
     assert (tmp_path / "report").read_text() == "mine"
 
 
+def test_a_mistakes_grid_too_large_to_draw_is_refused_before_anything_loads(tmp_path, capsys):
+    # --mistakes 100000 (all 7,754 mistakes of a 22% model) was still
+    # drawing its grid after 25 minutes.
+    from keras_resnet.plots import MAX_MISTAKES
+
+    argv = ["--model", str(tmp_path / "m.keras"), "--mistakes"]
+    code, _, err = call_main(ev.main, [*argv, "100000"], capsys)
+    assert code == 2 and err.splitlines() == [
+        "python -m keras_resnet.evaluate: error: argument --mistakes: must be an integer from 0 "
+        f"to {MAX_MISTAKES}, got '100000'"], err
+    assert "--mistakes" not in _error_line(capsys, [*argv, str(MAX_MISTAKES)])  # no model there
+    assert not os.listdir(tmp_path)
+
+
 def test_cli_rejects_empty_folders_and_one_it_cannot_make(tmp_path, capsys, tiny_model, fake_cifar,
                                                          monkeypatch):
     # "" was taken for the flag left out; a folder that `os.access` allows
