@@ -304,13 +304,19 @@ def test_plots_of_the_users_own_are_not_replaced(tmp_path, capsys, tiny_model, f
     assert (folder / "loss.png").read_text() == "my precious plot"
 
 
-def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys, tiny_model):
-    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=50)
+def _model_beside_a_run(tmp_path, tiny_model):
+    """`tmp_path/m.keras`, and `tmp_path/run` holding a `history.csv`, for
+    `--run-dir` (the model is not in it: without the flag, no curves)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "history.csv").write_text(HISTORY)
-    model = str(tmp_path / "m.keras")
-    tiny_model.save(model)
+    tiny_model.save(str(tmp_path / "m.keras"))
+    return str(tmp_path / "m.keras"), str(run)
+
+
+def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys, tiny_model):
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=50)
+    model, run = _model_beside_a_run(tmp_path, tiny_model)
     report = tmp_path / "report"
     report.mkdir()
     (report / "notes.png").write_text("the user's own")
@@ -320,7 +326,7 @@ def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys,
         assert ev.main(argv) == 0
         return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["plots"]
 
-    assert sorted(evaluate("--run-dir", str(run))) == [
+    assert sorted(evaluate("--run-dir", run)) == [
         "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
     # Without a run: no curves. --mistakes 0 drew a grid saying "No
     # misclassified images."; and the old curves stayed beside the report.
@@ -330,15 +336,11 @@ def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys,
 
 def test_a_report_stopped_while_its_plots_are_drawn_is_renewed_by_the_next(
         tmp_path, capsys, monkeypatch, tiny_model, fake_cifar):
-    # Stopped after confusion_matrix.png (a Ctrl-C; --mistakes 10000 drew
-    # for over 20 minutes), the folder held plots and no evaluation.json,
-    # and the same command refused them as "files that no report of this
-    # command wrote".
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "history.csv").write_text(HISTORY)
-    model = str(tmp_path / "m.keras")
-    tiny_model.save(model)
+    # Stopped after confusion_matrix.png (a Ctrl-C; --mistakes 100000 was
+    # still drawing after 25 minutes), the folder held plots and no
+    # evaluation.json, and the same command refused them as "files that no
+    # report of this command wrote".
+    model, run = _model_beside_a_run(tmp_path, tiny_model)
     report = tmp_path / "report"
     argv = ["--model", model, "--data-dir", fake_cifar, "--output-dir", str(report)]
 
@@ -351,9 +353,9 @@ def test_a_report_stopped_while_its_plots_are_drawn_is_renewed_by_the_next(
             with pytest.raises(KeyboardInterrupt):
                 ev.main([*argv, *flags])
 
-    stopped("--run-dir", str(run))
-    assert os.listdir(report) != []
-    assert ev.main([*argv, "--run-dir", str(run)]) == 0, capsys.readouterr().err
+    stopped("--run-dir", run)
+    assert sorted(os.listdir(report)) == ["confusion_matrix.png", "evaluation.json"]
+    assert ev.main([*argv, "--run-dir", run]) == 0, capsys.readouterr().err
     assert len(os.listdir(report)) == 6
     stopped()  # now without the run: no curves
     assert ev.main(argv) == 0
