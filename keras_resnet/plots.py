@@ -66,8 +66,8 @@ MAX_MISTAKES = 500
 
 def plot_mistakes(images, labels, probabilities, indices, class_names, path,
                   columns=5, title="Most confidently misclassified test images"):
-    """Writes a grid of test images with their true and predicted classes
-    (labels shaped (N,) or (N, 1))."""
+    """Writes a grid of test images, each with its true and predicted
+    classes under it (labels shaped (N,) or (N, 1))."""
     labels = class_labels(labels, len(probabilities), len(class_names))
     rows = max(1, -(-len(indices) // columns))
     figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
@@ -82,7 +82,7 @@ def plot_mistakes(images, labels, probabilities, indices, class_names, path,
         axes.set_xticks([])
         axes.set_yticks([])
         predicted = int(np.argmax(probabilities[index]))
-        axes.set_title(
+        axes.set_xlabel(  # under the image
             f"true: {class_names[labels[index]]}\n"
             f"pred: {class_names[predicted]} "
             f"({probabilities[index][predicted]:.0%})",

@@ -21,8 +21,11 @@ def test_the_mistakes_grid_takes_labels_in_a_column(tmp_path, monkeypatch):
     probabilities = np.eye(10, dtype="float32")[[5, 3]]  # dog, cat
     plots.plot_mistakes(np.zeros((2, 32, 32, 3), "uint8"), np.array([[3], [5]]), probabilities,
                      [0, 1], CLASS_NAMES, str(tmp_path / "m.png"))
-    assert [axes.get_title() for axes in figures[0].axes] == [
+    # Each image's classes under it (issue 4), the space above is the grid's title's.
+    assert [axes.xaxis.get_label_position() for axes in figures[0].axes] == ["bottom"] * 2
+    assert [axes.get_xlabel() for axes in figures[0].axes] == [
         "true: cat\npred: dog (100%)", "true: dog\npred: cat (100%)"]
+    assert [axes.get_title() for axes in figures[0].axes] == ["", ""]
 
 
 def test_read_history_leaves_out_empty_columns(tmp_path):
