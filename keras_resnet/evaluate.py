@@ -319,6 +319,17 @@ def _remove_stale_plots(folder, previous, plots):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    try:
+        return _report(args)
+    except KeyboardInterrupt:  # a traceback through TensorFlow before
+        # A report cut short is renewed by the same command (see `_report`).
+        print("\nInterrupted before the report was finished; the same command writes it again.",
+              file=sys.stderr)
+        return 130
+
+
+def _report(args):
+    """The command: checks, evaluates, writes the report; its exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError

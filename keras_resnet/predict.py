@@ -260,12 +260,14 @@ def main(argv=None):
         return 2
     try:
         classifier, _ = load_classifier(args.model)
+        # Every classifier loaded has one output per CIFAR-10 class.
+        results = predict(classifier, np.stack(arrays), min(args.top_k, len(CLASS_NAMES)))
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-    # Every classifier loaded has one output per CIFAR-10 class.
-    results = predict(classifier, np.stack(arrays), min(args.top_k, len(CLASS_NAMES)))
+    except KeyboardInterrupt:  # a traceback through TensorFlow before
+        print("\nInterrupted before the predictions were printed.", file=sys.stderr)
+        return 130
     for path, top in zip(args.images, results):
         print(format_table(path, top))
     print(json.dumps({

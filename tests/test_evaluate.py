@@ -827,3 +827,29 @@ def test_an_evaluation_reads_only_the_test_batch(tmp_path, capsys, tiny_model, f
         results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
     assert results[0]["per_class_accuracy"] == results[1]["per_class_accuracy"]
+
+
+@pytest.mark.parametrize("where", ["load_classifier", "plot_mistakes"])
+def test_ctrl_c_during_the_evaluate_command_is_one_line(where, tmp_path, capsys, monkeypatch, tiny_model,
+                                                         fake_cifar):
+    # A traceback through TensorFlow before, as export's and bench's were.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    tiny_model.save(str(tmp_path / "m.keras"))
+    monkeypatch.setattr(ev, where, interrupted)
+    argv = ["--model", str(tmp_path / "m.keras"), "--data-dir", fake_cifar,
+            "--output-dir", str(tmp_path / "report")]
+    try:
+        code, out, err = call_main(ev.main, argv, capsys)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C went out of the evaluate command as a KeyboardInterrupt")
+    assert code == 130
+    assert err.strip().splitlines()[-1:] == [
+        "Interrupted before the report was finished; the same command writes it again."], err
+    assert "Traceback" not in err
+    if where == "plot_mistakes":  # and the same command does
+        monkeypatch.undo()
+        code, out, err = call_main(ev.main, argv, capsys)
+        assert code == 0, err
+        assert os.path.isfile(tmp_path / "report" / "mistakes.png")

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import call_main
 from tests.conftest import run_python
 from tests.test_export import real_test_images
 from tests.test_export import run_isolated
@@ -556,6 +557,24 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
         "to read it anyway.",
         f"error: {tmp_path}: not a file; pass image files.",
     ]
+
+
+def test_ctrl_c_during_the_predict_command_is_one_line(tmp_path, capsys, monkeypatch):
+    # A traceback through TensorFlow before, as export's and bench's were.
+    from keras_resnet import predict
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "cat.png")
+    monkeypatch.setattr(predict, "load_classifier", interrupted)
+    try:
+        code, out, err = call_main(predict.main, ["--model", str(tmp_path / "m.keras"),
+                                                  str(tmp_path / "cat.png")], capsys)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C went out of the predict command as a KeyboardInterrupt")
+    assert (code, out) == (130, "")
+    assert err.strip().splitlines() == ["Interrupted before the predictions were printed."]
 
 
 def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
