@@ -236,7 +236,9 @@ def skip_random_draws(layer, draws):
         pending.extend(getattr(current, "layers", ()))
         states += [g.state for g in getattr(current, "_backend_generators", {}).values()]
     for state in states:
-        value = np.array(state.value)  # [seed, draws so far]
+        # [seed, draws so far]; np.array() would pass `copy` to a TensorFlow
+        # variable's `__array__`, which takes none (numpy's DeprecationWarning).
+        value = np.asarray(state.value).copy()
         value[1] += draws
         state.assign(value)
 

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import warnings
 
 import keras
 import numpy as np
@@ -193,6 +194,21 @@ def test_skipped_draws_go_on_where_the_layers_would_be():
     third = keras.ops.convert_to_numpy(resumed(x, training=True))
     np.testing.assert_array_equal(third, outputs[2])
     assert not np.array_equal(third, outputs[0])
+
+
+def test_skipping_draws_makes_no_numpy_deprecation_warning():
+    # np.array() of a TensorFlow variable passes `copy`, which its `__array__`
+    # takes none of: numpy warned once per generator at every resume (shown
+    # with PYTHONWARNINGS=always; pytest.ini hides DeprecationWarnings).
+    augmenter = build_augmenter(4, cutout=8, seed=0)
+    augmenter(images(2), training=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        skip_random_draws(augmenter, 3)
+    assert [str(w.message) for w in caught] == []
+    draws = [keras.ops.convert_to_numpy(v.value)[1] for v in augmenter.non_trainable_variables
+             if v.name == "seed_generator_state"]
+    assert draws == [4, 4, 4]  # the call above drew once
 
 
 def test_the_last_seed_builds_an_augmenter():
