@@ -226,6 +226,7 @@ def format_table(image, top):
 
 
 def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the other commands
     parser = cli.ArgumentParser(
         prog="python -m keras_resnet.predict",
         description="Classify PNG or JPEG images with an exported or "

@@ -447,6 +447,24 @@ def test_predict_cli_on_real_and_converted_images(served, image_files):
         assert rank_1 in table
 
 
+def test_predict_hides_the_tensorflow_info_lines_the_other_commands_hide(served, image_files):
+    # train.py, evaluate, export, tune and bench set TF_CPP_MIN_LOG_LEVEL=2
+    # unless the user set it; predict did not, and printed TensorFlow's
+    # "This TensorFlow binary is optimized to use available CPU instructions
+    # ... To enable the following instructions: AVX2 FMA, ..." above its table.
+    def tf_lines(out):  # without the time and thread of each line
+        return {re.sub(r"^([IWEF])\d{4} [\d:.]+ +\d+ ", r"\1 ", line)
+                for line in out.stderr.splitlines() if TF_LOG_LINE.match(line)}
+
+    script = "import tensorflow as tf; tf.constant(1) + 1"
+    hidden = (tf_lines(run_python(["-c", script], env={"TF_CPP_MIN_LOG_LEVEL": "0"}))
+              - tf_lines(run_python(["-c", script], env={"TF_CPP_MIN_LOG_LEVEL": "2"})))
+    out = run_python(["-m", "keras_resnet.predict", "--model", served.model_dir,
+                      image_files.real[0]], env={"TF_CPP_MIN_LOG_LEVEL": None})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert tf_lines(out) & hidden == set()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="PyTorch is not installed (requirements-dev.txt leaves it out): "
                            "pip install torch to test KERAS_BACKEND=torch")
