@@ -148,6 +148,17 @@ class LookaheadSGD(OffsetScaledSGD):
                 m = ops.cast(momentum, var.dtype)
                 average.assign(ops.add(ops.multiply(m, average), ops.multiply(ops.subtract(1, m), var)))
 
+    def _overwrite_model_variables_with_average_value(self, trainable_variables):
+        # Each weight takes its average where it is, as Keras' own optimizer
+        # does. Keras' TensorFlow optimizer goes through the distribution
+        # strategy instead (a `merge_call`), which TensorFlow refuses inside
+        # the `cond` that restarts the weights every `period` steps: under
+        # `MirroredStrategy` (`--distribute`) the first step failed. The
+        # replicas hold the same averages, so each overwrites its own copy.
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                var.assign(average)
+
     def get_config(self):
         config = super().get_config()
         for name in LOOKAHEAD_OWN_EMA:

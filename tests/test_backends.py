@@ -202,9 +202,11 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from keras_resnet.config import ConfigError, TrainConfig
 from keras_resnet.training import train
 def config(batch_size, output_dir):
-    # offset_lr_scale: its per-variable lookup runs under the strategy too.
+    # offset_lr_scale: its per-variable lookup runs under the strategy too;
+    # lookahead: its restart from the average (at step 5 of 8) too.
     return TrainConfig(epochs=1, batch_size=batch_size, stage_filters=[8, 8, 16, 16], distribute=True,
-                       offset_lr_scale=16.0, data_dir=sys.argv[1], output_dir=output_dir, export=False)
+                       offset_lr_scale=16.0, lookahead=0.95, data_dir=sys.argv[1], output_dir=output_dir,
+                       export=False)
 try:
     train(config(63, sys.argv[2] + "-odd"))  # shards of 32 and 31 images
 except ConfigError as e:
