@@ -103,6 +103,15 @@ def distribution_scope(config):
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
+        if config.jit_compile == "on" and strategy.num_replicas_in_sync > 1:
+            # The first step failed: "Trying to access resource
+            # .../replica_1/... located in device CPU:1 from device CPU:0".
+            raise ConfigError(
+                f"--jit-compile on cannot go with --distribute over {strategy.num_replicas_in_sync} "
+                "devices on TensorFlow: XLA cannot compile the step that MirroredStrategy runs on "
+                "each of them. Pass --jit-compile off (auto is off there), or train on JAX "
+                "(KERAS_BACKEND=jax), whose --distribute compiles with XLA."
+            )
         # Keras' first step averages a batch's shards, which fails deep in
         # TensorFlow when they differ in size.
         check_divides_over_devices("--batch-size", config.batch_size, strategy.num_replicas_in_sync)

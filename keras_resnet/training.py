@@ -80,8 +80,11 @@ def resolve_jit_compile(config):
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
     if keras.backend.backend() == "tensorflow":
-        # XLA makes convolutions several times slower on the CPU.
-        return bool(keras.distribution.list_devices("gpu"))
+        # XLA makes convolutions several times slower on the CPU, and it
+        # cannot compile the step that `MirroredStrategy` runs on each of
+        # several devices (Keras' own "auto" is off under a strategy).
+        gpus = keras.distribution.list_devices("gpu")
+        return bool(gpus) and not (config.distribute and len(gpus) > 1)
     return keras.backend.backend() == "jax"
 
 

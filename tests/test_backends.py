@@ -196,7 +196,7 @@ print(json.dumps({"rates": rates, "expected": [float(schedule(s)) for s in steps
 
 def test_tensorflow_mirrored_strategy_on_two_cpu_devices(cifar_512, tmp_path):
     script = r"""
-import json, sys, tensorflow as tf
+import dataclasses, json, sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_resnet.config import ConfigError, TrainConfig
@@ -211,6 +211,10 @@ try:
     train(config(63, sys.argv[2] + "-odd"))  # shards of 32 and 31 images
 except ConfigError as e:
     print(e)
+try:  # XLA cannot compile the step of each of several devices
+    train(dataclasses.replace(config(64, sys.argv[2] + "-xla"), jit_compile="on"))
+except ConfigError as e:
+    print(e)
 metrics = train(config(64, sys.argv[2]))
 print(json.dumps(metrics))
 """
@@ -218,6 +222,10 @@ print(json.dumps(metrics))
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert "--batch-size 63 must divide evenly over the 2 devices." in lines
+    assert ("--jit-compile on cannot go with --distribute over 2 devices on TensorFlow: XLA cannot compile "
+            "the step that MirroredStrategy runs on each of them. Pass --jit-compile off (auto is off "
+            "there), or train on JAX (KERAS_BACKEND=jax), whose --distribute compiles with XLA.") in lines
+    assert not (tmp_path / "run-xla").exists()
     metrics = json.loads(lines[-1])
     assert metrics["devices"] == 2 and metrics["backend"] == "tensorflow" and metrics["epochs"] == 1
 

@@ -46,6 +46,24 @@ def test_the_train_step_is_traced_once(real_cifar):
     assert len(traces) == 1
 
 
+def test_xla_is_on_by_default_on_gpus_but_not_for_mirrored_strategy_over_several(monkeypatch):
+    # Keras' own "auto" turns XLA off under a tf.distribute strategy: it
+    # cannot compile the step MirroredStrategy runs on each of several
+    # devices (`test_tensorflow_mirrored_strategy_on_two_cpu_devices`).
+    from keras_resnet.training import resolve_jit_compile
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's rule")
+    for gpus, distribute, expected in [(0, False, False), (0, True, False), (1, False, True),
+                                       (1, True, True), (2, False, True), (2, True, False)]:
+        monkeypatch.setattr(keras.distribution, "list_devices",
+                            lambda kind=None, n=gpus: [f"gpu:{i}" for i in range(n)])
+        config = TrainConfig(distribute=distribute)
+        assert resolve_jit_compile(config) is expected, (gpus, distribute)
+        assert resolve_jit_compile(dataclasses.replace(config, jit_compile="on")) is True
+        assert resolve_jit_compile(dataclasses.replace(config, jit_compile="off")) is False
+
+
 @pytest.mark.parametrize("crop_padding", [0, 2])
 def test_crop_padding_sets_the_largest_shift(crop_padding):
     # Images with distinct columns, so that a shift or a flip shows.
