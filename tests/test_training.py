@@ -64,6 +64,51 @@ def test_xla_is_on_by_default_on_gpus_but_not_for_mirrored_strategy_over_several
         assert resolve_jit_compile(dataclasses.replace(config, jit_compile="off")) is False
 
 
+def test_a_run_trains_under_xla_on_tensorflow_as_it_does_without(real_cifar):
+    # `--jit-compile auto` compiles the training step with XLA on a
+    # TensorFlow GPU, the main users' `python train.py`, which no other test
+    # trains. XLA on the CPU compiles the same step: every op in it needs an
+    # XLA kernel, and no layer may turn XLA off (Keras then trains without
+    # it, with a warning only). The step holds what XLA is likeliest to
+    # refuse: augmentation drawn inside it (device), Lookahead's restart
+    # every 5th step (a cond) inside mixed_float16's loss scaling, faster
+    # batch-norm offsets and the whitening stem (fast-cpu).
+    from keras_resnet.model import adapt_whitening
+    from keras_resnet.training import build_network, run_globals
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("XLA through TensorFlow's jit_compile")
+    x, y = real_cifar.x_train[:96], real_cifar.y_train[:96]
+    base = TrainConfig(preset="fast-cpu", epochs=1, batch_size=16, stage_filters=[8, 8, 8, 8], cutout=8,
+                       lookahead=0.95, offset_lr_scale=16.0, precision="mixed_float16", warmup_epochs=0)
+
+    def train_one_epoch(**changes):  # 6 steps
+        config = dataclasses.replace(base, **changes)
+        losses = []
+        record = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: losses.append(float(logs["loss"])))
+        with run_globals():
+            keras.utils.set_random_seed(0)
+            model = build_network(config)
+            adapt_whitening(model, x)
+            trainer, _, kwargs = fit_inputs(model, config, (x, y), None)
+            compile_model(trainer, config, steps_per_epoch=6)
+            trainer.fit(epochs=1, verbose=0, callbacks=[record], **kwargs)
+        assert trainer.jit_compile is (config.jit_compile == "on")
+        assert len(losses) == 6 and np.isfinite(losses).all()
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+        return losses
+
+    # The same batches (augmented on the host, outside the step) train alike.
+    without_xla = train_one_epoch(augment_on="host", jit_compile="off")
+    np.testing.assert_allclose(train_one_epoch(augment_on="host", jit_compile="on"), without_xla, rtol=1e-3)
+    # Augmented inside the step, XLA draws other random numbers (TensorFlow's
+    # stateless generators pick another algorithm under it), so other crops:
+    # a loss like the others.
+    on_device = train_one_epoch(augment_on="device", jit_compile="on")
+    np.testing.assert_allclose(on_device, without_xla, atol=0.25)
+
+
 @pytest.mark.parametrize("crop_padding", [0, 2])
 def test_crop_padding_sets_the_largest_shift(crop_padding):
     # Images with distinct columns, so that a shift or a flip shows.
