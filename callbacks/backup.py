@@ -111,7 +111,7 @@ def recover_backup(backup_dir):
         )
     elif not any(map(os.path.exists, (metadata, previous_weights, previous_metadata))):
         # The first backup stopped between its weights and its record.
-        os.replace(weights, weights + ".unreadable")
+        _set_aside(weights)
         print(
             f"The first backup in {backup_dir} stopped before its record of the epoch was "
             f"written; its weights are set aside as *.unreadable (deleted with the backup when "
@@ -121,9 +121,7 @@ def recover_backup(backup_dir):
         return 0
     elif previous_problem is None:
         # The record first: a stop midway leaves the latest backup unreadable still.
-        for path in (metadata, weights):
-            if os.path.exists(path):
-                os.replace(path, path + ".unreadable")
+        _set_aside(metadata, weights)
         print(
             f"The latest backup in {backup_dir} cannot be read ({problem}); it is set aside "
             f"as *.unreadable (deleted with the backup when the run finishes), and the run "
@@ -137,6 +135,14 @@ def recover_backup(backup_dir):
     copy_atomically(previous_weights, weights)
     copy_atomically(previous_metadata, metadata)
     return previous
+
+
+def _set_aside(*paths):
+    """Renames each of `paths` that exists to `<path>.unreadable`, which the
+    run folder deletes with the backup when the run finishes."""
+    for path in paths:
+        if os.path.exists(path):
+            os.replace(path, path + ".unreadable")
 
 
 def roll_back_backup(backup_dir, epochs):
