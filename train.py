@@ -149,7 +149,8 @@ def config_from_args(args):
     recipe; then the environment (`$CIFAR10_DIR`, `$KERAS_RESNET_*`) for
     what no flag gives. Raises `ConfigError` for flags that conflict, a
     bad value, or a `--resume` that would change the run."""
-    from keras_resnet.config import ConfigError, TrainConfig, blame_environment, read_json_object
+    from keras_resnet.config import ConfigError, TrainConfig, blame_environment
+    from keras_resnet.paths import read_json_object
 
     values, saved = {}, None
     if "resume" in args:

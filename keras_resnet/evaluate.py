@@ -29,12 +29,12 @@ from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import blame_environment
-from keras_resnet.config import can_create_folder
-from keras_resnet.config import data_dir_problem
-from keras_resnet.config import empty_folder_problem
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
+from keras_resnet.paths import can_create_folder
+from keras_resnet.paths import data_dir_problem
+from keras_resnet.paths import empty_folder_problem
 from keras_resnet.plots import CURVES
 from keras_resnet.plots import MAX_MISTAKES
 from keras_resnet.plots import plot_confusion_matrix

@@ -114,10 +114,10 @@ def export_saved_model(model, export_dir=EXPORT_ROOT, model_name=MODEL_NAME,
     import keras
 
     from keras_resnet.checks import check_class_names
-    from keras_resnet.config import can_create_folder
-    from keras_resnet.config import empty_folder_problem
-    from keras_resnet.config import model_name_problem
     from keras_resnet.model import classifier_problem
+    from keras_resnet.paths import can_create_folder
+    from keras_resnet.paths import empty_folder_problem
+    from keras_resnet.paths import model_name_problem
 
     if keras.backend.backend() != "tensorflow":
         # The serving function calls TensorFlow on the model's outputs,
@@ -222,9 +222,9 @@ def main(argv=None):
         # whatever $KERAS_BACKEND the shell has (jax for training, say).
         os.environ["KERAS_BACKEND"] = "tensorflow"
 
-    from keras_resnet.config import data_dir_problem
     from keras_resnet.data import read_class_names
     from keras_resnet.model import load_model
+    from keras_resnet.paths import data_dir_problem
 
     if problem := data_dir_problem(args.data_dir):
         parser.exit(2, f"{parser.prog}: error: {problem}\n")

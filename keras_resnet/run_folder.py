@@ -23,12 +23,12 @@ from keras_resnet.atomic import write_json_atomic
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
-from keras_resnet.config import delete_for_overwrite
-from keras_resnet.config import holds_working_directory
-from keras_resnet.config import read_json_object
 from keras_resnet.evaluate import REPORT_FILES
 from keras_resnet.folder_lock import held_elsewhere
 from keras_resnet.folder_lock import hold_folder
+from keras_resnet.paths import delete_for_overwrite
+from keras_resnet.paths import holds_working_directory
+from keras_resnet.paths import read_json_object
 from keras_resnet.presets import LAYOUT_DEFAULTS
 from keras_resnet.presets import preset_layout
 

@@ -43,11 +43,11 @@ from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
-from keras_resnet.config import read_json_object  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
 from keras_resnet.folder_lock import release_folder  # noqa: E402
 from keras_resnet.hypermodel import search_space  # noqa: E402
+from keras_resnet.paths import read_json_object  # noqa: E402
 from keras_resnet.presets import PARAM_CAP  # noqa: E402
 from keras_resnet.presets import PRESETS  # noqa: E402
 from keras_resnet.tune_project import BEST_CONFIG_FILE  # noqa: E402

@@ -23,15 +23,15 @@ from keras_resnet.atomic import write_atomically
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
-from keras_resnet.config import can_create_folder
-from keras_resnet.config import delete_for_overwrite
-from keras_resnet.config import empty_folder_problem
-from keras_resnet.config import folder_name_problem
-from keras_resnet.config import holds_working_directory
-from keras_resnet.config import read_json_object
 from keras_resnet.data import python_folder
 from keras_resnet.folder_lock import hold_folder
 from keras_resnet.hypermodel import TUNED_KEYS
+from keras_resnet.paths import can_create_folder
+from keras_resnet.paths import delete_for_overwrite
+from keras_resnet.paths import empty_folder_problem
+from keras_resnet.paths import folder_name_problem
+from keras_resnet.paths import holds_working_directory
+from keras_resnet.paths import read_json_object
 from keras_resnet.presets import PARAM_CAP
 
 # `best_config.json`: the tuned fields and the rest of the recipe the trials

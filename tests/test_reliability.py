@@ -983,7 +983,7 @@ def test_a_folder_that_the_up_front_check_let_through_but_cannot_be_made_is_one_
     from keras_resnet.config import ConfigError, TrainConfig
 
     (tmp_path / "afile").write_text("")
-    monkeypatch.setattr("keras_resnet.config.can_create_folder", lambda path: True)
+    monkeypatch.setattr("keras_resnet.paths.can_create_folder", lambda path: True)
     model = build_model("seed", stage_filters=(8, 8, 8, 8))
     with pytest.raises(export_module.ExportError,
                        match=r"afile/m cannot be created \(Not a directory\): choose another --export-dir\."):
