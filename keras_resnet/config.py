@@ -258,7 +258,7 @@ class TrainConfig:
         from keras_resnet.paths import empty_folder_problem
         from keras_resnet.paths import model_name_problem
 
-        for value, flag, default in ((self.output_dir, "--output-dir", "runs/<preset>"),
+        for value, flag, default in ((self.output_dir, "--output-dir", f"{RUNS_ROOT}/<preset>"),
                                      (self.export_dir, "--export-dir", EXPORT_ROOT)):
             if problem := empty_folder_problem(value, flag, default):
                 fail(problem)

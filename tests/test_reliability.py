@@ -574,7 +574,7 @@ def test_overwrite_never_deletes_what_a_run_did_not_write(fake_cifar, tmp_path, 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--output-dir", ""], "--output-dir is empty"),
+    (["--output-dir", ""], "--output-dir is empty: name a folder, or leave it out for runs/<preset>."),
     (["--resume", "RUN", "--overwrite"], "--resume continues the run in its own folder, with "
                                          "its own settings; drop --overwrite"),
     (["--resume", "RUN", "--output-dir", "OTHER"], "drop --output-dir"),
