@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from keras_resnet.checks import check_int
 from keras_resnet.data import class_labels
 
 
@@ -67,7 +68,13 @@ MAX_MISTAKES = 500
 def plot_mistakes(images, labels, probabilities, indices, class_names, path,
                   columns=5, title="Most confidently misclassified test images"):
     """Writes a grid of test images, each with its true and predicted
-    classes under it (labels shaped (N,) or (N, 1))."""
+    classes under it (labels shaped (N,) or (N, 1)), at most
+    `MAX_MISTAKES` of them, as `evaluate --mistakes` allows."""
+    if len(indices) > MAX_MISTAKES:
+        raise ValueError(f"`indices` must hold at most {MAX_MISTAKES} images (a larger grid takes "
+                         f"many minutes to draw): pass `indices[:{MAX_MISTAKES}]`. "
+                         f"Received: {len(indices)} indices")
+    check_int("columns", columns)
     labels = class_labels(labels, len(probabilities), len(class_names))
     rows = max(1, -(-len(indices) // columns))
     figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))

@@ -28,6 +28,34 @@ def test_the_mistakes_grid_takes_labels_in_a_column(tmp_path, monkeypatch):
     assert [axes.get_title() for axes in figures[0].axes] == ["", ""]
 
 
+def test_a_mistakes_grid_too_large_to_draw_is_refused(tmp_path, monkeypatch):
+    # evaluate --mistakes stops at MAX_MISTAKES, the API did not: 100,000
+    # indices were still drawing after a minute (1,500 took 8 minutes);
+    # columns=0 was a ZeroDivisionError.
+    from keras_resnet.data import CLASS_NAMES
+
+    count = plots.MAX_MISTAKES + 1
+    grid = (np.zeros((count, 32, 32, 3), "uint8"), np.zeros(count, "int64"),
+            np.eye(10, dtype="float32")[np.ones(count, "int64")])
+    path = str(tmp_path / "m.png")
+    with pytest.raises(ValueError, match=rf"^`indices` must hold at most {plots.MAX_MISTAKES} "
+                                         rf"images .*Received: {count} indices$"):
+        plots.plot_mistakes(*grid, np.arange(count), CLASS_NAMES, path)
+    with pytest.raises(ValueError, match="`columns` must be a positive integer. Received: columns=0"):
+        plots.plot_mistakes(*grid, [0], CLASS_NAMES, path, columns=0)
+    assert not list(tmp_path.iterdir())
+
+    class Drawn(Exception):
+        pass
+
+    def drawn(size):  # the grid of MAX_MISTAKES is drawn (in about 25 s: not here)
+        raise Drawn
+
+    monkeypatch.setattr(plots, "_new_figure", drawn)
+    with pytest.raises(Drawn):
+        plots.plot_mistakes(*grid, np.arange(plots.MAX_MISTAKES), CLASS_NAMES, path)
+
+
 def test_read_history_leaves_out_empty_columns(tmp_path):
     history = tmp_path / "history.csv"
     history.write_text(HISTORY)
