@@ -117,8 +117,11 @@ def read_history(path):
         if None not in values:
             columns[name] = np.array(values)
         elif name in CURVE_COLUMNS:  # else a curve left out without a word
-            print(f"warning: no {name} curve: the {name} of {path} holds "
+            print(f"warning: no {OLD_NAMES.get(name, name)} curve: the {name} of {path} holds "
                   f"{texts[values.index(None)]!r}, not a number", file=sys.stderr)
+    for old, name in OLD_NAMES.items():
+        if old in columns and name not in columns:
+            columns[name] = columns.pop(old)
     return columns
 
 
@@ -135,7 +138,10 @@ CURVES = {
     "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
     "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
 }
-CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns}
+# Columns that older Keras named otherwise, read under today's name:
+# tf.keras (Keras 2) logged the learning rate as "lr".
+OLD_NAMES = {"lr": "learning_rate"}
+CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns} | set(OLD_NAMES)
 
 
 def plot_training_curves(history_path, output_dir):
@@ -158,6 +164,8 @@ def plot_training_curves(history_path, output_dir):
 
     try:
         history = read_history(history_path)
+        with open(history_path, newline="") as f:
+            header = {OLD_NAMES.get(name, name) for name in next(csv.reader(f), ())}
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
     if not CURVE_COLUMNS & set(history):
@@ -177,6 +185,10 @@ def plot_training_curves(history_path, output_dir):
                   "hold no finite number (did the run diverge?)", file=sys.stderr)
             continue
         if not present:
+            if not header & set(columns):  # else read_history named a column of text
+                names = [*columns, *(old for old, name in OLD_NAMES.items() if name in columns)]
+                print(f"warning: no {stem} curve: {history_path} has no {' or '.join(names)} column",
+                      file=sys.stderr)
             continue
         figure = _new_figure((7, 4.5))
         axes = figure.add_subplot()

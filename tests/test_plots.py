@@ -101,6 +101,34 @@ def test_a_diverged_history_gives_a_warning_not_an_empty_curve(tmp_path, capsys)
     assert not (tmp_path / "curves" / "loss.png").exists()
 
 
+def test_a_learning_rate_logged_as_lr_is_plotted_and_a_curve_without_columns_is_named(
+        tmp_path, capsys, monkeypatch):
+    # tf.keras (Keras 2) logs the rate as "lr", Keras 3 as "learning_rate":
+    # a history of "lr" got no learning-rate curve, and a curve without its
+    # columns was left out without a word.
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,loss,lr\n0,0.30,1.9,0.1\n1,0.45,1.5,0.01\n")
+    assert sorted(plots.plot_training_curves(str(history), str(tmp_path / "a"))) == [
+        "accuracy", "learning_rate", "loss"]
+    (line,) = figures[-1].axes[0].lines
+    np.testing.assert_allclose(line.get_ydata(), [0.1, 0.01])
+    assert capsys.readouterr().err == ""
+
+    history.write_text("epoch,accuracy,loss\n0,0.30,1.9\n1,0.45,1.5\n")
+    assert sorted(plots.plot_training_curves(str(history), str(tmp_path / "b"))) == ["accuracy", "loss"]
+    assert capsys.readouterr().err == (
+        f"warning: no learning_rate curve: {history} has no learning_rate or lr column\n")
+    # A column of text is named once, as a column of text.
+    history.write_text("epoch,accuracy,loss,lr\n0,0.30,x,0.1\n1,0.45,1.5,0.01\n")
+    assert sorted(plots.plot_training_curves(str(history), str(tmp_path / "c"))) == [
+        "accuracy", "learning_rate"]
+    assert capsys.readouterr().err == (
+        f"warning: no loss curve: the loss of {history} holds 'x', not a number\n")
+
+
 def test_a_history_that_is_not_train_pys_is_named(tmp_path):
     # A binary file warned "'utf-8' codec can't decode ..." without its
     # name; one with NUL bytes or other columns drew nothing, silently.
