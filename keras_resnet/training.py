@@ -456,6 +456,10 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
             if isinstance(callback, AtomicModelCheckpoint):
                 callback.flush()
         raise
+    finally:  # Keras closes history.csv only as a fit ends without an exception
+        for callback in callbacks:
+            if isinstance(callback, HistoryCSVLogger):
+                callback.on_train_end()
     train_seconds = time.perf_counter() - start
     # Evaluation runs on whole arrays, off the devices' mesh: with JAX's
     # data parallelism in force, a last partial batch that does not divide
