@@ -8,12 +8,14 @@ that `python -m keras_resnet.evaluate` checks its flags before it loads.
 """
 
 import csv
+import json
 import os
 import sys
 
 import numpy as np
 
 from keras_resnet.checks import check_int
+from keras_resnet.checks import is_number
 from keras_resnet.data import class_labels
 
 
@@ -144,9 +146,22 @@ OLD_NAMES = {"lr": "learning_rate"}
 CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns} | set(OLD_NAMES)
 
 
+def _label_smoothing(run_dir):
+    """The label smoothing of the loss a run logged, from the `config.json`
+    that train.py writes beside `history.csv`; `None` for none or unknown."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):  # another run's folder, or no run's
+        return None
+    smoothing = config.get("label_smoothing") if isinstance(config, dict) else None
+    return smoothing if is_number(smoothing) and smoothing > 0 else None
+
+
 def plot_training_curves(history_path, output_dir):
     """Writes `loss.png`, `accuracy.png` and `learning_rate.png` from a run's
-    `history.csv` (with the validation curves when logged).
+    `history.csv` (with the validation curves when logged; the loss's label
+    names the label smoothing of the run's `config.json`).
 
     Returns:
         A dict from plot name to path, for the columns the history holds.
@@ -177,8 +192,11 @@ def plot_training_curves(history_path, output_dir):
                          "(comma-separated: loss, accuracy, learning_rate).")
     epochs = history.get("epoch", np.arange(len(next(iter(history.values())))))
     epochs = epochs + 1  # CSVLogger counts from 0
+    smoothing = _label_smoothing(os.path.dirname(history_path))
     paths = {}
     for stem, (title, ylabel, columns, log_scale) in CURVES.items():
+        if stem == "loss" and smoothing:  # Keras logs the loss of the smoothed labels
+            ylabel = f"loss (cross-entropy, label smoothing {smoothing:g})"
         present = [c for c in columns if c in history]
         if present and not any(np.isfinite(history[c]).any() for c in present):
             print(f"warning: no {stem} curve: the {', '.join(present)} of {history_path} "
