@@ -278,6 +278,10 @@ def test_the_mistakes_grid_names_the_model_and_the_tta_it_shows(
     name = f"m.keras ({tiny_model.name})"
     assert titles == [f"Most confidently misclassified test images: {name}",
                       f"Most confidently misclassified test images: {name} (flip TTA)"]
+    # The confusion matrix's title, above its count and accuracy, names them alike.
+    titles = [axes.get_title().split("\n")[0] for figure in figures for axes in figure.axes
+              if axes.get_title().startswith("Confusion matrix")]
+    assert titles == [f"Confusion matrix: {name}", f"Confusion matrix: {name} (flip TTA)"]
 
 
 def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
