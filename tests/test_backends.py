@@ -230,6 +230,38 @@ print(json.dumps(metrics))
     assert metrics["devices"] == 2 and metrics["backend"] == "tensorflow" and metrics["epochs"] == 1
 
 
+def test_lookahead_restarts_each_replica_of_a_mirrored_strategy_as_one_device(tmp_path):
+    # The run above trains with Lookahead under the strategy; this checks
+    # that its restarts happen there (skipped, it trained all the same). In a
+    # process of its own: a second MirroredStrategy's step in one process
+    # fails on TensorFlow's CPU ("Shape mismatch in the collective instance").
+    script = r"""
+import json, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from keras_resnet.optimizers import LookaheadSGD
+x = np.random.default_rng(0).normal(size=(48, 4)).astype("float32")
+y = np.eye(3, dtype="float32")[np.arange(48) % 3]
+def dense_weights(strategy, period):  # 6 steps of 8 images: a restart after the 5th
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(LookaheadSGD(6, lookahead_momentum=0.9, period=period, learning_rate=0.5),
+                      "categorical_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    return np.concatenate([w.ravel() for w in model.get_weights()])
+one_device = dense_weights(tf.distribute.get_strategy(), 5)
+print(json.dumps({"mirrored": float(np.abs(dense_weights(tf.distribute.MirroredStrategy(), 5) - one_device).max()),
+                  "no_restart": float(np.abs(dense_weights(tf.distribute.get_strategy(), 100) - one_device).max())}))
+"""
+    out = run_python(["-c", script])
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # As one device, and far from a run that never restarts.
+    assert result["mirrored"] < 1e-5 and result["no_restart"] > 1e-3, result
+
+
 def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
     # 65 test images: the last batch of the final evaluation has one image,
     # which two devices cannot split; evaluation runs off their mesh.
