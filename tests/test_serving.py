@@ -558,6 +558,16 @@ def test_the_predict_api_names_a_bad_argument(served):
     assert sorted(t["class_name"] for t in predict(five, served.images[:1], 5, list("abcde"))[0]) == list("abcde")
 
 
+# `python -m keras_resnet.predict ARG...` that names, as it exits, which of
+# Keras and TensorFlow it imported (on stderr, after its own lines).
+PREDICT_NAMING_IMPORTS = textwrap.dedent('''
+    import atexit, runpy, sys
+    atexit.register(lambda: print("imported:", [m for m in ("keras", "tensorflow") if m in sys.modules],
+                                  file=sys.stderr))
+    runpy.run_module("keras_resnet.predict", run_name="__main__", alter_sys=True)
+''')
+
+
 def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image\n")
@@ -569,13 +579,14 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     png[20] ^= 1
     damaged.write_bytes(bytes(png))
     out = run_python([
-        "-m", "keras_resnet.predict", "--model", served.model_dir,
+        "-c", PREDICT_NAMING_IMPORTS, "--model", served.model_dir,
         image_files.real[0], str(not_image), str(damaged), str(tmp_path / "missing.jpg"),
         str(bomb), str(big), str(tmp_path), "--max-pixels", "100000",
     ])
     assert out.returncode == 2
     assert out.stdout == ""
-    # Images are checked before TensorFlow loads: no start-up noise either.
+    # Images are checked before Keras and TensorFlow load (whose start-up
+    # lines some machines print whatever TF_CPP_MIN_LOG_LEVEL says).
     assert out.stderr.splitlines() == [
         f"error: {not_image}: not a PNG or JPEG image (Pillow cannot identify it).",
         f"error: {damaged}: cannot decode the image (a PNG whose header Pillow cannot read); "
@@ -588,6 +599,7 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
         "possible decompression bomb). Pass --max-pixels with a larger value "
         "to read it anyway.",
         f"error: {tmp_path}: not a file; pass image files.",
+        "imported: []",
     ]
 
 
