@@ -53,6 +53,7 @@ from keras_resnet.presets import PRESETS  # noqa: E402
 from keras_resnet.tune_project import BEST_CONFIG_FILE  # noqa: E402
 from keras_resnet.tune_project import SEARCH_FILE  # noqa: E402
 from keras_resnet.tune_project import SUMMARY_FILE  # noqa: E402
+from keras_resnet.tune_project import TUNING_ROOT  # noqa: E402
 from keras_resnet.tune_project import changed_settings  # noqa: E402
 from keras_resnet.tune_project import check_creatable  # noqa: E402
 from keras_resnet.tune_project import check_project  # noqa: E402
@@ -97,7 +98,7 @@ def _tuner_seed(seed, tuner):
 
 
 def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10,
-               directory="runs/tuning", project_name="resnet", overwrite=False):
+               directory=TUNING_ROOT, project_name="resnet", overwrite=False):
     """Creates (or reloads, to continue a search) a KerasTuner tuner.
 
     Rejected trials count towards `max_trials` but never stop the search.
@@ -224,7 +225,7 @@ def _oracle_address_problem():
 
 
 def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
-           directory="runs/tuning", project_name="resnet", overwrite=False,
+           directory=TUNING_ROOT, project_name="resnet", overwrite=False,
            verbose=2, top=3, **space):
     """Runs (or continues) a search and writes its results.
 
@@ -383,7 +384,7 @@ def build_parser():
     p.add_argument("--batch-size", type=cli.positive_int, default=128, help="default 128")
     p.add_argument("--seed", type=int, default=0, help="seed of the search, the split and the weights (default 0)")
     p.add_argument("--data-dir", type=cli.path, help=f"python-version CIFAR-10 folder (default ${DATA_DIR_ENV}, else tfds)")
-    p.add_argument("--directory", type=cli.path, default="runs/tuning", help="root of the project folders (default runs/tuning)")
+    p.add_argument("--directory", type=cli.path, default=TUNING_ROOT, help=f"root of the project folders (default {TUNING_ROOT})")
     p.add_argument("--project-name", default="resnet", help="project folder in --directory (default resnet)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of continuing the project")
     p.add_argument("--tuner-id", help="distributed: 'chief' or a worker name (default $KERASTUNER_TUNER_ID)")

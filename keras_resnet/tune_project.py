@@ -21,6 +21,7 @@ import sys
 from keras_resnet.atomic import is_partial
 from keras_resnet.atomic import write_atomically
 from keras_resnet.atomic import write_json_atomic
+from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.data import python_folder
@@ -33,6 +34,9 @@ from keras_resnet.paths import folder_name_problem
 from keras_resnet.paths import holds_working_directory
 from keras_resnet.paths import read_json_object
 from keras_resnet.presets import PARAM_CAP
+
+# Where projects go without --directory.
+TUNING_ROOT = f"{RUNS_ROOT}/tuning"
 
 # `best_config.json`: the tuned fields and the rest of the recipe the trials
 # trained with, so that `train.py --config` (which starts from the preset's
@@ -72,7 +76,7 @@ def project_problem(directory, project_name):
     `untitled_project`). An empty `directory` would be the current folder."""
     if not isinstance(directory, (str, os.PathLike)):
         return f"`directory` must be a path (a str or os.PathLike). Received: directory={directory!r}"
-    return (empty_folder_problem(directory, "--directory", "runs/tuning")
+    return (empty_folder_problem(directory, "--directory", TUNING_ROOT)
             or folder_name_problem(project_name, "--project-name", "resnet (the search's folder)",
                                    "--directory"))
 
