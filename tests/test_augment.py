@@ -25,7 +25,7 @@ def test_shapes_and_dtype_kept():
 def test_an_augmenter_saved_before_the_layers_moved_to_augment_py_still_loads():
     # The augmentation layers lived in keras_resnet/layers.py; Keras files
     # written then name that module beside the registered name.
-    import keras_resnet.model  # noqa: F401  (what the README has users import)
+    import keras_resnet.model  # noqa: F401  (what docs/training.md has users import)
 
     saved = keras.saving.serialize_keras_object(build_augmenter(2, cutout=4, seed=3))
     for step in saved["config"]["layers"]:
