@@ -22,6 +22,7 @@ import sys
 import numpy as np
 
 from keras_resnet import cli
+from keras_resnet.atomic import write_json_atomic
 from keras_resnet.checks import check_class_names
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
@@ -29,7 +30,6 @@ from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
 from keras_resnet.config import blame_environment
-from keras_resnet.atomic import write_json_atomic
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.data import class_labels
 from keras_resnet.paths import can_create_folder

@@ -48,7 +48,8 @@ from keras_resnet.distribution import every_process_or_none
 from keras_resnet.folder_lock import release_folder
 from keras_resnet.model import adapt_whitening
 from keras_resnet.model import build_model
-from keras_resnet.optimizers import LookaheadSGD, OffsetScaledSGD
+from keras_resnet.optimizers import LookaheadSGD
+from keras_resnet.optimizers import OffsetScaledSGD
 from keras_resnet.paths import can_create_folder
 from keras_resnet.presets import IMAGE_SHAPE
 from keras_resnet.run_folder import OTHER_NETWORK_FIX
