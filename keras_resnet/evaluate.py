@@ -328,33 +328,70 @@ def main(argv=None):
         return 130
 
 
+def _flags_problem(args):
+    """Why the flags (`--data-dir`, `$CIFAR10_DIR` without it, `--run-dir`,
+    `--output-dir`) cannot make a report, or None: checked before the model
+    loads."""
+    from keras_resnet.data import DATA_DIR_ENV
+    from keras_resnet.data import python_folder
+
+    if problem := (data_dir_problem(args.data_dir)  # else "" would fall back to $CIFAR10_DIR or tfds
+                   # else "" would be taken for the flag left out
+                   or empty_folder_problem(args.run_dir, "--run-dir", "the .keras file's run")
+                   or empty_folder_problem(args.output_dir, "--output-dir", "the default report folder")):
+        return problem
+    if args.data_dir is None and (problem := data_dir_problem(python_folder())):
+        # Else found only after the model loaded, without naming the variable.
+        return blame_environment(problem, {"data_dir": DATA_DIR_ENV})
+    if args.run_dir and os.path.isfile(args.run_dir):  # run/history.csv itself
+        folder = os.path.dirname(args.run_dir) or os.curdir
+        fix = (f"its folder, {folder}" if os.path.isfile(os.path.join(folder, "history.csv"))
+               else "the folder that holds the run's history.csv")
+        return f"--run-dir {args.run_dir} is a file, not a run folder: pass {fix}."
+    if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
+        return f"--run-dir {args.run_dir} holds no history.csv of a training run."
+    return None
+
+
+def _output_dir_problem(output_dir, previous, evaluated, chosen):
+    """Why the report cannot go to `output_dir`, or None.
+
+    Args:
+        output_dir: str. The report folder.
+        previous: its report, from `_read_report`.
+        evaluated: str. The model evaluated (a SavedModel's version folder).
+        chosen: bool. Whether `--output-dir` named the folder (a default
+            one never holds another model's report: `default_output_dir`).
+    """
+    if not can_create_folder(output_dir):
+        return f"--output-dir {output_dir} cannot be created or written to as a folder."
+    reported = _reported_model(previous)
+    if chosen and reported not in (None, os.path.abspath(evaluated)):
+        return (f"--output-dir {output_dir} holds the evaluation.json of {reported}; choose "
+                "another folder (or leave --output-dir out), or delete that report first.")
+    if in_the_way := _files_in_the_way(output_dir):
+        return (f"{in_the_way[0]} is not a file (a folder, or a link to nowhere), where the "
+                "report writes one: move it, or choose another --output-dir.")
+    unreported = [name for name in PLOT_FILES if os.path.isfile(os.path.join(output_dir, name))]
+    if previous is None and unreported:
+        return (f"{output_dir} holds {', '.join(unreported)} but no evaluation.json: files that "
+                "no report of this command wrote, which this one would replace; move them, or "
+                "choose another --output-dir.")
+    return None
+
+
 def _report(args):
     """The command: checks, evaluates, writes the report; its exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_resnet.data import DATA_DIR_ENV
     from keras_resnet.data import DataError
     from keras_resnet.data import load_cifar10_test
-    from keras_resnet.data import python_folder
 
     def fail(message):
         print(f"python -m keras_resnet.evaluate: error: {message}", file=sys.stderr)
         return 2
 
-    if problem := (data_dir_problem(args.data_dir)  # "" fell back to $CIFAR10_DIR or tfds
-                   # "" was taken for the flag left out
-                   or empty_folder_problem(args.run_dir, "--run-dir", "the .keras file's run")
-                   or empty_folder_problem(args.output_dir, "--output-dir", "the default report folder")):
+    if problem := _flags_problem(args):
         return fail(problem)
-    if args.data_dir is None and (problem := data_dir_problem(python_folder())):
-        # Else found only after the model loaded, without naming the variable.
-        return fail(blame_environment(problem, {"data_dir": DATA_DIR_ENV}))
-    if args.run_dir and os.path.isfile(args.run_dir):  # run/history.csv itself
-        folder = os.path.dirname(args.run_dir) or os.curdir
-        fix = (f"its folder, {folder}" if os.path.isfile(os.path.join(folder, "history.csv"))
-               else "the folder that holds the run's history.csv")
-        return fail(f"--run-dir {args.run_dir} is a file, not a run folder: pass {fix}.")
-    if args.run_dir and not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
-        return fail(f"--run-dir {args.run_dir} holds no history.csv of a training run.")
     try:
         model, kind = load_classifier(args.model)
     except ModelError as e:
@@ -367,27 +404,9 @@ def _report(args):
     run_dir = args.run_dir or find_run_dir(args.model)
     evaluated = model.path if kind == "saved_model" else args.model  # a SavedModel's version
     output_dir = args.output_dir or default_output_dir(evaluated, run_dir)
-    if not can_create_folder(output_dir):
-        return fail(f"--output-dir {output_dir} cannot be created or written to as a folder.")
     previous = _read_report(output_dir)
-    reported = _reported_model(previous)
-    if args.output_dir and reported not in (None, os.path.abspath(evaluated)):
-        return fail(
-            f"--output-dir {output_dir} holds the evaluation.json of {reported}; choose "
-            "another folder (or leave --output-dir out), or delete that report first."
-        )
-    if in_the_way := _files_in_the_way(output_dir):
-        return fail(
-            f"{in_the_way[0]} is not a file (a folder, or a link to nowhere), where the "
-            "report writes one: move it, or choose another --output-dir."
-        )
-    unreported = [name for name in PLOT_FILES if os.path.isfile(os.path.join(output_dir, name))]
-    if previous is None and unreported:
-        return fail(
-            f"{output_dir} holds {', '.join(unreported)} but no evaluation.json: files that "
-            "no report of this command wrote, which this one would replace; move them, or "
-            "choose another --output-dir."
-        )
+    if problem := _output_dir_problem(output_dir, previous, evaluated, chosen=bool(args.output_dir)):
+        return fail(problem)
     try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
@@ -409,10 +428,10 @@ def _report(args):
     # they are drawn (a Ctrl-C) leaves them to this command's next run, not
     # as files of the user's; the plots of the report before that none will
     # replace go now.
-    report = os.path.join(output_dir, "evaluation.json")
+    report_path = os.path.join(output_dir, "evaluation.json")
     names = ["confusion_matrix", *(["mistakes"] if args.mistakes else []), *(CURVES if run_dir else ())]
     to_draw = {name: os.path.join(output_dir, f"{name}.png") for name in names}
-    write_json_atomic(report, dict(result, plots=to_draw))
+    write_json_atomic(report_path, dict(result, plots=to_draw))
     _remove_stale_plots(output_dir, previous, to_draw)
 
     # The plots say which model and which predictions they show.
@@ -436,7 +455,7 @@ def _report(args):
         except ValueError as e:
             print(f"warning: no training curves: {e}", file=sys.stderr)
     result["plots"] = plots
-    write_json_atomic(report, result)
+    write_json_atomic(report_path, result)
     _remove_stale_plots(output_dir, previous, plots)
     del result["confusion_matrix"]  # in evaluation.json and the PNG
     print(json.dumps(result))
