@@ -35,7 +35,18 @@ def _save(figure, path):
 
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
-    """Writes the confusion matrix (counts, rows = true class) as a PNG."""
+    """Writes the confusion matrix (counts, rows = true class) as a PNG.
+
+    Args:
+        matrix: (classes, classes) counts, `matrix[true, predicted]`.
+        class_names: the name of each class, for the axes.
+        path: str. The PNG to write (its folder is created).
+        title: str. The first line of the title; the second gives the
+            image count and the accuracy.
+
+    Returns:
+        `path`.
+    """
     matrix = np.asarray(matrix)
     figure = _new_figure((8.5, 7.5))
     axes = figure.add_subplot()
@@ -70,8 +81,26 @@ MAX_MISTAKES = 500
 def plot_mistakes(images, labels, probabilities, indices, class_names, path,
                   columns=5, title="Most confidently misclassified test images"):
     """Writes a grid of test images, each with its true and predicted
-    classes under it (labels shaped (N,) or (N, 1)), at most
-    `MAX_MISTAKES` of them, as `evaluate --mistakes` allows."""
+    classes under it, as a PNG.
+
+    Args:
+        images: (N, height, width, 3) images in 0-255.
+        labels: their int labels, shaped (N,) or (N, 1).
+        probabilities: (N, classes) predicted probabilities.
+        indices: the images to show, in order: at most `MAX_MISTAKES`, as
+            `evaluate --mistakes` allows.
+        class_names: the name of each class.
+        path: str. The PNG to write (its folder is created).
+        columns: int. Images per row.
+        title: str. The grid's title.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: more than `MAX_MISTAKES` indices, `columns` not a
+            positive int, or labels that are not one class index per image.
+    """
     if len(indices) > MAX_MISTAKES:
         raise ValueError(f"`indices` must hold at most {MAX_MISTAKES} images (a larger grid takes "
                          f"many minutes to draw): pass `indices[:{MAX_MISTAKES}]`. "
@@ -100,11 +129,27 @@ def plot_mistakes(images, labels, probabilities, indices, class_names, path,
     return _save(figure, path)
 
 
+# Training-curve plots: file stem -> (title, y label, columns, log scale).
+CURVES = {
+    "loss": ("Loss", "loss (cross-entropy)", ("loss", "val_loss"), False),
+    "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
+    "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
+}
+# Columns that older Keras named otherwise, read under today's name:
+# tf.keras (Keras 2) logged the learning rate as "lr".
+OLD_NAMES = {"lr": "learning_rate"}
+CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns} | set(OLD_NAMES)
+
+
 def read_history(path):
     """Columns of a run's `history.csv` as float arrays, by name; empty
     columns (like `val_loss` of a run without validation) are left out. A
     column of NaNs (a run that diverged) is kept; one holding text is left
-    out, with a warning on stderr if a curve plots it."""
+    out, with a warning on stderr if a curve plots it.
+
+    Returns:
+        A dict from column name (today's: `OLD_NAMES`) to a float array.
+    """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -132,18 +177,6 @@ def _float(text):
         return float(text)
     except ValueError:
         return None
-
-
-# Training-curve plots: file stem -> (title, y label, columns, log scale).
-CURVES = {
-    "loss": ("Loss", "loss (cross-entropy)", ("loss", "val_loss"), False),
-    "accuracy": ("Accuracy", "accuracy", ("accuracy", "val_accuracy"), False),
-    "learning_rate": ("Learning rate", "learning rate", ("learning_rate",), True),
-}
-# Columns that older Keras named otherwise, read under today's name:
-# tf.keras (Keras 2) logged the learning rate as "lr".
-OLD_NAMES = {"lr": "learning_rate"}
-CURVE_COLUMNS = {column for _, _, columns, _ in CURVES.values() for column in columns} | set(OLD_NAMES)
 
 
 def _label_smoothing(run_dir):
