@@ -48,8 +48,22 @@ def model_name_problem(name):
 
 
 def read_json_object(path, what, fix):
-    """The JSON object in `path`, or a `ConfigError` naming `what` it is,
-    the problem and `fix`."""
+    """The JSON object in `path`, read whole, a repeated key refused.
+
+    Args:
+        path: str. The file.
+        what: str. What it is, starting the message, e.g.
+            `"The search's settings"`.
+        fix: str. What to do about it, ending the message.
+
+    Returns:
+        A dict.
+
+    Raises:
+        ConfigError: the file cannot be read, is not JSON, repeats a key or
+            holds something other than an object; naming `what`, the
+            problem and `fix`.
+    """
     def unique_keys(pairs):  # json keeps the last of a repeated key without a word
         keys = [key for key, _ in pairs]
         if repeated := sorted({key for key in keys if keys.count(key) > 1}):
