@@ -111,12 +111,16 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         tuner: str. One of `TUNERS`. Defaults to `"hyperband"`.
         max_trials: int. Defaults to `20`.
         epochs_per_trial: int. Defaults to `10`.
-        directory: str. Defaults to `"runs/tuning"`.
+        directory: str. Defaults to `TUNING_ROOT` (`"runs/tuning"`).
         project_name: str. The project folder in `directory`: one folder
             name (see `project_problem`). Defaults to `"resnet"`.
         overwrite: bool. Start over instead of continuing. Defaults to `False`.
 
+    Returns:
+        A `keras_tuner.Hyperband`, `RandomSearch` or `BayesianOptimization`.
+
     Raises:
+        ValueError: `tuner` is not one of `TUNERS`.
         ConfigError: `project_name` is not one folder name, or the project
             holds a search of other settings (KerasTuner would go on with
             those), or `overwrite=True` and it is not empty (`search`
