@@ -55,15 +55,18 @@ SUMMARY_COLUMNS = (
 )
 
 
-# Which process of a search this is, by KerasTuner's variables: a worker of
-# a distributed search trains trials; its chief hands them out and writes
-# the project, as a single process does.
 def is_worker():
+    """Whether this process is a worker of a distributed search (by
+    KerasTuner's variables): it trains trials, and writes only KerasTuner's
+    files."""
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" not in tuner_id
 
 
 def is_chief():
+    """Whether this process is the chief of a distributed search (by
+    KerasTuner's variables): it hands out trials, trains none, and writes
+    the project as a single process does."""
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "")
     return "KERASTUNER_ORACLE_PORT" in os.environ and "chief" in tuner_id
 
@@ -163,6 +166,11 @@ def check_project(project_dir, settings, overwrite=False):
 
 
 def check_creatable(project_dir):
+    """Refuses a project folder that cannot be created or written to.
+
+    Raises:
+        ConfigError: naming the folder and its flags.
+    """
     if not can_create_folder(project_dir):
         raise ConfigError(
             f"{project_dir} (--directory, --project-name) cannot be created or written to "
@@ -273,6 +281,8 @@ def ranked_trials(rows):
 
 
 def format_table(rows):
+    """The rows of `summarize` as a text table of `SUMMARY_COLUMNS`, right
+    aligned, `-` for a missing value."""
     cells = [SUMMARY_COLUMNS] + [
         tuple("-" if row[c] is None else str(row[c]) for c in SUMMARY_COLUMNS) for row in rows
     ]
@@ -283,7 +293,12 @@ def format_table(rows):
 def write_results(rows, project_dir):
     """Writes `summary.csv` and, if a trial completed, `best_config.json`.
 
-    Returns the best row, or `None`.
+    Args:
+        rows: list of dicts. The rows of `summarize`.
+        project_dir: str. The project folder.
+
+    Returns:
+        The best row (`ranked_trials`), or `None` if no trial completed.
     """
     def write_summary(partial):  # whole, even if a Ctrl-C comes
         with open(partial, "w", newline="") as f:
