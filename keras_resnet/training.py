@@ -70,6 +70,9 @@ WHITENING_IMAGES = 5000
 
 
 def resolve_augment_on(config):
+    """Where `config`'s run augments, `"host"` or `"device"`: its
+    `augment_on`, else on the host where TensorFlow (`tf.data`) is
+    installed and one process trains."""
     if config.augment_on:
         return config.augment_on
     if config.several_processes:  # each process yields its batch shards
@@ -78,6 +81,8 @@ def resolve_augment_on(config):
 
 
 def resolve_jit_compile(config):
+    """Whether `config`'s run compiles its step with XLA: its `jit_compile`,
+    `"auto"` resolved for the backend and the devices."""
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
     if keras.backend.backend() == "tensorflow":
@@ -178,9 +183,16 @@ def compile_model(model, config, steps_per_epoch):
 def prepare_data(config):
     """Loads CIFAR-10 and cuts the training subset and validation split.
 
-    Returns `(cifar10, (x_train, y_train), validation or None)`, the
-    `cifar10` tuple's `x_train` and `y_train` being those cut: the whole
-    loaded set (150 MB) is not kept alive beside them through the run.
+    Returns:
+        `(cifar10, (x_train, y_train), validation or None)`, the `cifar10`
+        tuple's `x_train` and `y_train` being those cut: the whole loaded
+        set (150 MB) is not kept alive beside them through the run.
+
+    Raises:
+        ConfigError: sizes the training set cannot give (`--train-size`,
+            `--validation-size`, `--batch-size`) or an `--ema` too slow
+            for the run (`check_ema_horizon`).
+        data.DataError: the data cannot be loaded.
     """
     cifar = data_lib.load_cifar10(config.data_dir)
     x, y = cifar.x_train, cifar.y_train
@@ -305,12 +317,28 @@ def fit_inputs(model, config, train, validation, initial_epoch=0):
 
 
 def make_callbacks(config, run_dir, monitor):
+    """The callbacks of a run's `fit`, once its backup is readied to resume.
+
+    Args:
+        config: `TrainConfig`.
+        run_dir: str. The run folder.
+        monitor: str. The metric the best checkpoint and the target watch.
+
+    Returns:
+        `(callbacks, resumed_from)`: the list for `fit`, and the epochs the
+        backup holds (0 without one); `history.csv` is cut back to them.
+
+    Raises:
+        callbacks.BackupUnreadable: the backup cannot be read, nor the one
+            before it (`recover_backup`); or, a process of several, it
+            cannot go back to the epoch they all hold (`roll_back_backup`).
+    """
     backup_dir = os.path.join(run_dir, "backup")
-    csv_path = os.path.join(run_dir, "history.csv")
+    history_path = os.path.join(run_dir, "history.csv")
     resumed_from = recover_backup(backup_dir)
     if config.several_processes:
         resumed_from = agree_on_resumed_epoch(backup_dir, resumed_from)
-    trim_history(csv_path, resumed_from)
+    trim_history(history_path, resumed_from)
     # Order matters: the loggers add to the epoch's logs before
     # `history.csv` and TensorBoard get them, and the backup (the point a
     # rerun resumes from) is written last, once everything else of the epoch
@@ -320,7 +348,7 @@ def make_callbacks(config, run_dir, monitor):
         StopOnDivergence(),
         ThroughputLogger(config.batch_size),
         LearningRateLogger(),
-        HistoryCSVLogger(csv_path),
+        HistoryCSVLogger(history_path),
     ]
     if importlib.util.find_spec("tensorflow"):
         callbacks.append(EpochTensorBoard(os.path.join(run_dir, "logs"), write_graph=False))
@@ -337,7 +365,7 @@ def make_callbacks(config, run_dir, monitor):
             monitor=monitor,
             mode="max",
             # On resume, the best so far is in the history, not in memory.
-            initial_value_threshold=best_in_history(csv_path, monitor),
+            initial_value_threshold=best_in_history(history_path, monitor),
             schedule=schedule,
         ),
         AtomicModelCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras"), schedule=schedule),
@@ -502,7 +530,16 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
 
 
 def export_model(model, run_dir, config, class_names):
-    """Exports on TensorFlow; from another backend through a TF subprocess."""
+    """Exports on TensorFlow; from another backend through a TF subprocess.
+
+    Returns:
+        The version folder exported, or `None` where TensorFlow is not
+        installed (the command that exports it is printed).
+
+    Raises:
+        ValueError, export.ExportError: as `export.export_saved_model`; the
+            subprocess failing is an `ExportError` naming its last line.
+    """
     if keras.backend.backend() == "tensorflow":
         from keras_resnet.export import export_saved_model
 
