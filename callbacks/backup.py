@@ -31,6 +31,8 @@ BACKUP_METADATA = "training_metadata.json"
 
 
 def _read_every_array(weights_path):
+    """Reads every array of the HDF5 file, so that a file cut short fails
+    here (with an `OSError`), not as Keras loads it."""
     def read(name, item):
         if isinstance(item, h5py.Dataset):
             item[()]  # returns None: visiting goes on
@@ -114,8 +116,8 @@ def recover_backup(backup_dir):
         _set_aside(weights)
         print(
             f"The first backup in {backup_dir} stopped before its record of the epoch was "
-            f"written; its weights are set aside as *.unreadable (deleted with the backup when "
-            f"the run finishes), and the run starts over.",
+            "written; its weights are set aside as *.unreadable (deleted with the backup when "
+            "the run finishes), and the run starts over.",
             file=sys.stderr,
         )
         return 0
@@ -124,7 +126,7 @@ def recover_backup(backup_dir):
         _set_aside(metadata, weights)
         print(
             f"The latest backup in {backup_dir} cannot be read ({problem}); it is set aside "
-            f"as *.unreadable (deleted with the backup when the run finishes), and the run "
+            "as *.unreadable (deleted with the backup when the run finishes), and the run "
             f"resumes from the one before it, after epoch {previous}.",
             file=sys.stderr,
         )
@@ -154,6 +156,10 @@ def roll_back_backup(backup_dir, epochs):
     epoch and another before it. They must resume from the same epoch, the
     one every process has: the process ahead goes back one backup (it
     trains that epoch again, on the same data).
+
+    Args:
+        backup_dir: str. The folder of the run's `ScheduledBackupAndRestore`.
+        epochs: int. The epochs every process's backup holds.
 
     Raises:
         BackupUnreadable: the backup before the latest does not hold
