@@ -108,11 +108,20 @@ def predict_tta(model, images, transforms=FLIP_TTA, batch_size=256, verbose=0):
     """The mean class probabilities over the images and their transforms.
 
     With `transforms=()` this is the plain prediction.
+
+    Args:
+        model, images, transforms, batch_size, verbose: as for
+            `predict_views`.
+
+    Returns:
+        An array of shape (N, classes).
     """
     return np.mean(predict_views(model, images, transforms, batch_size, verbose), axis=0)
 
 
 def accuracy(probabilities, labels):
+    """The fraction of images whose most probable class is their label
+    (labels shaped (N,) or (N, 1))."""
     labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
 
