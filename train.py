@@ -17,8 +17,14 @@ from keras_resnet import cli  # noqa: E402  (Keras-free)
 
 
 def build_parser():
-    from keras_resnet.config import AUGMENT_PLACES, EXPORT_ROOT, FLIPS, JIT_CHOICES, MODEL_NAME, PRECISIONS
-    from keras_resnet.config import SCHEDULES, TTA_VIEWS
+    from keras_resnet.config import AUGMENT_PLACES
+    from keras_resnet.config import EXPORT_ROOT
+    from keras_resnet.config import FLIPS
+    from keras_resnet.config import JIT_CHOICES
+    from keras_resnet.config import MODEL_NAME
+    from keras_resnet.config import PRECISIONS
+    from keras_resnet.config import SCHEDULES
+    from keras_resnet.config import TTA_VIEWS
     from keras_resnet.presets import PRESETS
 
     p = cli.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0], trains=True,
@@ -87,7 +93,8 @@ def check_resumable(run, path, saved, config):
     the run trains (`saved`, its config.json, against `config`, with the
     flags): the advice `train()` gives for those is `--overwrite`, which
     `--resume` takes no part in."""
-    from keras_resnet.config import ConfigError, TrainConfig
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
 
     new_run = f"python train.py --config {shlex.quote(path)} --output-dir NEW_FOLDER"
     if os.path.isfile(os.path.join(run, "metrics.json")):
@@ -135,7 +142,8 @@ def _folder_beside_template(run, settings, config):
 
 
 def _overwrite_needs_a_folder(preset):
-    from keras_resnet.config import RUNS_ROOT, ConfigError
+    from keras_resnet.config import RUNS_ROOT
+    from keras_resnet.config import ConfigError
 
     return ConfigError(  # else it would train into a new runs/<preset>-N, deleting nothing
         "--overwrite replaces the run in --output-dir; name the folder to replace, e.g. "
@@ -149,7 +157,9 @@ def config_from_args(args):
     recipe; then the environment (`$CIFAR10_DIR`, `$KERAS_RESNET_*`) for
     what no flag gives. Raises `ConfigError` for flags that conflict, a
     bad value, or a `--resume` that would change the run."""
-    from keras_resnet.config import ConfigError, TrainConfig, blame_environment
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.config import blame_environment
     from keras_resnet.paths import read_json_object
 
     values, saved = {}, None
@@ -216,7 +226,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from keras_resnet.config import ConfigError, prepare_environment
+    from keras_resnet.config import ConfigError
+    from keras_resnet.config import prepare_environment
 
     try:  # flags and settings first, before Keras and a backend load
         config = config_from_args(args)

@@ -18,9 +18,7 @@ from keras_resnet.layers import seed_limit
 try:  # Keras >= 3.12 names it DataLayer; older releases TFDataLayer.
     from keras.src.layers.preprocessing.data_layer import DataLayer
 except ImportError:  # pragma: no cover - depends on the installed Keras
-    from keras.src.layers.preprocessing.tf_data_layer import (
-        TFDataLayer as DataLayer,
-    )
+    from keras.src.layers.preprocessing.tf_data_layer import TFDataLayer as DataLayer
 
 
 class _RandomImageLayer(DataLayer):
