@@ -432,7 +432,7 @@ def main(argv=None):
         print(f"python -m keras_resnet.bench: error: {blame_environment(str(e), from_environment)}",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a traceback through TensorFlow before
+    except KeyboardInterrupt:  # else Ctrl-C ends in a traceback through TensorFlow
         print("\nInterrupted before the figures were printed; nothing was written (the "
               "export's temporary folder is deleted).", file=sys.stderr)
         return 130

@@ -330,7 +330,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return _report(args)
-    except KeyboardInterrupt:  # a traceback through TensorFlow before
+    except KeyboardInterrupt:  # else Ctrl-C ends in a traceback through TensorFlow
         # A report cut short is renewed by the same command (see `_report`).
         print("\nInterrupted before the report was finished; the same command writes it again.",
               file=sys.stderr)

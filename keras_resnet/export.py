@@ -236,7 +236,7 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     except ExportError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
-    except KeyboardInterrupt:  # a traceback through TensorFlow before
+    except KeyboardInterrupt:  # else Ctrl-C ends in a traceback through TensorFlow
         parser.exit(130, "\nInterrupted. A version is renamed into place whole: none was left in part.\n")
     print(json.dumps({"export_path": path, "params": model.count_params()}))
     return 0

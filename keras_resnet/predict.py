@@ -266,7 +266,7 @@ def main(argv=None):
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a traceback through TensorFlow before
+    except KeyboardInterrupt:  # else Ctrl-C ends in a traceback through TensorFlow
         print("\nInterrupted before the predictions were printed.", file=sys.stderr)
         return 130
     for path, top in zip(args.images, results):
