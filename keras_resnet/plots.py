@@ -249,7 +249,10 @@ def plot_training_curves(history_path, output_dir):
                       label=label)
         if log_scale and np.all(history[present[0]] > 0):
             axes.set_yscale("log")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # min_n_ticks=1: with fewer whole numbers in view than min_n_ticks
+        # (2 by default: a one-epoch run's 0.945 to 1.055) the locator
+        # gives up integer=True for fractional ticks.
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axes.set_title(f"{title} per epoch")
         axes.set_xlabel("epoch")
         axes.set_ylabel(ylabel)

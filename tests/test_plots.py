@@ -89,6 +89,29 @@ def test_a_column_logged_in_some_epochs_is_plotted_against_1_based_epochs(tmp_pa
         np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
 
 
+def test_the_epoch_axis_is_ticked_at_whole_epochs_for_any_length(tmp_path, monkeypatch):
+    # MaxNLocator(integer=True) keeps to whole numbers only where it finds
+    # two in view: a one-epoch run's axis (0.945 to 1.055) was ticked 0.945,
+    # 0.960, ... 1.050.
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    history = tmp_path / "history.csv"
+
+    def tick_labels(epochs):
+        history.write_text("epoch,loss\n" + "".join(f"{i},{2.5 - i / 100}\n" for i in range(epochs)))
+        figures.clear()
+        assert sorted(plots.plot_training_curves(str(history), str(tmp_path / "curves"))) == ["loss"]
+        (axes,) = figures[0].axes  # drawn: savefig set the labels' text
+        low, high = axes.get_xlim()
+        return [label.get_text() for label in axes.get_xticklabels() if low <= label.get_position()[0] <= high]
+
+    assert tick_labels(1) == ["1"]
+    assert tick_labels(2) == ["1", "2"]
+    labels = tick_labels(200)
+    assert len(labels) > 2 and all(label.isdigit() for label in labels) and "200" in labels, labels
+
+
 def test_the_loss_curve_names_the_label_smoothing_the_run_trained_with(tmp_path, monkeypatch):
     # Keras logs the loss it trains on, the cross-entropy of smoothed labels:
     # a fast-cpu run (smoothing 0.2) at 100% training accuracy stayed at a
