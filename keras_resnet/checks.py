@@ -136,12 +136,28 @@ def check_images(name, images, allow_empty=False):
         raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}") from None
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not (len(images) or allow_empty):
         raise ValueError(f"{wanted}. Received: shape {images.shape}")
+    return check_pixels(name, images)
+
+
+def check_pixels(name, images):
+    """Images of finite raw pixel values in [0, 255], not scaled to [0, 1]
+    or [-1, 1]; returned as given (a float NumPy array)."""
     # The network normalizes raw pixels itself: NaN came out as class 0 of
     # probability NaN, and images scaled otherwise as confident nonsense.
     pixels = f"`{name}` must hold raw pixel values in [0, 255] (the model normalizes them itself)"
     if bad := images.size - np.count_nonzero(np.isfinite(images)):
         raise ValueError(f"{pixels}. Received: {bad} of {images.size} values NaN or infinite")
-    if images.size and (images.min() < 0 or images.max() > 255):
+    if not images.size:
+        return images
+    low, high = images.min(), images.max()
+    # Scaled images (`x / 255`, or Keras' `Rescaling`) were classified, and
+    # the whitening stem fitted to them, without a word. Raw pixels within
+    # [-1, 1] are whole numbers: black, or nearly.
+    if -1 <= low and high <= 1 and not np.array_equal(images, np.round(images)):
+        fix = "images * 255" if low >= 0 else "(images + 1) * 127.5"
+        raise ValueError(f"{pixels}, not pixels scaled to [{0 if low >= 0 else -1}, 1]: pass "
+                         f"{fix}. Received: values from {low:g} to {high:g}")
+    if low < 0 or high > 255:
         raise ValueError(f"{pixels}; clip resampled images, np.clip(images, 0, 255). "
-                         f"Received: values from {images.min():g} to {images.max():g}")
+                         f"Received: values from {low:g} to {high:g}")
     return images

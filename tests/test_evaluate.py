@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -143,6 +144,29 @@ def test_labels_in_a_column_as_keras_datasets_gives_them_give_the_same_report():
     assert column == flat
     probabilities = _ConfidentOracle(labels).predict(images)
     assert ev.most_confident_mistakes(probabilities, labels[:, None]).size == 0
+
+
+def test_images_scaled_to_0_1_or_minus_1_1_are_refused_naming_the_fix():
+    # Evaluated before without a word: `x / 255` read as nearly black pixels,
+    # a confident wrong class for each; the whitening stem fitted to them.
+    from keras_resnet.model import adapt_whitening
+    from keras_resnet.model import build_model
+
+    labels = np.arange(100) % 10
+    raw = np.random.default_rng(0).integers(0, 256, (100, 32, 32, 3)).astype("uint8")
+    oracle = _ConfidentOracle(labels)
+    for call in (lambda images: ev.evaluate(oracle, images, labels, transforms=()),
+                 lambda images: ev.predict_tta(oracle, images),
+                 lambda images: adapt_whitening(build_model("fast-cpu"), images[:4])):
+        with pytest.raises(ValueError, match=re.escape(
+                "not pixels scaled to [0, 1]: pass images * 255. Received: values from 0 to 1")):
+            call(raw / 255)
+        with pytest.raises(ValueError, match=re.escape(
+                "not pixels scaled to [-1, 1]: pass (images + 1) * 127.5. Received: values from -1 to 1")):
+            call(raw / 127.5 - 1)
+    # Raw pixels that happen to lie in [0, 1] are whole numbers: black images.
+    assert ev.evaluate(oracle, np.zeros((100, 32, 32, 3), "float32"), labels,
+                       transforms=())[0]["test_accuracy"] == 1.0
 
 
 class _MirrorSensitive:

@@ -539,12 +539,17 @@ def test_the_predict_api_names_a_bad_argument(served):
         (dict(top_k=11), "Received: top_k=11"),
         (dict(images=np.zeros((2, 28, 28, 3))), "Received: shape (2, 28, 28, 3)"),
         # Classified before: NaN as class 0 of probability NaN (invalid
-        # JSON), pixels scaled to [-1, 1] as confident nonsense.
+        # JSON), pixels scaled to [-1, 1] as confident nonsense, resampled
+        # ones beyond [0, 255].
         (dict(images=np.full((2, 32, 32, 3), np.nan)), "Received: 6144 of 6144 values NaN or infinite"),
         (dict(images=np.linspace(-1, 1, 6144).reshape(2, 32, 32, 3)), "[0, 255] (the model normalizes them "
-                                                                        "itself); clip resampled images, np.clip("
-                                                                        "images, 0, 255). Received: values from "
-                                                                        "-1 to 1"),
+                                                                        "itself), not pixels scaled to [-1, 1]: "
+                                                                        "pass (images + 1) * 127.5. Received: "
+                                                                        "values from -1 to 1"),
+        (dict(images=np.linspace(-2, 257, 6144).reshape(2, 32, 32, 3)), "[0, 255] (the model normalizes them "
+                                                                          "itself); clip resampled images, np.clip("
+                                                                          "images, 0, 255). Received: values from "
+                                                                          "-2 to 257"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             predict(classifier, **{"images": served.images[:2], **arguments})
