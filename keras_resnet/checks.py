@@ -161,3 +161,14 @@ def check_pixels(name, images):
         raise ValueError(f"{pixels}; clip resampled images, np.clip(images, 0, 255). "
                          f"Received: values from {low:g} to {high:g}")
     return images
+
+
+def check_probabilities(name, probabilities):
+    """Class probabilities, shape (N, classes), as `predict` gives them;
+    returned as a NumPy array."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or not np.issubdtype(probabilities.dtype, np.number):
+        raise ValueError(f"`{name}` must be an (N, classes) array of class probabilities, as "
+                         f"`predict` gives them. Received: shape {probabilities.shape}, "
+                         f"dtype {probabilities.dtype}")
+    return probabilities

@@ -285,8 +285,9 @@ def split_validation(x, y, size, seed=0):
     return x[train], y[train], x[val], y[val]
 
 
-def class_labels(labels, count, num_classes=len(CLASS_NAMES)):
-    """`labels` as a flat array of `count` class indices.
+def class_labels(labels, count, num_classes=len(CLASS_NAMES), name="labels"):
+    """`labels` as a flat array of `count` class indices (`None`: as many
+    as `labels` holds).
 
     Takes shape `(count,)` or `(count, 1)`, as `keras.datasets.cifar10`
     gives them: compared with `(count,)` predictions, a column would
@@ -295,19 +296,27 @@ def class_labels(labels, count, num_classes=len(CLASS_NAMES)):
 
     Raises:
         ValueError: not one integer label per image, or one outside
-            `[0, num_classes)`.
+            `[0, num_classes)`; the message calls them `name`.
     """
     labels = np.asarray(labels)
+    if count is None:
+        count = len(labels) if labels.ndim else 1
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        hint = ""
+        if count and labels.shape == (count, num_classes):
+            hint = f" (not one-hot rows or probabilities: pass `{name}.argmax(axis=-1)`)"
+        elif (labels.shape == (count,) and np.issubdtype(labels.dtype, np.floating)
+              and np.array_equal(labels, np.round(labels))):
+            hint = f" (whole numbers as floats: pass `{name}.astype(int)`)"
         raise ValueError(
-            f"`labels` must hold one integer class index per image: shape ({count},) or "
-            f"({count}, 1). Received: shape {labels.shape}, dtype {labels.dtype}"
+            f"`{name}` must hold one integer class index per image: shape ({count},) or "
+            f"({count}, 1){hint}. Received: shape {labels.shape}, dtype {labels.dtype}"
         )
     if count and not 0 <= labels.min() <= labels.max() < num_classes:
         raise ValueError(
-            f"`labels` must be class indices in [0, {num_classes}). Received: values from "
+            f"`{name}` must be class indices in [0, {num_classes}). Received: values from "
             f"{labels.min()} to {labels.max()}"
         )
     return labels
@@ -316,9 +325,7 @@ def class_labels(labels, count, num_classes=len(CLASS_NAMES)):
 def one_hot(labels, num_classes=len(CLASS_NAMES)):
     """One-hot float32 rows of class indices, given as `class_labels` takes
     them (a column made `(N, 1, 10)` targets, which Keras refused in `fit`)."""
-    labels = np.asarray(labels)
-    labels = class_labels(labels, len(labels) if labels.ndim else 1, num_classes)
-    return np.eye(num_classes, dtype="float32")[labels]
+    return np.eye(num_classes, dtype="float32")[class_labels(labels, None, num_classes)]
 
 
 def first_flips(count, seed=0):

@@ -26,6 +26,7 @@ from keras_resnet.atomic import write_json_atomic
 from keras_resnet.checks import check_class_names
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_probabilities
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.classifier import saved_model_name
@@ -122,21 +123,30 @@ def predict_tta(model, images, transforms=FLIP_TTA, batch_size=256, verbose=0):
 def accuracy(probabilities, labels):
     """The fraction of images whose most probable class is their label
     (labels shaped (N,) or (N, 1))."""
-    labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
+    probabilities = check_probabilities("probabilities", probabilities)
+    labels = class_labels(labels, len(probabilities), probabilities.shape[-1])
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
 
 
 def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
-    """Counts, `matrix[true, predicted]`, of labels shaped (N,) or (N, 1)."""
+    """Counts, `matrix[true, predicted]`, of labels shaped (N,) or (N, 1)
+    and predicted class indices (`np.argmax(probabilities, axis=-1)`)."""
+    check_int("num_classes", num_classes)
+    predictions = class_labels(predictions, None, num_classes, name="predictions")
     labels = class_labels(labels, len(predictions), num_classes)
     matrix = np.zeros((num_classes, num_classes), dtype="int64")
-    np.add.at(matrix, (labels, np.asarray(predictions)), 1)
+    np.add.at(matrix, (labels, predictions), 1)
     return matrix
 
 
 def per_class_accuracy(matrix):
-    """Recall of each class from a confusion matrix; `None` for a class
-    without test images."""
+    """Recall of each class from a confusion matrix (`confusion_matrix`'s,
+    or the list in `evaluate`'s metrics); `None` for a class without test
+    images."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError("`matrix` must be a square confusion matrix, (classes, classes) counts. "
+                         f"Received: shape {matrix.shape}")
     totals = matrix.sum(axis=1)
     return [
         float(matrix[c, c] / totals[c]) if totals[c] else None
@@ -147,7 +157,8 @@ def per_class_accuracy(matrix):
 def most_confident_mistakes(probabilities, labels, count=25):
     """Indices of misclassified images, most confident prediction first."""
     check_int("count", count, minimum=0)
-    labels = class_labels(labels, len(probabilities), np.shape(probabilities)[-1])
+    probabilities = check_probabilities("probabilities", probabilities)
+    labels = class_labels(labels, len(probabilities), probabilities.shape[-1])
     predictions = np.argmax(probabilities, axis=-1)
     wrong = np.flatnonzero(predictions != labels)
     confidence = probabilities[wrong, predictions[wrong]]

@@ -235,6 +235,38 @@ def test_labels_that_are_not_one_class_per_image_are_refused(labels, message):
         ev.evaluate(oracle, images, labels, transforms=())
 
 
+def test_one_hot_labels_probabilities_for_predictions_and_a_metrics_matrix_are_named():
+    # Before: one-hot labels were refused without the fix; probabilities as
+    # `predictions` an IndexError, a prediction of -1 counted as class 9;
+    # the metrics' list-of-lists matrix an AttributeError, a list of
+    # probabilities a TypeError.
+    labels = np.arange(20) % 10
+    probabilities = np.eye(10, dtype="float32")[labels]
+    for call, message in (
+        (lambda: ev.accuracy(probabilities, probabilities),
+         "`labels` must hold one integer class index per image: shape (20,) or (20, 1) (not one-hot rows "
+         "or probabilities: pass `labels.argmax(axis=-1)`). Received: shape (20, 10), dtype float32"),
+        (lambda: ev.accuracy(probabilities, labels.astype("float64")),
+         "(whole numbers as floats: pass `labels.astype(int)`). Received: shape (20,), dtype float64"),
+        (lambda: ev.confusion_matrix(labels, probabilities),
+         "`predictions` must hold one integer class index per image: shape (20,) or (20, 1) (not one-hot "
+         "rows or probabilities: pass `predictions.argmax(axis=-1)`)"),
+        (lambda: ev.confusion_matrix(labels, np.full(20, -1)),
+         "`predictions` must be class indices in [0, 10). Received: values from -1 to -1"),
+        (lambda: ev.per_class_accuracy(np.arange(10)),
+         "`matrix` must be a square confusion matrix, (classes, classes) counts. Received: shape (10,)"),
+        (lambda: ev.most_confident_mistakes(np.arange(20), labels),
+         "`probabilities` must be an (N, classes) array of class probabilities, as `predict` gives them. "
+         "Received: shape (20,)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    metrics, _ = ev.evaluate(_ConfidentOracle(labels), np.zeros((20, 32, 32, 3), "uint8"), labels,
+                             transforms=())
+    assert ev.per_class_accuracy(metrics["confusion_matrix"]) == [1.0] * 10
+    assert ev.most_confident_mistakes(np.roll(probabilities, 1, axis=1).tolist(), labels).tolist() == list(range(20))
+
+
 def test_per_class_accuracy_of_a_missing_class_is_none():
     matrix = ev.confusion_matrix([0, 0, 1], [0, 1, 1], num_classes=3)
     assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
