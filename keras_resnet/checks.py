@@ -98,6 +98,15 @@ def check_floating_dtype(dtype):
         _refuse("dtype", dtype, 'a floating-point dtype or policy, e.g. "float32" or "mixed_bfloat16"')
 
 
+def check_classifier(name, model):
+    """A loaded model: anything with Keras' `predict(images, batch_size=...,
+    verbose=...)`, such as what `load_classifier` gives."""
+    if not callable(getattr(model, "predict", None)):
+        hint = (f" (a loaded model, not a path: pass `load_classifier({name})[0]`)"
+                if isinstance(model, (str, os.PathLike)) else "")
+        _refuse(name, model, f"a Keras model or a classifier from `load_classifier(path)`{hint}")
+
+
 def check_path(name, value):
     """A path: a `str` or an `os.PathLike`, not empty."""
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):

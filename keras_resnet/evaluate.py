@@ -24,6 +24,7 @@ import numpy as np
 from keras_resnet import cli
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.checks import check_class_names
+from keras_resnet.checks import check_classifier
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_probabilities
@@ -95,9 +96,23 @@ def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
 
     Returns:
         A list of `1 + len(transforms)` arrays of shape (N, classes).
+
+    Raises:
+        ValueError: `model` has no `predict` (a path: `load_classifier`
+            loads it), `transforms` is not a list or tuple of functions,
+            or `images` or `batch_size` are not what is said above.
     """
+    check_classifier("model", model)
     check_int("batch_size", batch_size)
     images = check_images("images", images)
+    if not (isinstance(transforms, (list, tuple)) and all(callable(t) for t in transforms)):
+        hint = ""
+        if isinstance(transforms, str) and transforms in TTA_TRANSFORMS:  # a --tta-views name
+            hint = f": pass TTA_TRANSFORMS[{transforms!r}]"
+        elif callable(transforms):
+            hint = f": pass ({getattr(transforms, '__name__', 'transform')},)"
+        raise ValueError("`transforms` must be a list or tuple of functions from an image batch to an "
+                         f"image batch, () for none{hint}. Received: transforms={transforms!r}")
     views = [images] + [transform(images) for transform in transforms]
     return [
         np.asarray(model.predict(view, batch_size=batch_size, verbose=verbose))
@@ -193,6 +208,7 @@ def evaluate(model, images, labels, class_names=CLASS_NAMES, transforms=FLIP_TTA
     if details not in ("plain", "tta"):
         raise ValueError(f'`details` must be "plain" or "tta". Received: {details!r}')
     check_class_names("class_names", class_names)
+    images = check_images("images", images)  # before its count is taken for the labels'
     labels = class_labels(labels, len(images), len(class_names))
     views = predict_views(model, images, transforms, batch_size, verbose)
     if views[0].shape[-1] != len(class_names):

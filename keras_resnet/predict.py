@@ -38,6 +38,7 @@ from PIL import ImageOps
 
 from keras_resnet import cli
 from keras_resnet.checks import check_class_names
+from keras_resnet.checks import check_classifier
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.classifier import ModelError
@@ -186,6 +187,7 @@ def predict(classifier, images, top_k=3, class_names=None):
         A list with one list per image of `top_k` dicts `class_id`,
         `class_name`, `probability`, most probable first.
     """
+    check_classifier("classifier", classifier)
     named = class_names is not None
     if not named:  # the command line's choice too
         class_names = getattr(classifier, "class_names", CLASS_NAMES)

@@ -267,6 +267,36 @@ def test_one_hot_labels_probabilities_for_predictions_and_a_metrics_matrix_are_n
     assert ev.most_confident_mistakes(np.roll(probabilities, 1, axis=1).tolist(), labels).tolist() == list(range(20))
 
 
+def test_a_model_path_a_transform_name_or_no_images_are_named_before_predicting():
+    # Before: AttributeError "'str' object has no attribute 'predict'" for a
+    # path, TypeErrors for "flip", a bare function or None as `transforms`
+    # and for images=None; a string of 5 letters as images was taken for 5
+    # images, and refused as labels of the wrong count.
+    from keras_resnet.predict import predict
+
+    labels = np.arange(20) % 10
+    images = np.zeros((20, 32, 32, 3), "uint8")
+    oracle = _ConfidentOracle(labels)
+    for call, message in (
+        (lambda: ev.evaluate("runs/x/model.keras", images, labels),
+         "`model` must be a Keras model or a classifier from `load_classifier(path)` (a loaded model, not a "
+         "path: pass `load_classifier(model)[0]`). Received: model='runs/x/model.keras'"),
+        (lambda: ev.predict_tta(None, images), "Received: model=None"),
+        (lambda: predict("model.keras", images),
+         "(a loaded model, not a path: pass `load_classifier(classifier)[0]`). Received: classifier='model.keras'"),
+        (lambda: ev.evaluate(oracle, images, labels, transforms="flip-shift"),
+         "`transforms` must be a list or tuple of functions from an image batch to an image batch, () for "
+         "none: pass TTA_TRANSFORMS['flip-shift']. Received: transforms='flip-shift'"),
+        (lambda: ev.predict_tta(oracle, images, transforms=ev.flip_left_right),
+         ": pass (flip_left_right,). Received: transforms=<function flip_left_right"),
+        (lambda: ev.predict_tta(oracle, images, transforms=None), "Received: transforms=None"),
+        (lambda: ev.evaluate(oracle, None, labels), "shape (N, 32, 32, 3). Received: shape ()"),
+        (lambda: ev.evaluate(oracle, "x.png", labels), "as an array. Received: str"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+
+
 def test_per_class_accuracy_of_a_missing_class_is_none():
     matrix = ev.confusion_matrix([0, 0, 1], [0, 1, 1], num_classes=3)
     assert ev.per_class_accuracy(matrix) == [0.5, 1.0, None]
