@@ -181,3 +181,13 @@ def check_probabilities(name, probabilities):
                          f"`predict` gives them. Received: shape {probabilities.shape}, "
                          f"dtype {probabilities.dtype}")
     return probabilities
+
+
+def check_confusion_matrix(name, matrix):
+    """A square confusion matrix, (classes, classes) counts; returned as a
+    NumPy array (`evaluate`'s metrics hold it as a list)."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"`{name}` must be a square confusion matrix, (classes, classes) counts. "
+                         f"Received: shape {matrix.shape}")
+    return matrix

@@ -25,6 +25,7 @@ from keras_resnet import cli
 from keras_resnet.atomic import write_json_atomic
 from keras_resnet.checks import check_class_names
 from keras_resnet.checks import check_classifier
+from keras_resnet.checks import check_confusion_matrix
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_probabilities
@@ -158,10 +159,7 @@ def per_class_accuracy(matrix):
     """Recall of each class from a confusion matrix (`confusion_matrix`'s,
     or the list in `evaluate`'s metrics); `None` for a class without test
     images."""
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError("`matrix` must be a square confusion matrix, (classes, classes) counts. "
-                         f"Received: shape {matrix.shape}")
+    matrix = check_confusion_matrix("matrix", matrix)
     totals = matrix.sum(axis=1)
     return [
         float(matrix[c, c] / totals[c]) if totals[c] else None

@@ -14,7 +14,12 @@ import sys
 
 import numpy as np
 
+from keras_resnet.checks import check_class_names
+from keras_resnet.checks import check_confusion_matrix
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_path
+from keras_resnet.checks import check_pixels
+from keras_resnet.checks import check_probabilities
 from keras_resnet.checks import is_number
 from keras_resnet.data import class_labels
 
@@ -26,6 +31,18 @@ def _new_figure(figsize):
     figure = Figure(figsize=figsize, dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def _check_image_path(path, example):
+    """The image file a plot goes to. matplotlib adds `.png` to a name
+    without an ending: a folder `out` became `out.png` beside it."""
+    check_path("path", path)
+    if os.path.isdir(path):
+        raise ValueError(f"`path` must be the image file to write, not a folder: pass "
+                         f"os.path.join(path, {example!r}). Received: path={path!r}")
+    if not os.path.splitext(os.fspath(path))[1]:
+        raise ValueError(f"`path` must be the image file to write, ending in its format, "
+                         f"e.g. {example!r}. Received: path={path!r}")
 
 
 def _save(figure, path):
@@ -47,7 +64,12 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     Returns:
         `path`.
     """
-    matrix = np.asarray(matrix)
+    _check_image_path(path, "confusion_matrix.png")
+    matrix = check_confusion_matrix("matrix", matrix)
+    check_class_names("class_names", class_names)
+    if len(class_names) != len(matrix):
+        raise ValueError(f"`class_names` must name each of the matrix's {len(matrix)} classes. "
+                         f"Received: {len(class_names)} names")
     figure = _new_figure((8.5, 7.5))
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
@@ -98,15 +120,36 @@ def plot_mistakes(images, labels, probabilities, indices, class_names, path,
         `path`.
 
     Raises:
-        ValueError: more than `MAX_MISTAKES` indices, `columns` not a
-            positive int, or labels that are not one class index per image.
+        ValueError: more than `MAX_MISTAKES` indices, indices that are not
+            positions of the images (a boolean mask), `columns` not a
+            positive int, labels that are not one class index per image, or
+            shown images that are not raw pixels in 0-255 (`check_pixels`).
     """
+    _check_image_path(path, "mistakes.png")
+    indices = np.asarray(indices)
+    if indices.dtype == bool:
+        raise ValueError("`indices` must be the positions of the images to show, not a boolean mask: "
+                         f"pass np.flatnonzero(mask). Received: a boolean array of shape {indices.shape}")
+    if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
+        raise ValueError("`indices` must be a list of the positions of the images to show. "
+                         f"Received: shape {indices.shape}, dtype {indices.dtype}")
+    indices = indices.astype(np.intp)  # [] is float64
     if len(indices) > MAX_MISTAKES:
         raise ValueError(f"`indices` must hold at most {MAX_MISTAKES} images (a larger grid takes "
                          f"many minutes to draw): pass `indices[:{MAX_MISTAKES}]`. "
                          f"Received: {len(indices)} indices")
     check_int("columns", columns)
+    check_class_names("class_names", class_names)
+    probabilities = check_probabilities("probabilities", probabilities)
     labels = class_labels(labels, len(probabilities), len(class_names))
+    images = np.asarray(images)
+    if images.ndim < 3 or len(images) != len(labels):
+        raise ValueError(f"`images` must hold one image per label, {len(labels)}. "
+                         f"Received: shape {images.shape}")
+    if indices.size and not 0 <= indices.min() <= indices.max() < len(labels):
+        raise ValueError(f"`indices` must be positions of the {len(labels)} images, in "
+                         f"[0, {len(labels)}). Received: values from {indices.min()} to {indices.max()}")
+    check_pixels("images", images[indices].astype("float32"))  # else drawn black, or wrapped
     rows = max(1, -(-len(indices) // columns))
     figure = _new_figure((2.0 * columns, 2.3 * rows + 0.6))
     figure.suptitle(title, fontsize=13)
@@ -203,6 +246,10 @@ def plot_training_curves(history_path, output_dir):
         ValueError: the file is missing, holds no epochs or none of the
             columns of train.py's history.
     """
+    check_path("history_path", history_path)
+    check_path("output_dir", output_dir)
+    if os.path.isfile(in_folder := os.path.join(history_path, "history.csv")):
+        raise ValueError(f"{history_path} is a run folder: pass its history, {in_folder}.")
     if not os.path.isfile(history_path):
         raise ValueError(
             f"No training history at {history_path}: --run-dir must be a run "

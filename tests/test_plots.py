@@ -56,6 +56,53 @@ def test_a_mistakes_grid_too_large_to_draw_is_refused(tmp_path, monkeypatch):
         plots.plot_mistakes(*grid, np.arange(plots.MAX_MISTAKES), CLASS_NAMES, path)
 
 
+def test_plot_arguments_that_were_drawn_elsewhere_or_failed_deep_inside_are_named(tmp_path):
+    # Before: a folder as `path` was drawn into `out.png` beside it (and
+    # `path` returned as if written), a name without an ending into
+    # `name.png`; a boolean mask as `indices` failed in matplotlib ("Invalid
+    # shape (1, 20, 32, 32, 3)"), an index past the images with an
+    # IndexError; images scaled to [0, 1] were drawn black; the run folder
+    # given for its history was "not a run folder holding history.csv".
+    import re
+
+    from keras_resnet.data import CLASS_NAMES
+
+    out = tmp_path / "out"
+    out.mkdir()
+    labels = np.arange(20) % 10
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3)).astype("uint8")
+    probabilities = np.eye(10, dtype="float32")[(labels + 1) % 10]
+    grid = (images, labels, probabilities)
+    for call, message in (
+        (lambda: plots.plot_confusion_matrix(np.eye(10), CLASS_NAMES, str(out)),
+         f"`path` must be the image file to write, not a folder: pass os.path.join(path, "
+         f"'confusion_matrix.png'). Received: path={str(out)!r}"),
+        (lambda: plots.plot_mistakes(*grid, [0], CLASS_NAMES, str(out)), "os.path.join(path, 'mistakes.png')"),
+        (lambda: plots.plot_confusion_matrix(np.eye(10), CLASS_NAMES, str(out / "cm")),
+         "`path` must be the image file to write, ending in its format, e.g. 'confusion_matrix.png'"),
+        (lambda: plots.plot_confusion_matrix(np.eye(10), CLASS_NAMES[:5], str(out / "cm.png")),
+         "`class_names` must name each of the matrix's 10 classes. Received: 5 names"),
+        (lambda: plots.plot_confusion_matrix(np.arange(10), CLASS_NAMES, str(out / "cm.png")),
+         "`matrix` must be a square confusion matrix, (classes, classes) counts. Received: shape (10,)"),
+        (lambda: plots.plot_mistakes(*grid, labels != 3, CLASS_NAMES, str(out / "m.png")),
+         "not a boolean mask: pass np.flatnonzero(mask). Received: a boolean array of shape (20,)"),
+        (lambda: plots.plot_mistakes(*grid, [25], CLASS_NAMES, str(out / "m.png")),
+         "`indices` must be positions of the 20 images, in [0, 20). Received: values from 25 to 25"),
+        (lambda: plots.plot_mistakes(images[:3], labels, probabilities, [4], CLASS_NAMES, str(out / "m.png")),
+         "`images` must hold one image per label, 20. Received: shape (3, 32, 32, 3)"),
+        (lambda: plots.plot_mistakes(images / 255, labels, probabilities, [0], CLASS_NAMES, str(out / "m.png")),
+         "not pixels scaled to [0, 1]: pass images * 255"),
+        (lambda: plots.plot_training_curves(str(tmp_path), str(out)),
+         f"{tmp_path} is a run folder: pass its history, {tmp_path / 'history.csv'}."),
+        (lambda: plots.plot_training_curves(None, str(out)), "Received: history_path=None"),
+    ):
+        (tmp_path / "history.csv").write_text(HISTORY)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    assert not list(out.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "out"]
+    assert plots.plot_mistakes(*grid, [], CLASS_NAMES, str(out / "none.png")) == str(out / "none.png")
+
+
 def test_read_history_leaves_out_empty_columns(tmp_path):
     history = tmp_path / "history.csv"
     history.write_text(HISTORY)
