@@ -120,19 +120,34 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=20, epochs_per_trial=10
         A `keras_tuner.Hyperband`, `RandomSearch` or `BayesianOptimization`.
 
     Raises:
-        ValueError: `tuner` is not one of `TUNERS`.
-        ConfigError: `project_name` is not one folder name, or the project
+        ConfigError: `tuner` is not one of `TUNERS`; `max_trials`,
+            `epochs_per_trial`, `overwrite` or `hypermodel` of the wrong
+            type or range; `project_name` is not one folder name, or the project
             holds a search of other settings (KerasTuner would go on with
             those), or `overwrite=True` and it is not empty (`search`
             starts a search over, checking what it deletes).
     """
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
+    _check_tuner_arguments(tuner, max_trials, epochs_per_trial, overwrite)
     if problem := project_problem(directory, project_name):  # KerasTuner's overwrite deletes it
         raise ConfigError(problem)
+    if not isinstance(getattr(hypermodel, "config", None), TrainConfig):
+        received = ("a TrainConfig" if isinstance(hypermodel, TrainConfig)
+                    else f"hypermodel={hypermodel!r}")
+        raise ConfigError("`hypermodel` must be a ResNetHyperModel(config, **space), from "
+                          f"keras_resnet.hypermodel. Received: {received}")
     _check_reload(hypermodel, tuner, epochs_per_trial, os.path.join(directory, project_name), overwrite)
     return _new_tuner(hypermodel, tuner, max_trials, epochs_per_trial, directory, project_name,
                       overwrite)
+
+
+def _check_tuner_arguments(tuner, max_trials, epochs_per_trial, overwrite):
+    """What `make_tuner` and `search` take alike, checked before anything
+    is written (KerasTuner takes 0 trials for "no limit")."""
+    if tuner not in TUNERS:
+        raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
+    check_int("max_trials", max_trials)
+    check_int("epochs_per_trial", epochs_per_trial, maximum=MAX_EPOCHS)  # else named as --epochs
+    check_bool("overwrite", overwrite)
 
 
 def _new_tuner(hypermodel, tuner, max_trials, epochs_per_trial, directory, project_name, overwrite):
@@ -256,11 +271,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     # settings refuses the corrected one. KerasTuner takes 0 trials for "no limit".
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"`config` must be a TrainConfig. Received: config={config!r}")
-    if tuner not in TUNERS:
-        raise ConfigError(f"Unknown tuner {tuner!r}. Choose one of {list(TUNERS)}.")
-    check_int("max_trials", max_trials)
-    check_int("epochs_per_trial", epochs_per_trial, maximum=MAX_EPOCHS)  # else named as --epochs
-    check_bool("overwrite", overwrite)
+    _check_tuner_arguments(tuner, max_trials, epochs_per_trial, overwrite)
     check_choice("verbose", verbose, (0, 1, 2, "auto"))  # as `fit` takes it
     check_int("top", top, minimum=0)
     config = trial_config(config, epochs_per_trial)

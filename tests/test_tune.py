@@ -639,6 +639,28 @@ def test_a_tuner_made_directly_neither_mixes_spaces_nor_deletes_what_it_cannot_s
     assert (project / "final.keras").read_text() == "mine"
 
 
+@pytest.mark.parametrize("arguments, message", [
+    # KerasTuner's "no limit": a search that never ends, as search() had it.
+    (dict(max_trials=0), "`max_trials` must be a positive integer. Received: max_trials=0"),
+    (dict(max_trials="5"), "Received: max_trials='5'"),  # a TypeError in _new_tuner
+    (dict(epochs_per_trial=0), "`epochs_per_trial` must be an integer in [1, 1000000]. Received: epochs_per_trial=0"),
+    (dict(epochs_per_trial="3"), "Received: epochs_per_trial='3'"),  # a TypeError inside KerasTuner
+    (dict(overwrite="no"), "`overwrite` must be True or False. Received: overwrite='no'"),  # taken as true
+    (dict(hypermodel=TrainConfig()),  # AttributeError: 'TrainConfig' object has no attribute 'config'
+     "`hypermodel` must be a ResNetHyperModel(config, **space), from keras_resnet.hypermodel. "
+     "Received: a TrainConfig"),
+    (dict(hypermodel=None), "Received: hypermodel=None"),
+])
+def test_make_tuner_checks_its_arguments_as_search_does(arguments, message, tmp_path):
+    import re
+
+    hypermodel = ResNetHyperModel(TrainConfig(preset="seed"), widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    arguments = {"hypermodel": hypermodel, "tuner": "random", "directory": str(tmp_path), **arguments}
+    with pytest.raises(ConfigError if "hypermodel" in message else ValueError, match=re.escape(message)):
+        tune.make_tuner(**arguments)
+    assert not os.listdir(tmp_path)
+
+
 def test_a_worker_of_a_search_started_over_does_not_compare_with_the_old_settings(
         cifar, tmp_path, monkeypatch):
     # A worker started before its chief (which rewrites search.json) was
