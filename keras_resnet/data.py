@@ -275,7 +275,11 @@ def split_validation(x, y, size, seed=0):
 
     Returns `(x_train, y_train, x_val, y_val)`; the test set is never touched.
     """
-    if not 0 < size < len(x):
+    check_int("size", size)  # a count of images: 0.1 was a TypeError
+    x, y = np.asarray(x), np.asarray(y)
+    if y.shape[:1] != x.shape[:1]:  # an IndexError, or labels of other images
+        raise ValueError(f"`y` must hold one label per image of `x`, {len(x)}. Received: shape {y.shape}")
+    if not size < len(x):
         raise ValueError(
             f"The validation split must leave training images: asked for "
             f"{size} of {len(x)}."
@@ -375,7 +379,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
 
     count, steps = len(x), whole_batches(x, batch_size)
     images = tf.constant(x)
-    labels = tf.constant(one_hot(y))
+    labels = tf.constant(one_hot(class_labels(y, count)))  # else paired with other images
     mirror_in_even_epochs = tf.constant(first_flips(count, seed))
 
     def epoch_batches(epoch):
@@ -440,6 +444,9 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
     import keras
 
     steps = whole_batches(x, batch_size)
+    y = class_labels(y, len(x))
+    check_int("shards", shards)
+    check_int("shard", shard, minimum=0, maximum=shards - 1)
     local_size = batch_size // shards
     mirror_in_even_epochs = first_flips(len(x), seed)
 
@@ -471,6 +478,7 @@ def eval_dataset(x, y, batch_size):
     """Batches for evaluation: in order, no augmentation, float32 0-255."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, one_hot(y)))
+    check_int("batch_size", batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((x, one_hot(class_labels(y, len(x)))))
     ds = ds.batch(batch_size).map(lambda b, l: (tf.cast(b, tf.float32), l))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -340,6 +340,31 @@ def test_a_batch_larger_than_the_images_is_refused(stream, batch_size, message):
     assert data.whole_batches(x, 40) == 1 and data.whole_batches(x, 16) == 2
 
 
+def test_labels_of_other_images_and_bad_split_or_shard_arguments_are_named():
+    # Before: labels of more images than `x` (`y` left whole as `x` was cut,
+    # x[45000:] with y) were paired with other images by train_dataset
+    # without a word; fewer failed as the stream ran, an IndexError in
+    # split_validation, TensorFlow's "Dimensions 40 and 20 are not
+    # compatible" in eval_dataset; size=0.1 (a fraction) was a TypeError,
+    # eval_dataset(batch_size=0) TensorFlow's InvalidArgumentError, shards=0
+    # a ZeroDivisionError.
+    x, y = np.zeros((40, 32, 32, 3), "uint8"), np.arange(40) % 10
+    for call, message in (
+        (lambda: data.train_dataset(x[20:], y, 4), "shape (20,) or (20, 1). Received: shape (40,)"),
+        (lambda: data.device_batches(x, y[:20], 4), "shape (40,) or (40, 1). Received: shape (20,)"),
+        (lambda: data.eval_dataset(x, y[:20], 4), "shape (40,) or (40, 1). Received: shape (20,)"),
+        (lambda: data.eval_dataset(x, y, 0), "`batch_size` must be a positive integer. Received: batch_size=0"),
+        (lambda: data.device_batches(x, y, 4, shards=0), "`shards` must be a positive integer. Received: shards=0"),
+        (lambda: data.device_batches(x, y, 4, shard=2, shards=2),
+         "`shard` must be an integer in [0, 1]. Received: shard=2"),
+        (lambda: data.split_validation(x, y, 0.1), "`size` must be a positive integer. Received: size=0.1"),
+        (lambda: data.split_validation(x, y[:20], 10),
+         "`y` must hold one label per image of `x`, 40. Received: shape (20,)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+
+
 def test_labels_in_a_column_make_the_same_targets():
     # keras.datasets.cifar10 gives labels as (N, 1): the pipelines made
     # (B, 1, 10) targets, which Keras refused deep in fit; -1 became class 9.
