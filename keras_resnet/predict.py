@@ -41,6 +41,7 @@ from keras_resnet.checks import check_class_names
 from keras_resnet.checks import check_classifier
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_path
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
 from keras_resnet.data import CLASS_NAMES
@@ -131,7 +132,12 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     Raises:
         PredictError: the file is missing, is not a PNG or JPEG, cannot be
             decoded, or is over `max_pixels`.
+        ValueError: `path` is not a path, or `max_pixels` not a positive
+            int (Pillow compared a string with an image's size and failed
+            inside, which read as "only PNG and JPEG are read" of a PNG).
     """
+    check_path("path", path)
+    check_int("max_pixels", max_pixels)
     if not os.path.exists(path):
         raise PredictError(f"{path}: no such file.")
     if not os.path.isfile(path):

@@ -742,6 +742,15 @@ def test_an_image_of_another_format_is_named_with_the_fix(tmp_path):
     with pytest.raises(PredictError, match="a GIF image; only PNG and JPEG"):  # over the limit too
         load_image(str(tmp_path / "cat.gif"), max_pixels=100)
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # restored
+    # A PNG read with max_pixels="100" was "a PNG image; only PNG and JPEG
+    # are read: convert it to PNG first"; path=None a TypeError from os.
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "cat.png")
+    for arguments, message in (((str(tmp_path / "cat.png"), "100"), "Received: max_pixels='100'"),
+                               ((str(tmp_path / "cat.png"), 0), "Received: max_pixels=0"),
+                               ((None,), "`path` must be a path (a str or os.PathLike). Received: path=None")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_image(*arguments)
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
 
 
 def test_truncated_images_are_one_line_errors(served, tmp_path):
