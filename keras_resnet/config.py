@@ -371,6 +371,14 @@ def _check_kinds(values, source):
             raise ConfigError(f"{name} must be at most {MAX_NUMBER:g} in size, got {shown}.")
 
 
+def check_train_config(config):
+    """A `TrainConfig`, which `train`, `tune.search` and `ResNetHyperModel`
+    take (a dict of settings failed with an `AttributeError` inside)."""
+    if not isinstance(config, TrainConfig):
+        hint = ": pass TrainConfig(**config)" if isinstance(config, dict) else ""
+        raise ConfigError(f"`config` must be a TrainConfig{hint}. Received: config={config!r}")
+
+
 def blame_environment(message, from_environment):
     """`message` about a setting taken from an environment variable
     (`from_environment`: setting -> variable) names the variable, which the

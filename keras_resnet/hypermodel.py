@@ -17,6 +17,7 @@ import math
 from keras_resnet.checks import is_number
 from keras_resnet.checks import is_positive_ints
 from keras_resnet.config import ConfigError
+from keras_resnet.config import check_train_config
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
 
@@ -166,6 +167,7 @@ def _hypermodel_class():
 
         def __init__(self, config, name=None, tunable=True, **space):
             super().__init__(name=name, tunable=tunable)
+            check_train_config(config)
             self.config = config
             self.space = search_space(config.preset, **space)
             self.trained = 0

@@ -43,6 +43,7 @@ from keras_resnet.config import MODEL_NAME
 from keras_resnet.config import REFERENCE_BATCH_SIZE
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
+from keras_resnet.config import check_train_config
 from keras_resnet.distribution import distribution_scope
 from keras_resnet.distribution import every_process_or_none
 from keras_resnet.folder_lock import release_folder
@@ -124,6 +125,7 @@ def run_globals():
 def build_network(config, allow_over_cap=False):
     """`config`'s network (its preset and overrides), its layers under the
     dtype policy of `config.precision`; the global policy is left as it was."""
+    check_train_config(config)
     with global_dtype_policy(config.precision):
         return build_model(config.preset, allow_over_cap=allow_over_cap, **config.model_overrides())
 
@@ -414,6 +416,7 @@ def train(config, overwrite=False):
         ConfigError, data.DataError: bad settings or data (nothing written).
         callbacks.TrainingDiverged: the loss became NaN or infinite.
     """
+    check_train_config(config)
     config.validate()
     config = dataclasses.replace(config)
     with run_globals():

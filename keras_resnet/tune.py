@@ -42,6 +42,7 @@ from keras_resnet.config import MAX_EPOCHS  # noqa: E402
 from keras_resnet.config import ConfigError  # noqa: E402
 from keras_resnet.config import TrainConfig  # noqa: E402
 from keras_resnet.config import blame_environment  # noqa: E402
+from keras_resnet.config import check_train_config  # noqa: E402
 from keras_resnet.config import prepare_environment  # noqa: E402
 from keras_resnet.data import DATA_DIR_ENV  # noqa: E402
 from keras_resnet.data import DataError  # noqa: E402
@@ -269,8 +270,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     start = time.perf_counter()
     # Before anything is written: a project that recorded a bad call's
     # settings refuses the corrected one. KerasTuner takes 0 trials for "no limit".
-    if not isinstance(config, TrainConfig):
-        raise ConfigError(f"`config` must be a TrainConfig. Received: config={config!r}")
+    check_train_config(config)
     _check_tuner_arguments(tuner, max_trials, epochs_per_trial, overwrite)
     check_choice("verbose", verbose, (0, 1, 2, "auto"))  # as `fit` takes it
     check_int("top", top, minimum=0)

@@ -261,6 +261,21 @@ def test_config_rejects_unknown_keys_and_wrong_types():
     assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1
 
 
+def test_what_takes_a_train_config_refuses_a_dict_or_none():
+    # An AttributeError from inside each before ("'dict' object has no
+    # attribute 'validate'", "... 'precision'", "... 'preset'").
+    from keras_resnet.hypermodel import ResNetHyperModel
+    from keras_resnet.training import build_network
+    from keras_resnet.training import train
+
+    for call in (train, build_network, ResNetHyperModel):
+        with pytest.raises(ConfigError, match=re.escape(
+                "`config` must be a TrainConfig: pass TrainConfig(**config). Received: config={'epochs': 1}")):
+            call({"epochs": 1})
+        with pytest.raises(ConfigError, match=re.escape("`config` must be a TrainConfig. Received: config=None")):
+            call(None)
+
+
 @pytest.mark.parametrize("refused, accepted, message", [
     # Each range's bound, refused, beside the nearest value it takes: a
     # momentum (or smoothing, dropout) of 1 trains nothing, a seed of 2**32
