@@ -11,8 +11,10 @@ import os
 
 import numpy as np
 
+from keras_resnet.checks import check_classifier
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_path
 from keras_resnet.data import CLASS_NAMES
 from keras_resnet.export import version_folders
 from keras_resnet.presets import IMAGE_SHAPE
@@ -57,6 +59,7 @@ class KerasClassifier(_Classifier):
     """
 
     def __init__(self, model):
+        check_classifier("model", model)
         self.model = model
         self.name = model.name
 
@@ -80,6 +83,7 @@ class SavedModelClassifier(_Classifier):
     """
 
     def __init__(self, path):
+        check_path("path", path)
         try:
             # Keras, and so its backend, before TensorFlow: on
             # KERAS_BACKEND=torch, Keras imports torch._dynamo and with it

@@ -18,6 +18,7 @@ import socket
 import numpy as np
 
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_path
 
 CLASS_NAMES = (
     "airplane",
@@ -71,6 +72,8 @@ def python_folder(data_dir=None):
     """The python-version folder `load_cifar10(data_dir)` reads: `data_dir`,
     else `$CIFAR10_DIR` (`~` expanded, as the command lines' flags are);
     `None` where it loads TensorFlow Datasets'."""
+    if data_dir is not None and not isinstance(data_dir, str):  # "" reads the variable
+        check_path("data_dir", data_dir)
     return os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or "") or None
 
 

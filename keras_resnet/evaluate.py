@@ -28,6 +28,7 @@ from keras_resnet.checks import check_classifier
 from keras_resnet.checks import check_confusion_matrix
 from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
+from keras_resnet.checks import check_path
 from keras_resnet.checks import check_probabilities
 from keras_resnet.classifier import ModelError
 from keras_resnet.classifier import load_classifier
@@ -239,6 +240,7 @@ def find_run_dir(model_path):
     """The run folder of a `.keras` file (`<run>/model.keras` or
     `<run>/checkpoints/*.keras`), if it holds a `history.csv`; else `None`.
     Relative to where `model_path` is, as given (the report quotes it)."""
+    check_path("model_path", model_path)
     if os.path.isdir(model_path):
         return None
     folder = os.path.dirname(model_path) or os.curdir

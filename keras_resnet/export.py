@@ -114,6 +114,7 @@ def export_saved_model(model, export_dir=EXPORT_ROOT, model_name=MODEL_NAME,
     import keras
 
     from keras_resnet.checks import check_class_names
+    from keras_resnet.checks import check_path
     from keras_resnet.model import classifier_problem
     from keras_resnet.paths import can_create_folder
     from keras_resnet.paths import empty_folder_problem
@@ -127,6 +128,8 @@ def export_saved_model(model, export_dir=EXPORT_ROOT, model_name=MODEL_NAME,
             "save the model (model.save('model.keras')) and run python -m keras_resnet.export "
             "model.keras, which loads it on TensorFlow."
         )
+    if not isinstance(export_dir, str):  # "" is named below, as the flag's
+        check_path("export_dir", export_dir)
     if problem := (empty_folder_problem(export_dir, "--export-dir", EXPORT_ROOT)
                    or model_name_problem(model_name) or export_root_problem(export_dir, model_name)):
         raise ValueError(problem)

@@ -853,6 +853,31 @@ def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypat
         classifier.predict(x, batch_size=-2)
 
 
+def test_paths_and_models_of_the_wrong_type_are_named(tmp_path, tiny_model, monkeypatch):
+    # Each a TypeError from os or an AttributeError before ("'str' object
+    # has no attribute 'name'" for a path wrapped as a KerasClassifier).
+    from keras_resnet.classifier import KerasClassifier
+    from keras_resnet.classifier import SavedModelClassifier
+    from keras_resnet.data import load_cifar10
+    from keras_resnet.data import load_cifar10_test
+    from keras_resnet.export import export_saved_model
+
+    monkeypatch.chdir(tmp_path)
+    for call, message in (
+        (lambda: export_saved_model(tiny_model, None), "`export_dir` must be a path (a str or os.PathLike). "
+                                                       "Received: export_dir=None"),
+        (lambda: SavedModelClassifier(None), "`path` must be a path (a str or os.PathLike). Received: path=None"),
+        (lambda: KerasClassifier("model.keras"), "(a loaded model, not a path: pass `load_classifier(model)[0]`)"),
+        (lambda: load_cifar10(["cifar"]), "`data_dir` must be a path (a str or os.PathLike). "
+                                          "Received: data_dir=['cifar']"),
+        (lambda: load_cifar10_test(b"cifar"), "Received: data_dir=b'cifar'"),
+        (lambda: ev.find_run_dir(None), "Received: model_path=None"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    assert not os.listdir(tmp_path)
+
+
 def test_an_incomplete_highest_version_is_refused_not_skipped(tmp_path):
     from keras_resnet.classifier import ModelError, resolve_saved_model
 
