@@ -131,30 +131,36 @@ def check_class_names(name, names):
                              f"{names.count(repeated[0])} times)")
 
 
-def check_images(name, images, allow_empty=False):
+def check_images(name, images, allow_empty=False, dtype="float32"):
     """A batch of 32x32 RGB images, shape (N, 32, 32, 3), with N > 0 unless
-    `allow_empty`, of finite pixel values in [0, 255]; returned as a float32
-    NumPy array. A model would take others: Keras retraces a network for
-    28x28 images without a word."""
+    `allow_empty`, of finite raw pixel values in [0, 255] (`check_pixels`);
+    returned as a NumPy array of `dtype`, or as given for `None` (a uint8
+    training set, 150 MB, is not copied to 600 MB of float32). A model
+    would take others: Keras retraces a network for 28x28 images without a
+    word."""
     wanted = (f"`{name}` must be a batch of {'' if allow_empty else 'one or more '}"
               f"{IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} RGB images, shape "
               f"(N, {', '.join(map(str, IMAGE_SHAPE))})")
     try:
-        images = np.asarray(images, dtype="float32")
-    except (TypeError, ValueError):  # a tf.data.Dataset, a string, ragged lists
-        raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}") from None
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or not (len(images) or allow_empty):
-        raise ValueError(f"{wanted}. Received: shape {images.shape}")
-    return check_pixels(name, images)
+        array = np.asarray(images)
+    except (TypeError, ValueError):  # ragged lists
+        array = None
+    if array is None or array.dtype.kind not in "biuf":  # a tf.data.Dataset, a string
+        raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}")
+    if array.ndim != 4 or array.shape[1:] != IMAGE_SHAPE or not (len(array) or allow_empty):
+        raise ValueError(f"{wanted}. Received: shape {array.shape}")
+    check_pixels(name, array)
+    return array if dtype is None else array.astype(dtype, copy=False)
 
 
 def check_pixels(name, images):
-    """Images of finite raw pixel values in [0, 255], not scaled to [0, 1]
-    or [-1, 1]; returned as given (a float NumPy array)."""
+    """Images (a NumPy array) of finite raw pixel values in [0, 255], not
+    scaled to [0, 1] or [-1, 1]; returned as given."""
     # The network normalizes raw pixels itself: NaN came out as class 0 of
     # probability NaN, and images scaled otherwise as confident nonsense.
     pixels = f"`{name}` must hold raw pixel values in [0, 255] (the model normalizes them itself)"
-    if bad := images.size - np.count_nonzero(np.isfinite(images)):
+    floating = images.dtype.kind == "f"  # integers are finite and whole: no pass over them
+    if floating and (bad := images.size - np.count_nonzero(np.isfinite(images))):
         raise ValueError(f"{pixels}. Received: {bad} of {images.size} values NaN or infinite")
     if not images.size:
         return images
@@ -162,7 +168,7 @@ def check_pixels(name, images):
     # Scaled images (`x / 255`, or Keras' `Rescaling`) were classified, and
     # the whitening stem fitted to them, without a word. Raw pixels within
     # [-1, 1] are whole numbers: black, or nearly.
-    if -1 <= low and high <= 1 and not np.array_equal(images, np.round(images)):
+    if floating and -1 <= low and high <= 1 and not np.array_equal(images, np.round(images)):
         fix = "images * 255" if low >= 0 else "(images + 1) * 127.5"
         raise ValueError(f"{pixels}, not pixels scaled to [{0 if low >= 0 else -1}, 1]: pass "
                          f"{fix}. Received: values from {low:g} to {high:g}")

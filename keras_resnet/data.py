@@ -17,6 +17,7 @@ import socket
 
 import numpy as np
 
+from keras_resnet.checks import check_images
 from keras_resnet.checks import check_int
 from keras_resnet.checks import check_path
 
@@ -380,6 +381,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
     """
     import tensorflow as tf
 
+    x = check_images("x", x, dtype=None)  # scaled to [0, 1], it trained on them without a word
     count, steps = len(x), whole_batches(x, batch_size)
     images = tf.constant(x)
     labels = tf.constant(one_hot(class_labels(y, count)))  # else paired with other images
@@ -446,6 +448,7 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
     """
     import keras
 
+    x = check_images("x", x, dtype=None)
     steps = whole_batches(x, batch_size)
     y = class_labels(y, len(x))
     check_int("shards", shards)
@@ -482,6 +485,7 @@ def eval_dataset(x, y, batch_size):
     import tensorflow as tf
 
     check_int("batch_size", batch_size)
+    x = check_images("x", x, dtype=None)
     ds = tf.data.Dataset.from_tensor_slices((x, one_hot(class_labels(y, len(x)))))
     ds = ds.batch(batch_size).map(lambda b, l: (tf.cast(b, tf.float32), l))
     return ds.prefetch(tf.data.AUTOTUNE)

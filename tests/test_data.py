@@ -365,6 +365,27 @@ def test_labels_of_other_images_and_bad_split_or_shard_arguments_are_named():
             call()
 
 
+def test_the_pipelines_refuse_scaled_or_misshapen_images_without_copying_raw_ones():
+    # Before: images scaled to [0, 1] streamed as they were, and the network,
+    # which normalizes raw pixels, trained on nearly black images without a
+    # word; gray or channels-first images were batched, and failed in `fit`.
+    from keras_resnet.checks import check_images
+
+    x, y = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype("uint8"), np.arange(40) % 10
+    for call, message in (
+        (lambda: data.train_dataset(x / 255, y, 4), "`x` must hold raw pixel values in [0, 255] (the model "
+                                                    "normalizes them itself), not pixels scaled to [0, 1]: pass "
+                                                    "images * 255. Received: values from 0 to 1"),
+        (lambda: data.device_batches(x / 127.5 - 1, y, 4), "not pixels scaled to [-1, 1]"),
+        (lambda: data.eval_dataset(x[..., 0], y, 4), "`x` must be a batch of one or more 32x32 RGB images, shape "
+                                                     "(N, 32, 32, 3). Received: shape (40, 32, 32)"),
+        (lambda: data.train_dataset(x.transpose(0, 3, 1, 2), y, 4), "Received: shape (40, 3, 32, 32)"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    assert check_images("x", x, dtype=None) is x  # CIFAR-10's 150 MB, not copied to float32
+
+
 def test_labels_in_a_column_make_the_same_targets():
     # keras.datasets.cifar10 gives labels as (N, 1): the pipelines made
     # (B, 1, 10) targets, which Keras refused deep in fit; -1 became class 9.
