@@ -127,7 +127,9 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     Args:
         path: the image file.
         max_pixels: int. Refuse images with more pixels than this (width
-            times height), before decoding them.
+            times height), before decoding them; `None` for no limit, as
+            Pillow's `Image.MAX_IMAGE_PIXELS = None` (the default is that
+            setting as this module is imported).
 
     Raises:
         PredictError: the file is missing, is not a PNG or JPEG, cannot be
@@ -137,7 +139,8 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
             inside, which read as "only PNG and JPEG are read" of a PNG).
     """
     check_path("path", path)
-    check_int("max_pixels", max_pixels)
+    if max_pixels is not None:  # Pillow's "no limit", and the default where it was set so
+        check_int("max_pixels", max_pixels)
     if not os.path.exists(path):
         raise PredictError(f"{path}: no such file.")
     if not os.path.isfile(path):

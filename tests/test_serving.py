@@ -753,6 +753,20 @@ def test_an_image_of_another_format_is_named_with_the_fix(tmp_path):
     assert Image.MAX_IMAGE_PIXELS == 89_478_485
 
 
+def test_max_pixels_none_reads_without_a_limit_as_pillow_does(tmp_path, monkeypatch):
+    # Pillow's own setting, Image.MAX_IMAGE_PIXELS = None (a common idiom
+    # before importing this module, which makes it load_image's default):
+    # no limit. The max_pixels check refused it, and so the default.
+    from keras_resnet.predict import load_image
+
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "cat.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert load_image(tmp_path / "cat.png", max_pixels=None)[0, 0].tolist() == [255, 0, 0]
+    assert Image.MAX_IMAGE_PIXELS is None  # restored
+    with pytest.raises(ValueError, match=re.escape("Received: max_pixels=0")):  # checked still
+        load_image(tmp_path / "cat.png", max_pixels=0)
+
+
 def test_truncated_images_are_one_line_errors(served, tmp_path):
     from keras_resnet.predict import PredictError
     from keras_resnet.predict import load_image
