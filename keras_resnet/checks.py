@@ -143,7 +143,9 @@ def check_images(name, images, allow_empty=False, dtype="float32"):
               f"(N, {', '.join(map(str, IMAGE_SHAPE))})")
     try:
         array = np.asarray(images)
-    except (TypeError, ValueError):  # ragged lists
+        if array.dtype.kind == "V":  # bfloat16 (ml_dtypes', JAX's and TensorFlow's): not a NumPy float
+            array = array.astype("float32")
+    except (TypeError, ValueError):  # ragged lists, structured arrays
         array = None
     if array is None or array.dtype.kind not in "biuf":  # a tf.data.Dataset, a string
         raise ValueError(f"{wanted}, as an array. Received: {type(images).__name__}")

@@ -169,6 +169,24 @@ def test_images_scaled_to_0_1_or_minus_1_1_are_refused_naming_the_fix():
                        transforms=())[0]["test_accuracy"] == 1.0
 
 
+
+def test_bfloat16_images_are_taken_as_their_float32_values():
+    # JAX's and TensorFlow's bfloat16 (ml_dtypes', of NumPy kind "V") was
+    # refused as "not an array" by the dtype check that turns away datasets
+    # and strings; whole pixels are exact in it.
+    import ml_dtypes
+
+    from keras_resnet import data
+
+    labels = np.arange(100) % 10
+    raw = np.random.default_rng(0).integers(0, 256, (100, 32, 32, 3)).astype("uint8")
+    half = raw.astype(ml_dtypes.bfloat16)
+    assert ev.evaluate(_ConfidentOracle(labels), half, labels, transforms=())[0]["test_accuracy"] == 1.0
+    np.testing.assert_array_equal(next(iter(data.eval_dataset(half, labels, 100)))[0], raw)
+    assert next(iter(data.device_batches(half, labels, 50)))[0].shape == (50, 32, 32, 3)
+    with pytest.raises(ValueError, match=re.escape("not pixels scaled to [0, 1]")):  # checked as floats
+        ev.predict_tta(_ConfidentOracle(labels), (raw / 255).astype(ml_dtypes.bfloat16))
+
 class _MirrorSensitive:
     """A classifier without Keras that tells an image from its mirror image:
     pixel (0, 0) is the image's index, its mirror's is 100 + the index. Of
