@@ -171,7 +171,7 @@ def check_pixels(name, images):
     # the whitening stem fitted to them, without a word. Raw pixels within
     # [-1, 1] are whole numbers: black, or nearly.
     if floating and -1 <= low and high <= 1 and not np.array_equal(images, np.round(images)):
-        fix = "images * 255" if low >= 0 else "(images + 1) * 127.5"
+        fix = f"{name} * 255" if low >= 0 else f"({name} + 1) * 127.5"
         raise ValueError(f"{pixels}, not pixels scaled to [{0 if low >= 0 else -1}, 1]: pass "
                          f"{fix}. Received: values from {low:g} to {high:g}")
     if low < 0 or high > 255:

@@ -384,7 +384,7 @@ def train_dataset(x, y, batch_size, augmenter=None, seed=0, alternate_flips=Fals
     x = check_images("x", x, dtype=None)  # scaled to [0, 1], it trained on them without a word
     count, steps = len(x), whole_batches(x, batch_size)
     images = tf.constant(x)
-    labels = tf.constant(one_hot(class_labels(y, count)))  # else paired with other images
+    labels = tf.constant(one_hot(class_labels(y, count, name="y")))  # else paired with other images
     mirror_in_even_epochs = tf.constant(first_flips(count, seed))
 
     def epoch_batches(epoch):
@@ -450,7 +450,7 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
 
     x = check_images("x", x, dtype=None)
     steps = whole_batches(x, batch_size)
-    y = class_labels(y, len(x))
+    y = class_labels(y, len(x), name="y")
     check_int("shards", shards)
     check_int("shard", shard, minimum=0, maximum=shards - 1)
     local_size = batch_size // shards
@@ -486,6 +486,6 @@ def eval_dataset(x, y, batch_size):
 
     check_int("batch_size", batch_size)
     x = check_images("x", x, dtype=None)
-    ds = tf.data.Dataset.from_tensor_slices((x, one_hot(class_labels(y, len(x)))))
+    ds = tf.data.Dataset.from_tensor_slices((x, one_hot(class_labels(y, len(x), name="y"))))
     ds = ds.batch(batch_size).map(lambda b, l: (tf.cast(b, tf.float32), l))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -350,9 +350,12 @@ def test_labels_of_other_images_and_bad_split_or_shard_arguments_are_named():
     # a ZeroDivisionError.
     x, y = np.zeros((40, 32, 32, 3), "uint8"), np.arange(40) % 10
     for call, message in (
-        (lambda: data.train_dataset(x[20:], y, 4), "shape (20,) or (20, 1). Received: shape (40,)"),
-        (lambda: data.device_batches(x, y[:20], 4), "shape (40,) or (40, 1). Received: shape (20,)"),
-        (lambda: data.eval_dataset(x, y[:20], 4), "shape (40,) or (40, 1). Received: shape (20,)"),
+        (lambda: data.train_dataset(x[20:], y, 4), "`y` must hold one integer class index per image: "
+                                                    "shape (20,) or (20, 1). Received: shape (40,)"),
+        (lambda: data.device_batches(x, y[:20], 4), "`y` must hold one integer class index per image: "
+                                                    "shape (40,) or (40, 1). Received: shape (20,)"),
+        (lambda: data.eval_dataset(x, np.eye(10)[y], 4), "(not one-hot rows or probabilities: pass "
+                                                         "`y.argmax(axis=-1)`)"),
         (lambda: data.eval_dataset(x, y, 0), "`batch_size` must be a positive integer. Received: batch_size=0"),
         (lambda: data.device_batches(x, y, 4, shards=0), "`shards` must be a positive integer. Received: shards=0"),
         (lambda: data.device_batches(x, y, 4, shard=2, shards=2),
@@ -375,7 +378,7 @@ def test_the_pipelines_refuse_scaled_or_misshapen_images_without_copying_raw_one
     for call, message in (
         (lambda: data.train_dataset(x / 255, y, 4), "`x` must hold raw pixel values in [0, 255] (the model "
                                                     "normalizes them itself), not pixels scaled to [0, 1]: pass "
-                                                    "images * 255. Received: values from 0 to 1"),
+                                                    "x * 255. Received: values from 0 to 1"),
         (lambda: data.device_batches(x / 127.5 - 1, y, 4), "not pixels scaled to [-1, 1]"),
         (lambda: data.eval_dataset(x[..., 0], y, 4), "`x` must be a batch of one or more 32x32 RGB images, shape "
                                                      "(N, 32, 32, 3). Received: shape (40, 32, 32)"),
