@@ -193,12 +193,21 @@ def read_history(path):
     Returns:
         A dict from column name (today's: `OLD_NAMES`) to a float array.
     """
+    return _read_history(path)[0]
+
+
+def _read_history(path):
+    """`read_history`'s columns, with the names of the header (today's) and
+    the count of the file's non-empty lines, the header's included: the
+    file is read once."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
+        fieldnames = reader.fieldnames or []  # read from the file: None for an empty one
+    header = {OLD_NAMES.get(name, name) for name in fieldnames}
     columns = {}
     # The header's names: a row with more fields files the rest under None.
-    for name in reader.fieldnames if rows else ():
+    for name in fieldnames if rows else ():
         # CSVLogger writes "NA" for a metric missing in some epoch.
         texts = [None if row[name] in ("", "NA") else row[name] for row in rows]
         if all(text is None for text in texts):
@@ -212,7 +221,7 @@ def read_history(path):
     for old, name in OLD_NAMES.items():
         if old in columns and name not in columns:
             columns[name] = columns.pop(old)
-    return columns
+    return columns, header, bool(fieldnames) + len(rows)  # DictReader skips empty lines
 
 
 def _float(text):
@@ -258,15 +267,12 @@ def plot_training_curves(history_path, output_dir):
     from matplotlib.ticker import MaxNLocator
 
     try:
-        history = read_history(history_path)
-        with open(history_path, newline="") as f:
-            header = {OLD_NAMES.get(name, name) for name in next(csv.reader(f), ())}
+        history, header, lines = _read_history(history_path)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{history_path} is not a history.csv of train.py ({e}).") from None
     if not CURVE_COLUMNS & set(history):
-        with open(history_path, newline="") as f:
-            if sum(1 for row in csv.reader(f) if row) < 2:  # a header at most
-                raise ValueError(f"{history_path} holds no epochs yet.")
+        if lines < 2:  # a header at most
+            raise ValueError(f"{history_path} holds no epochs yet.")
         # Another delimiter (epoch;loss;...) read as one column of text.
         raise ValueError(f"{history_path} holds none of the columns of train.py's history "
                          "(comma-separated: loss, accuracy, learning_rate).")
