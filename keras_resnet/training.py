@@ -380,6 +380,25 @@ def make_callbacks(config, run_dir, monitor):
     return callbacks, resumed_from
 
 
+@contextlib.contextmanager
+def _history_closed_on_error(callbacks):
+    """`history.csv` closed also as the `fit` inside ends by an exception
+    (Keras' `CSVLogger` closes it only as a `fit` ends without one, and
+    a close that fails there fails the `fit`). A close that fails here (a
+    full disk) does not replace the exception that stopped `fit` (a
+    Ctrl-C, a divergence): it is a line on stderr."""
+    try:
+        yield
+    except BaseException:
+        for logger in callbacks:
+            if isinstance(logger, HistoryCSVLogger):
+                try:
+                    logger.on_train_end()
+                except Exception as e:
+                    print(f"warning: {logger.filename} could not be closed: {e}", file=sys.stderr)
+        raise
+
+
 # --------------------------------------------------------------------------
 # The run.
 
@@ -478,7 +497,8 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
 
     start = time.perf_counter()
     try:
-        history = trainer.fit(epochs=epochs, callbacks=callbacks, **fit_kwargs)
+        with _history_closed_on_error(callbacks):
+            history = trainer.fit(epochs=epochs, callbacks=callbacks, **fit_kwargs)
     except BackupMismatch as e:  # a run folder from before layout.json
         raise ConfigError(
             f"--output-dir {run_dir}: {e}. {OTHER_NETWORK_FIX}"
@@ -488,10 +508,6 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
             if isinstance(callback, AtomicModelCheckpoint):
                 callback.flush()
         raise
-    finally:  # Keras closes history.csv only as a fit ends without an exception
-        for callback in callbacks:
-            if isinstance(callback, HistoryCSVLogger):
-                callback.on_train_end()
     train_seconds = time.perf_counter() - start
     # Evaluation runs on whole arrays, off the devices' mesh: with JAX's
     # data parallelism in force, a last partial batch that does not divide

@@ -1,6 +1,7 @@
 """Crash safety, never losing results, divergence, bad input, determinism."""
 
 import csv
+import errno
 import importlib.util
 import json
 import os
@@ -150,6 +151,53 @@ def test_a_ctrl_c_leaves_history_csv_closed(fake_cifar, tmp_path, monkeypatch):
     (logger,) = [callback for callback in made if isinstance(callback, HistoryCSVLogger)]
     assert logger.csv_file.closed
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 2  # header, epoch 1
+
+
+@pytest.mark.parametrize("stop", ["ctrl_c", "divergence", None])
+def test_history_csv_failing_to_close_does_not_replace_the_error_that_stopped_fit(
+        stop, fake_cifar, tmp_path, monkeypatch, capsys):
+    # Closing history.csv after fit stopped raised an OSError (a full
+    # disk) in place of the Ctrl-C or the divergence: train.py printed the
+    # OSError's traceback, not where the run is kept. A close that fails
+    # after a fit that ended well still fails the run.
+    from callbacks import HistoryCSVLogger
+    from callbacks import TrainingDiverged
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    errors = {"ctrl_c": KeyboardInterrupt, "divergence": TrainingDiverged, None: OSError}
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1 and stop:
+                raise errors[stop]("stopped")
+
+    close = HistoryCSVLogger.on_train_end
+    closes = []
+
+    def close_on_a_full_disk(self, logs=None):
+        close(self, logs)  # closed all the same, as a file whose last flush fails
+        closes.append(self.filename)
+        if len(closes) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(HistoryCSVLogger, "on_train_end", close_on_a_full_disk)
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
+        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(errors[stop]) as raised:
+        training.train(TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, export=False,
+                                   stage_filters=[8, 8, 8, 8], output_dir=run_dir))
+    history = os.path.join(run_dir, "history.csv")
+    assert closes and set(closes) == {history}
+    err = capsys.readouterr().err
+    if stop:
+        assert str(raised.value) == "stopped" and raised.value.run_dir == run_dir
+        assert f"warning: {history} could not be closed: [Errno 28] No space left on device" in err
+    else:
+        assert raised.value.errno == errno.ENOSPC
+        assert "could not be closed" not in err  # the error itself, once
 
 
 def test_ctrl_c_while_keras_loads_is_one_line(fake_cifar, monkeypatch, capsys):
