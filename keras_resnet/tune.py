@@ -298,16 +298,7 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
     from keras_resnet.training import run_globals
 
     hypermodel = ResNetHyperModel(config, **space)
-    # KerasTuner builds the smallest network first: refuse it before the
-    # data loads and the project records a space that no trial can train.
-    smallest = dataclasses.replace(config, stage_filters=[w[0] for w in space["widths"]],
-                                   stage_blocks=[b[0] for b in space["blocks"]])
-    if (params := hypermodel.count_params(smallest)) > PARAM_CAP:
-        raise ConfigError(
-            f"Every configuration of this space is over the cap: the smallest (widths "
-            f"{smallest.stage_filters}, blocks {smallest.stage_blocks}) has {params:,} "
-            f"parameters, over {PARAM_CAP:,}. Give narrower --widths or fewer --blocks."
-        )
+    _refuse_a_space_wholly_over_the_cap(hypermodel)
     data = {}
     if not is_chief():  # the chief hands out trials and trains nothing
         _, data["train"], data["validation"] = prepare_data(config)
@@ -333,38 +324,61 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
                    "rejected_here": hypermodel.rejected}
         if is_worker():
             results["wall_seconds"] = round(time.perf_counter() - start, 1)
-            return results
-
-        rows = summarize(tuner_, hypermodel)
-        best = write_results(rows, project_dir)
-        print(format_table(rows))
-        ranked = ranked_trials(rows)[:top]
-        if ranked:
-            print(f"Top {len(ranked)}:")
-        for r in ranked:
-            print(f"  trial {r['trial']}: val_accuracy {r['val_accuracy']:.4f}, "
-                  f"{r['params']:,} parameters, widths {r['widths']}, blocks {r['blocks']}")
-        statuses = [r["status"] for r in rows]
-        results.update(
-            project_dir=project_dir,
-            trials=len(rows),
-            completed=statuses.count("completed"),
-            rejected=statuses.count("rejected"),
-            failed=statuses.count("failed"),
-            best_trial=best and best["trial"],
-            best_val_accuracy=best and best["val_accuracy"],
-            best_params=best and best["params"],
-            best_config=best and os.path.join(project_dir, BEST_CONFIG_FILE),
-            summary_csv=os.path.join(project_dir, SUMMARY_FILE),
-            top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
-            wall_seconds=round(time.perf_counter() - start, 1),
-            failure=first_failure(tuner_, rows),
-        )
-        if best:
-            print(f"Train the best: python train.py --config {shlex.quote(results['best_config'])}")
+        else:
+            results.update(_write_and_print_results(tuner_, hypermodel, project_dir, top, start))
         return results
     finally:
         release_folder(project_dir)
+
+
+def _refuse_a_space_wholly_over_the_cap(hypermodel):
+    """KerasTuner builds the smallest network of the space first: refuse it
+    before the data loads and the project records a space that no trial
+    can train."""
+    config, space = hypermodel.config, hypermodel.space
+    smallest = dataclasses.replace(config, stage_filters=[w[0] for w in space["widths"]],
+                                   stage_blocks=[b[0] for b in space["blocks"]])
+    if (params := hypermodel.count_params(smallest)) > PARAM_CAP:
+        raise ConfigError(
+            f"Every configuration of this space is over the cap: the smallest (widths "
+            f"{smallest.stage_filters}, blocks {smallest.stage_blocks}) has {params:,} "
+            f"parameters, over {PARAM_CAP:,}. Give narrower --widths or fewer --blocks."
+        )
+
+
+def _write_and_print_results(tuner_, hypermodel, project_dir, top, start):
+    """The chief's or a single process's end of `search`: writes the
+    project's `summary.csv` and `best_config.json`, prints the table and
+    the `top` best trials; returns the whole search's part of the results
+    (`start`: when the search began)."""
+    rows = summarize(tuner_, hypermodel)
+    best = write_results(rows, project_dir)
+    print(format_table(rows))
+    ranked = ranked_trials(rows)[:top]
+    if ranked:
+        print(f"Top {len(ranked)}:")
+    for r in ranked:
+        print(f"  trial {r['trial']}: val_accuracy {r['val_accuracy']:.4f}, "
+              f"{r['params']:,} parameters, widths {r['widths']}, blocks {r['blocks']}")
+    statuses = [r["status"] for r in rows]
+    results = dict(
+        project_dir=project_dir,
+        trials=len(rows),
+        completed=statuses.count("completed"),
+        rejected=statuses.count("rejected"),
+        failed=statuses.count("failed"),
+        best_trial=best and best["trial"],
+        best_val_accuracy=best and best["val_accuracy"],
+        best_params=best and best["params"],
+        best_config=best and os.path.join(project_dir, BEST_CONFIG_FILE),
+        summary_csv=os.path.join(project_dir, SUMMARY_FILE),
+        top=[{k: r[k] for k in ("trial", "val_accuracy", "params")} for r in ranked],
+        wall_seconds=round(time.perf_counter() - start, 1),
+        failure=first_failure(tuner_, rows),
+    )
+    if best:
+        print(f"Train the best: python train.py --config {shlex.quote(results['best_config'])}")
+    return results
 
 
 # --------------------------------------------------------------------------
