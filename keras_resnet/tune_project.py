@@ -119,50 +119,71 @@ def check_project(project_dir, settings, overwrite=False):
             f"{project_dir} holds no keras-resnet search (no {SEARCH_FILE}), {what}; "
             "choose another --project-name or --directory."
         )
-    if overwrite and os.path.isdir(project_dir) and holds_working_directory(project_dir):
+    if overwrite:
+        _check_overwritable(project_dir)
+    elif os.path.isfile(path):
+        _check_same_settings(project_dir, settings)
+    if not is_worker():
+        _record_search(project_dir, settings, overwrite)
+
+
+def _check_overwritable(project_dir):
+    """Refuses an `--overwrite` of a search that would delete the folder
+    the command runs in, another folder than the one named (a link), or
+    files that no search writes."""
+    if os.path.isdir(project_dir) and holds_working_directory(project_dir):
         raise ConfigError(
             f"{project_dir} is the folder this command runs in, or holds it: --overwrite would "
             "delete it from under the command. Run it from another folder (cd out of the project "
             "first)."
         )
-    if overwrite and os.path.islink(project_dir):  # it cannot be renamed aside
+    if os.path.islink(project_dir):  # it cannot be renamed aside
         raise ConfigError(
             f"{project_dir} is a link to {os.path.realpath(project_dir)}: to replace that search, "
             "pass the folder itself (--directory, --project-name)."
         )
-    if overwrite and os.path.isdir(project_dir) and (foreign := files_no_search_writes(project_dir)):
+    if os.path.isdir(project_dir) and (foreign := files_no_search_writes(project_dir)):
         raise ConfigError(
             f"{project_dir} holds files that no search writes ({', '.join(foreign[:5])}), "
             "which --overwrite would delete; move them out or choose another --project-name."
         )
-    if os.path.isfile(path) and not overwrite:
-        saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
-        if changed := changed_settings(saved, settings):
-            raise ConfigError(
-                f"{project_dir} holds a search with other settings "
-                f"({', '.join(changed)}); rerun it with the same settings to "
-                "continue it, or choose another --project-name, or pass --overwrite."
-            )
-        # A data folder may move, so another one is noted, not refused (a
-        # project from before it was recorded has no "data_dir").
-        if "data_dir" in saved and saved["data_dir"] != settings.get("data_dir"):
-            def named(folder):
-                return folder or "TensorFlow Datasets' cifar10"
-            print(f"Note: {project_dir} was searched on the data in {named(saved['data_dir'])}; "
-                  f"it goes on with {named(settings.get('data_dir'))}, and the trials of both are "
-                  "ranked together.", file=sys.stderr)
-    if not is_worker():
-        if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
-            delete_for_overwrite(project_dir, project_dir, "search", "another --project-name")
-        try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
-            os.makedirs(project_dir, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(
-                f"{project_dir} (--directory, --project-name) cannot be created ({e.strerror}); "
-                "choose another --directory."
-            ) from None
-        _hold_project(project_dir)  # the folder --overwrite made, or a new one
-        write_json_atomic(path, settings)
+
+
+def _check_same_settings(project_dir, settings):
+    """Refuses to continue the search in `project_dir` with other settings
+    than its `search.json`'s; notes another data folder."""
+    path = os.path.join(project_dir, SEARCH_FILE)
+    saved = read_json_object(path, "The search's settings", "fix it, or pass --overwrite.")
+    if changed := changed_settings(saved, settings):
+        raise ConfigError(
+            f"{project_dir} holds a search with other settings "
+            f"({', '.join(changed)}); rerun it with the same settings to "
+            "continue it, or choose another --project-name, or pass --overwrite."
+        )
+    # A data folder may move, so another one is noted, not refused (a
+    # project from before it was recorded has no "data_dir").
+    if "data_dir" in saved and saved["data_dir"] != settings.get("data_dir"):
+        def named(folder):
+            return folder or "TensorFlow Datasets' cifar10"
+        print(f"Note: {project_dir} was searched on the data in {named(saved['data_dir'])}; "
+              f"it goes on with {named(settings.get('data_dir'))}, and the trials of both are "
+              "ranked together.", file=sys.stderr)
+
+
+def _record_search(project_dir, settings, overwrite):
+    """Deletes the search in `project_dir` first with `overwrite`; makes
+    the folder, holds it, and writes `settings` to its `search.json`."""
+    if overwrite and os.path.isdir(project_dir):  # here: KerasTuner would delete SEARCH_FILE too
+        delete_for_overwrite(project_dir, project_dir, "search", "another --project-name")
+    try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+        os.makedirs(project_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"{project_dir} (--directory, --project-name) cannot be created ({e.strerror}); "
+            "choose another --directory."
+        ) from None
+    _hold_project(project_dir)  # the folder --overwrite made, or a new one
+    write_json_atomic(os.path.join(project_dir, SEARCH_FILE), settings)
 
 
 def check_creatable(project_dir):
