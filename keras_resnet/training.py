@@ -67,7 +67,7 @@ EMA_MAX_FIRST_STEP_WEIGHT = 0.01
 WHITENING_IMAGES = 5000
 
 # --------------------------------------------------------------------------
-# Pieces shared with the tuner.
+# Pieces shared with the tuner and the benchmarks.
 
 
 def resolve_augment_on(config):
@@ -274,7 +274,8 @@ def host_pipeline(config, x, y, initial_epoch=0):
 
 
 def fit_inputs(model, config, train, validation, initial_epoch=0):
-    """What to pass to `fit`: the training model and its data arguments.
+    """What to pass to `fit`: `(trainer, steps, kwargs)`, the training
+    model, the steps of an epoch and the data arguments.
 
     Host: a `tf.data` pipeline augments batches on the CPU. Device: shuffled
     batches of numpy arrays (`data.device_batches`), and the augmentation
@@ -315,7 +316,7 @@ def fit_inputs(model, config, train, validation, initial_epoch=0):
 
 
 # --------------------------------------------------------------------------
-# Fit, evaluate, export.
+# The callbacks of a run's `fit`.
 
 
 def make_callbacks(config, run_dir, monitor):
@@ -434,6 +435,8 @@ def train(config, overwrite=False):
     Raises:
         ConfigError, data.DataError: bad settings or data (nothing written).
         callbacks.TrainingDiverged: the loss became NaN or infinite.
+        export.ExportError: the export failed (`model.keras` is saved, and
+            the same command resumes the run to evaluate and export it).
     """
     check_train_config(config)
     config.validate()
@@ -599,4 +602,5 @@ def export_model(model, run_dir, config, class_names):
             reason=reason,
         )
     version = os.path.basename(json.loads(out.stdout.strip().splitlines()[-1])["export_path"])
-    return os.path.join(config.export_dir, config.model_name, version)  # as TensorFlow's reads
+    # Under --export-dir as given, as on TensorFlow (the subprocess was given absolute paths).
+    return os.path.join(config.export_dir, config.model_name, version)
