@@ -382,21 +382,29 @@ def make_callbacks(config, run_dir, monitor):
 
 
 @contextlib.contextmanager
-def _history_closed_on_error(callbacks):
-    """`history.csv` closed also as the `fit` inside ends by an exception
-    (Keras' `CSVLogger` closes it only as a `fit` ends without one, and
-    a close that fails there fails the `fit`). A close that fails here (a
-    full disk) does not replace the exception that stopped `fit` (a
-    Ctrl-C, a divergence): it is a line on stderr."""
+def _cleanup_when_fit_fails(callbacks):
+    """What Keras leaves undone as the `fit` inside ends by an exception:
+    after a Ctrl-C or a divergence, the best epoch written if it waits in
+    memory (`AtomicModelCheckpoint.flush`: no epoch end comes to write it);
+    and `history.csv` closed (Keras' `CSVLogger` closes it only as a `fit`
+    ends without one, and a close that fails there fails the `fit`). Either
+    failing here (a full disk) does not replace the exception that stopped
+    `fit`: it is a line on stderr."""
     try:
         yield
-    except BaseException:
-        for logger in callbacks:
-            if isinstance(logger, HistoryCSVLogger):
-                try:
-                    logger.on_train_end()
-                except Exception as e:
-                    print(f"warning: {logger.filename} could not be closed: {e}", file=sys.stderr)
+    except BaseException as e:
+        stopped = isinstance(e, (TrainingDiverged, KeyboardInterrupt))
+        for callback in callbacks:
+            if stopped and isinstance(callback, AtomicModelCheckpoint):
+                finish, failure = callback.flush, f"{callback.filepath} could not be written"
+            elif isinstance(callback, HistoryCSVLogger):
+                finish, failure = callback.on_train_end, f"{callback.filename} could not be closed"
+            else:
+                continue
+            try:
+                finish()
+            except Exception as error:
+                print(f"warning: {failure}: {error}", file=sys.stderr)
         raise
 
 
@@ -500,17 +508,12 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
 
     start = time.perf_counter()
     try:
-        with _history_closed_on_error(callbacks):
+        with _cleanup_when_fit_fails(callbacks):
             history = trainer.fit(epochs=epochs, callbacks=callbacks, **fit_kwargs)
     except BackupMismatch as e:  # a run folder from before layout.json
         raise ConfigError(
             f"--output-dir {run_dir}: {e}. {OTHER_NETWORK_FIX}"
         ) from None
-    except (TrainingDiverged, KeyboardInterrupt):
-        for callback in callbacks:  # the best epoch, if it waits in memory
-            if isinstance(callback, AtomicModelCheckpoint):
-                callback.flush()
-        raise
     train_seconds = time.perf_counter() - start
     # Evaluation runs on whole arrays, off the devices' mesh: with JAX's
     # data parallelism in force, a last partial batch that does not divide

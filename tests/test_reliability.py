@@ -200,6 +200,39 @@ def test_history_csv_failing_to_close_does_not_replace_the_error_that_stopped_fi
         assert "could not be closed" not in err  # the error itself, once
 
 
+def test_a_best_epoch_that_cannot_be_written_after_a_ctrl_c_does_not_replace_it(
+        fake_cifar, tmp_path, monkeypatch, capsys):
+    # Writing the best epoch that waited in memory as a Ctrl-C stopped fit
+    # raised an OSError (a full disk) in its place: train.py printed its
+    # traceback, not where the run is kept.
+    from callbacks import AtomicModelCheckpoint
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    def flush_on_a_full_disk(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(AtomicModelCheckpoint, "flush", flush_on_a_full_disk)
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
+        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt) as raised:
+        training.train(TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, export=False,
+                                   stage_filters=[8, 8, 8, 8], output_dir=run_dir))
+    assert raised.value.run_dir == run_dir
+    err = capsys.readouterr().err
+    for name in ("best", "last"):
+        checkpoint = os.path.join(run_dir, "checkpoints", f"{name}.keras")
+        assert (f"warning: {checkpoint} could not be written: [Errno 28] No space left on "
+                "device") in err, err
+
+
 def test_ctrl_c_while_keras_loads_is_one_line(fake_cifar, monkeypatch, capsys):
     # A traceback of some 60 lines through TensorFlow's imports before.
     class InterruptTheImport:
