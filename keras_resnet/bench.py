@@ -390,7 +390,6 @@ def config_from_args(args):
     starts from it (its batch size, crop and flips are what the input
     pipeline is timed with), under the flags given."""
     from keras_resnet.config import TrainConfig
-    from keras_resnet.presets import with_recipe
 
     flags = dict(preset=args.preset, stage_filters=args.stage_filters,
                  stage_blocks=args.stage_blocks, batch_size=args.batch_size,
@@ -400,7 +399,7 @@ def config_from_args(args):
     # No train.py export (`--export-dir`, `--model-name`, checked by
     # `validate`): bench exports into a temporary folder of its own
     # (`export_for_serving`).
-    return TrainConfig(**with_recipe({**given, "epochs": 1}), export=False)
+    return TrainConfig.from_preset(**given, epochs=1, export=False)
 
 
 def main(argv=None):

@@ -11,6 +11,7 @@ import os
 from keras_resnet.checks import is_positive_ints
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
+from keras_resnet.presets import with_recipe
 
 REFERENCE_BATCH_SIZE = 128
 SCHEDULES = ("cosine", "step")
@@ -131,6 +132,24 @@ class TrainConfig:
     def several_processes(self):
         """Whether this process is one of several training one model (JAX multi-host)."""
         return (self.num_processes or 1) > 1
+
+    @classmethod
+    def from_preset(cls, preset="seed", **settings):
+        """A config with `preset`'s recipe (its epochs, batch size, crops,
+        flips... as `train.py --preset` starts from them) under `settings`.
+        `TrainConfig(preset=...)` alone keeps the `seed` recipe's defaults.
+
+        Args:
+            preset: a preset's name (`seed`, `fast`, `fast-cpu`, `best`).
+            **settings: any other fields, over the recipe.
+
+        Example:
+        ```python
+        config = TrainConfig.from_preset("fast-cpu", epochs=1)
+        config.batch_size  # 256, fast-cpu's
+        ```
+        """
+        return cls(**with_recipe({"preset": preset, **settings}))
 
     @classmethod
     def from_dict(cls, values, source="config"):

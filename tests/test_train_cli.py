@@ -204,6 +204,21 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
     assert (seed.crop_padding, seed.flip) == (4, "random")  # TrainConfig's defaults
 
 
+def test_train_config_from_preset_is_what_train_py_trains():
+    import train
+    from keras_resnet.config import TrainConfig
+
+    def config_for(*argv):
+        return train.config_from_args(train.build_parser().parse_args(list(argv)))
+
+    for preset in ("seed", "fast", "fast-cpu", "best"):
+        from_python = TrainConfig.from_preset(preset, epochs=1, train_size=512)
+        assert from_python.identity() == config_for("--preset", preset, "--epochs", "1", "--train-size", "512").identity()
+    fast_cpu = TrainConfig.from_preset("fast-cpu", crop_padding=4)
+    assert (fast_cpu.batch_size, fast_cpu.crop_padding, fast_cpu.offset_lr_scale) == (256, 4, 16.0)
+    assert TrainConfig(preset="fast-cpu").batch_size == 128  # the seed recipe's defaults, as documented
+
+
 @pytest.mark.parametrize(
     "precision, user_setting, onednn_on",
     [
