@@ -253,7 +253,14 @@ def _tfds_download_reachable(timeout=3.0):
 
 def load_tfds():
     """Loads `cifar10` from TensorFlow Datasets, failing fast when offline."""
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:  # a JAX or PyTorch machine without TensorFlow
+        raise DataError(
+            "TensorFlow Datasets is not installed, which loads CIFAR-10 where no folder is "
+            f"given: pass --data-dir (or set ${DATA_DIR_ENV}) to a python-version CIFAR-10 "
+            "folder, or pip install tensorflow-datasets."
+        ) from None
 
     builder = tfds.builder("cifar10")
     if not builder.is_prepared() and not _tfds_download_reachable():

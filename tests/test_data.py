@@ -243,6 +243,23 @@ def test_tfds_offline_fails_fast(monkeypatch, tmp_path):
     assert time.perf_counter() - start < 30
 
 
+def test_without_tensorflow_datasets_a_missing_folder_is_named(monkeypatch):
+    # On a machine without TensorFlow (JAX on a GPU), leaving --data-dir and
+    # $CIFAR10_DIR out was a ModuleNotFoundError traceback from
+    # `import tensorflow_datasets`.
+    import sys
+
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # its import fails
+    for load in (data.load_cifar10, data.load_cifar10_test):
+        with pytest.raises(DataError) as raised:
+            load()
+        assert str(raised.value) == (
+            "TensorFlow Datasets is not installed, which loads CIFAR-10 where no folder is given: "
+            "pass --data-dir (or set $CIFAR10_DIR) to a python-version CIFAR-10 folder, or "
+            "pip install tensorflow-datasets.")
+
+
 def test_validation_split_comes_from_training_set():
     x = np.arange(100)[:, None]
     y = np.arange(100) % 10
