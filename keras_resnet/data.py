@@ -479,7 +479,9 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
                 self.epoch, self.order = epoch, epoch_order(len(x), seed, epoch)
             picks = self.order[step * batch_size : (step + 1) * batch_size]
             mine = picks[shard * local_size : (shard + 1) * local_size]
-            images = x[mine]  # a copy: the flips below leave `x` as it was
+            # A copy, so that the flips below leave `x` as it was; C-contiguous
+            # for them, as a view of `x` need not be (keras.datasets' transposed).
+            images = np.ascontiguousarray(x[mine])
             if alternate_flips:
                 mirror_in_place(images, mirror_in_even_epochs[mine] != (epoch % 2 == 1))
             return images.astype("float32"), one_hot(y[mine])

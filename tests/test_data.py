@@ -315,6 +315,19 @@ def test_a_stream_started_at_an_epoch_draws_that_epoch(alternate_flips):
         np.testing.assert_array_equal(device[1][step][0], device[0][2 * steps + step][0])
 
 
+def test_device_batches_flip_images_that_are_a_transposed_view():
+    # keras.datasets.cifar10 gives x_train as a transposed view of (N, 3, 32,
+    # 32) arrays; with alternating flips, the first batch raised numpy's
+    # "ValueError: To change to a dtype of a different size, the last axis
+    # must be contiguous" inside `fit`.
+    channels_first = np.random.default_rng(0).integers(0, 256, (40, 3, 32, 32)).astype("uint8")
+    x, y = channels_first.transpose(0, 2, 3, 1), np.arange(40) % 10
+    view, copy = (data.device_batches(images, y, 8, seed=1, alternate_flips=True)
+                  for images in (x, np.ascontiguousarray(x)))
+    for index in range(2 * 5):  # two epochs: each image mirrored in one of them
+        np.testing.assert_array_equal(view[index][0], copy[index][0])
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_mirror_in_place_flips_the_chosen_images_and_no_other(dtype):
     images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(dtype)
