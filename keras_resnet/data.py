@@ -460,6 +460,9 @@ def device_batches(x, y, batch_size, seed=0, alternate_flips=False, shard=0, sha
     y = class_labels(y, len(x), name="y")
     check_int("shards", shards)
     check_int("shard", shard, minimum=0, maximum=shards - 1)
+    if batch_size % shards:  # else the global batch is smaller, images left out without a word
+        raise ValueError(f"`batch_size` must divide evenly over the {shards} `shards`. "
+                         f"Received: batch_size={batch_size}")
     local_size = batch_size // shards
     mirror_in_even_epochs = first_flips(len(x), seed)
 

@@ -390,6 +390,9 @@ def test_labels_of_other_images_and_bad_split_or_shard_arguments_are_named():
         (lambda: data.device_batches(x, y, 4, shards=0), "`shards` must be a positive integer. Received: shards=0"),
         (lambda: data.device_batches(x, y, 4, shard=2, shards=2),
          "`shard` must be an integer in [0, 1]. Received: shard=2"),
+        # Each of 3 shards took 3 images of a batch of 10: batches of 9.
+        (lambda: data.device_batches(x, y, 10, shards=3),
+         "`batch_size` must divide evenly over the 3 `shards`. Received: batch_size=10"),
         (lambda: data.split_validation(x, y, 0.1), "`size` must be a positive integer. Received: size=0.1"),
         (lambda: data.split_validation(x, y[:20], 10),
          "`y` must hold one label per image of `x`, 40. Received: shape (20,)"),
