@@ -193,8 +193,9 @@ def bench_pipeline_training(config, x, y, steps, repeats):
 
 
 def bench_input_pipeline(config, x, y, steps, repeats):
-    """Iterates the training `tf.data` pipeline (`training.host_pipeline`),
-    one pass per repetition after a warm-up pass; images/s per repetition."""
+    """Iterates the training `tf.data` pipeline (`training.host_pipeline`)
+    over `max(steps, PIPELINE_MIN_STEPS)` batches, at most an epoch's, one
+    pass per repetition after a warm-up pass; images/s per repetition."""
     from keras_resnet.training import host_pipeline
 
     steps = min(max(steps, PIPELINE_MIN_STEPS), len(x) // config.batch_size)
