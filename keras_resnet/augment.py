@@ -69,7 +69,9 @@ class RandomPadCrop(_RandomImageLayer):
     The classic CIFAR augmentation: `padding` pixels on every side (reflected
     by default), then a random crop of the original size, drawn per image.
     Written with gathers only, so it compiles with XLA (Keras' `RandomCrop`
-    switches jit off for the whole train step).
+    switches jit off for the whole train step). Keras has no layer for the
+    padding either: `RandomCrop` does not pad, and `ZeroPadding2D` cannot
+    reflect.
 
     Args:
         padding: int. Pixels added on each side. Defaults to `4`.
@@ -158,7 +160,9 @@ class RandomCutout(_RandomImageLayer):
 
     The square's center is uniform over the image, so the square may be
     clipped by the border. Built from comparisons with index ranges, so it
-    compiles with XLA.
+    compiles with XLA. Not Keras' `RandomErasing`: its patch always lies
+    wholly inside the image, and with `factor=1.0` it erases only about
+    half the images (Keras 3.15.1).
 
     Args:
         size: int. Side of the square in pixels; `0` turns it off.
