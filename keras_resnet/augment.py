@@ -131,10 +131,11 @@ class RandomPadCrop(_RandomImageLayer):
 class RandomHorizontalFlip(_RandomImageLayer):
     """Mirrors each image of a batch left-right with probability 1/2.
 
-    Keras' `RandomFlip("horizontal")` flips the same way; this one draws
-    from the same base as the crop and cutout (one seeded generator each,
-    the rank check), so the three behave alike in `tf.data` and in a
-    compiled step, and runs recorded with it repeat draw for draw.
+    Keras' `RandomFlip("horizontal")` draws the same flips from the same
+    seed (identical outputs with Keras 3.15.1: eagerly, in `tf.data` and in
+    a compiled step, on TensorFlow and JAX). This one differs only as the
+    crop and cutout do: it refuses a single image without its batch axis,
+    and keeps the input's dtype (`RandomFlip` casts uint8 to float32).
 
     Args:
         seed: int or `None`. Seed of the coin flips.
