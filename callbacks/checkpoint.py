@@ -23,7 +23,8 @@ class CheckpointSchedule(keras.callbacks.Callback):
     Writing a checkpoint takes a fraction of a second, about as long as an
     epoch of CIFAR-10 on a GPU (on an H200, half of a 200-epoch run's time
     in `fit` went between epochs while three were written after each). This
-    callback spaces them out: due at most every
+    callback spaces them out (Keras' `save_freq` counts epochs or
+    batches, not seconds): due at most every
     `min_seconds`, and always after the last epoch and when training stops
     early. Place it after the callbacks that stop training and before the
     ones that consult it (`due_at`, which refuses a schedule that has not

@@ -14,10 +14,13 @@ class StopOnDivergence(keras.callbacks.Callback):
     """Stops training at the end of the epoch whose loss became NaN or
     infinite.
 
-    Unlike Keras' `TerminateOnNaN`, which lets the epoch end normally (so
-    checkpoint callbacks would save the broken weights), it raises
-    `TrainingDiverged` from its own epoch end, naming the epoch and the
-    first bad step. Placed first among the callbacks, it raises before any
+    Unlike Keras' `TerminateOnNaN`, which by default lets the epoch end
+    normally (so checkpoint callbacks would save the broken weights), it
+    raises `TrainingDiverged` from its own epoch end, naming the epoch and
+    the first bad step. `TerminateOnNaN(raise_error=True)` raises a plain
+    `RuntimeError` at the bad step instead, but it is not `async_safe`:
+    Keras then runs every batch end in the training loop, which waits for
+    each step's loss. Placed first among the callbacks, it raises before any
     other epoch-end callback runs: the last good checkpoint and backup stay,
     and the caller exits non-zero.
 

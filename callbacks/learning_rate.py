@@ -6,6 +6,9 @@ import keras
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current `learning_rate` to each epoch's logs.
 
+    Keras' `fit` logs no learning rate (only `TensorBoard` reads one, into
+    its own summaries), so the history and `CSVLogger` would lack it.
+
     With a schedule, this is the rate of the next step: Keras reads the
     schedule at the optimizer's step count, which the epoch's last step has
     already advanced. Place it before `CSVLogger` and `TensorBoard` so both

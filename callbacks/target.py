@@ -13,6 +13,9 @@ from keras_resnet.checks import check_metric_name
 class StopAtAccuracy(keras.callbacks.Callback):
     """Stops training at the end of the first epoch that reaches a target.
 
+    Keras' `EarlyStopping` stops when a metric stops improving; its
+    `baseline` stops a run that does not reach a value, not one that does.
+
     Args:
         target: float in (0, 1]. The accuracy to reach.
         monitor: str. The logged metric to watch. Defaults to

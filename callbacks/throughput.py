@@ -11,6 +11,8 @@ from keras_resnet.checks import check_int
 class ThroughputLogger(keras.callbacks.Callback):
     """Adds `images_per_sec` (training images per second) to each epoch's logs.
 
+    Keras' `fit` logs no speed; its progress bar only prints time per step.
+
     The time counts the training steps only, not validation; the first
     epoch's steps include tracing and compiling the train step (on JAX, most
     of that epoch on a small model): read the speed from later epochs

@@ -285,6 +285,7 @@ def split_validation(x, y, size, seed=0):
     """Cuts a random validation split of `size` images off a training set.
 
     Returns `(x_train, y_train, x_val, y_val)`; the test set is never touched.
+    Arrays, where `keras.utils.split_dataset` returns `tf.data` datasets.
     """
     check_int("size", size)  # a count of images: 0.1 was a TypeError
     x, y = np.asarray(x), np.asarray(y)
@@ -339,7 +340,8 @@ def class_labels(labels, count, num_classes=len(CLASS_NAMES), name="labels"):
 
 def one_hot(labels, num_classes=len(CLASS_NAMES)):
     """One-hot float32 rows of class indices, given as `class_labels` takes
-    them (a column made `(N, 1, 10)` targets, which Keras refused in `fit`)."""
+    them (a column made `(N, 1, 10)` targets, which Keras refused in `fit`).
+    `keras.utils.to_categorical` would give float64, to be cast again."""
     return np.eye(num_classes, dtype="float32")[class_labels(labels, None, num_classes)]
 
 

@@ -147,7 +147,8 @@ def accuracy(probabilities, labels):
 
 def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):
     """Counts, `matrix[true, predicted]`, of labels shaped (N,) or (N, 1)
-    and predicted class indices (`np.argmax(probabilities, axis=-1)`)."""
+    and predicted class indices (`np.argmax(probabilities, axis=-1)`).
+    Keras has no confusion-matrix metric."""
     check_int("num_classes", num_classes)
     predictions = class_labels(predictions, None, num_classes, name="predictions")
     labels = class_labels(labels, len(predictions), num_classes)

@@ -25,7 +25,10 @@ class OffsetScaledSGD(keras.optimizers.SGD):
     its kernel, but not the offset (`beta`) added after it; airbench
     (Jordan 2024) trains those offsets with a 64 times larger learning rate.
     A variable is an offset when its name is `"beta"`, as Keras names the
-    offset of `BatchNormalization`.
+    offset of `BatchNormalization`. One optimizer rather than Keras'
+    `MultiOptimizer` of two SGDs: that one has no `learning_rate` (an
+    `AttributeError` where `LearningRateLogger` reads it) and takes no
+    `use_ema`, the weight EMA that `LookaheadSGD` builds on.
 
     Args:
         offset_lr_scale: float. Factor on the learning rate of every `beta`,
