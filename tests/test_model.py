@@ -140,6 +140,20 @@ def test_a_sliced_shortcut_takes_any_image_size(size):
     assert model.predict(x, verbose=0).shape == (2, 4, 4, 16)
 
 
+@pytest.mark.parametrize("downsample", ["stride", "max_pool"])
+@pytest.mark.parametrize("size", [7, 8])
+def test_a_blocks_declared_output_shape_is_the_one_it_computes(size, downsample):
+    # A functional model takes each layer's shapes from
+    # `compute_output_shape`: "same" padding halves 7 to 4, not 3, and a
+    # Dense after it is built for the features the block really returns.
+    inputs = keras.Input((size, size, 4))
+    block = ResidualBlock(8, strides=2, downsample=downsample)
+    features = keras.layers.Flatten()(block(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(features))
+    assert block.output.shape == (None, 4, 4, 8)
+    assert model.predict(np.zeros((1, size, size, 4), "float32"), verbose=0).shape == (1, 2)
+
+
 def test_a_strided_projection_with_few_input_channels_trains():
     # TensorFlow 2.21's oneDNN corrupted memory computing the kernel
     # gradient of a 1x1 stride-2 convolution with 8 input channels at batch
@@ -475,6 +489,23 @@ def test_patch_whitening_whitens_the_patches_it_was_adapted_to():
     np.testing.assert_allclose(identity, np.concatenate([images[:2], -images[:2]], -1), rtol=1e-6)
 
 
+def test_patch_whitening_fits_the_first_images_whose_patches_max_patches_holds():
+    # 12x12 images give 121 2x2 patches each: max_patches=1300 holds the
+    # patches of 10 whole images, and one image is used even when it holds
+    # more than max_patches.
+    images = correlated_images(40)
+    for max_patches, count in ((1300, 10), (50, 1)):
+        limited, first = PatchWhitening(2), PatchWhitening(2)
+        limited.adapt(images, max_patches=max_patches)
+        first.adapt(images[:count])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(limited.kernel),
+                                      keras.ops.convert_to_numpy(first.kernel))
+    every = PatchWhitening(2)
+    every.adapt(images)
+    assert not np.allclose(keras.ops.convert_to_numpy(every.kernel),
+                           keras.ops.convert_to_numpy(limited.kernel))
+
+
 def test_patch_whitening_rejects_bad_arguments():
     with pytest.raises(ValueError, match="kernel_size=0"):
         PatchWhitening(0)
@@ -685,6 +716,17 @@ def test_every_block_of_the_network_takes_the_layouts_block_options(preset, over
         assert (block.shortcut_pool is not None) == (strided and layout["pooled_shortcut"])
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(block.bn2.gamma),
                                       0.0 if layout["zero_init_residual"] else 1.0)
+
+
+def test_the_stem_is_a_batch_norm_then_a_relu_before_the_first_block():
+    model = build_model("seed", stage_filters=(8, 8, 16, 16))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    stem_bn = keras.Model(model.input, model.get_layer("stem_bn").output)
+    into_blocks = keras.Model(model.input, model.get_layer("stage1_block1").input)
+    normalized = keras.ops.convert_to_numpy(stem_bn(x, training=False))
+    assert normalized.min() < 0  # else a dropped ReLU would not show
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(into_blocks(x, training=False)),
+                               np.maximum(normalized, 0.0), rtol=1e-6, atol=1e-6)
 
 
 def test_the_head_averages_the_last_features_then_applies_dense_and_softmax():
