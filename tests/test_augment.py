@@ -289,3 +289,16 @@ def test_cutout_squares_are_centred_anywhere_and_cut_by_every_border():
     # Whole squares are centred on rows and columns 4 to 28: 16 on average
     # (about 0.5 of standard error here).
     np.testing.assert_allclose(np.mean(centres, axis=0), 16.0, atol=2.0)
+
+
+def test_cutout_squares_reach_every_border_of_an_image_that_is_not_square():
+    # Rows and columns each draw the centre over their own side: the 8x32
+    # images' squares reach row 7 and column 31, and every image loses a
+    # square (a centre drawn over the other side missed the narrow one).
+    x = np.ones((400, 8, 32, 3), "float32")
+    zeros = (keras.ops.convert_to_numpy(RandomCutout(4, seed=0)(x, training=True)) == 0).all(-1)
+    assert zeros.any(axis=(1, 2)).all()
+    rows, cols = zeros.any(2), zeros.any(1)  # (400, 8) and (400, 32)
+    assert rows[:, 0].any() and rows[:, 7].any()
+    assert cols[:, 0].any() and cols[:, 31].any()
+    np.testing.assert_allclose(np.mean([np.flatnonzero(c).mean() for c in cols]), 15.5, atol=2.0)
