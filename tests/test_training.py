@@ -434,6 +434,23 @@ def test_lookahead_momentum_stays_at_its_end_value_past_total_steps():
     np.testing.assert_allclose(average.numpy(), [2.0, 2.0])  # 0.5 * 1 + 0.5 * 3
 
 
+def test_lookahead_restarts_from_the_average_every_period_steps():
+    # The 12-step test above runs the default period of 5; another period
+    # must be the one the weights restart at.
+    from keras_resnet.optimizers import LookaheadSGD
+
+    optimizer = LookaheadSGD(total_steps=100, period=3, learning_rate=0.1)
+    weight = keras.Variable(np.zeros((2,), "float32"))
+    optimizer.build([weight])
+    (average,) = optimizer._model_variables_moving_average
+    restarted = []
+    for _ in range(7):
+        optimizer.apply([np.ones((2,), "float32")], [weight])
+        restarted.append(bool(np.allclose(weight.numpy(), average.numpy())))
+    # Step 1 starts the average; steps 3 and 6 write it into the weight.
+    assert restarted == [step in (1, 3, 6) for step in range(1, 8)]
+
+
 def test_lookahead_arguments_are_checked():
     from keras_resnet.optimizers import LookaheadSGD
     from keras_resnet.optimizers import OffsetScaledSGD
@@ -549,6 +566,10 @@ def test_bn_momentum_overrides_the_presets():
     model = build_model(config.preset, **config.model_overrides())
     momenta = {layer.momentum for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.6}
+    for preset in ("seed", "fast"):  # the README's default: "preset's (0.9)"
+        model = build_model(preset, **TrainConfig(preset=preset).model_overrides())
+        assert {layer.momentum for layer in model._flatten_layers()
+                if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
     with pytest.raises(ConfigError, match="--bn-momentum must be in \\[0, 1\\), got 1.0"):
         TrainConfig(bn_momentum=1.0).validate()
 
