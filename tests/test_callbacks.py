@@ -148,6 +148,9 @@ def test_training_stops_at_the_end_of_the_first_epoch_at_the_target(capsys):
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), stop])
     assert stop.stopped_epoch == 2 and len(history.history["loss"]) == 2
     assert "Reached val_accuracy=0.6000 >= 0.5 at epoch 2; stopping." in capsys.readouterr().out
+    exact = StopAtAccuracy(0.6)  # reaching the target is enough
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), exact])
+    assert exact.stopped_epoch == 2 and len(history.history["loss"]) == 2
     never = StopAtAccuracy(0.99)
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[ScriptedAccuracy(), never])
     assert never.stopped_epoch is None and len(history.history["loss"]) == 4

@@ -108,6 +108,35 @@ def test_the_interval_counts_from_the_last_checkpoint(monkeypatch):
     assert due == [True, False, True]
 
 
+def test_a_best_epoch_waiting_in_memory_is_written_at_the_next_checkpoint(tmp_path, monkeypatch):
+    # Checkpoints 5 s apart, epochs ending at 1, 2, 6 and 7 s: epoch 2, the
+    # best, ends between two checkpoints; epoch 3 does not improve but is
+    # due, and writes epoch 2's weights then, not only when the run ends
+    # (a kill in between lost them).
+    from types import SimpleNamespace
+
+    from callbacks import checkpoint
+
+    clock = iter([0.0, 1.0, 2.0, 6.0, 7.0])
+    monkeypatch.setattr(checkpoint, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    keras.utils.set_random_seed(0)
+    model, x, y = tiny_model_and_batch()
+    metric, schedule = FakeMetric([0.1, 0.9, 0.3, 0.2]), CheckpointSchedule(5)
+    best = tmp_path / "best.keras"
+    kept = []  # best.keras's weights at each epoch end, None before it exists
+
+    def record(epoch, logs):
+        kept.append(load_model(str(best)).get_weights() if best.exists() else None)
+
+    model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[
+        metric, schedule, AtomicModelCheckpoint(str(best), monitor="score", schedule=schedule, mode="max"),
+        keras.callbacks.LambdaCallback(on_epoch_end=record),
+    ])
+    assert kept[:2] == [None, None]
+    for weights in kept[2:]:
+        assert all(np.array_equal(a, b) for a, b in zip(weights, metric.weights[1]))
+
+
 def test_an_epoch_end_serializes_the_model_once_for_both_checkpoints(tmp_path):
     keras.utils.set_random_seed(0)
     model, x, y = tiny_model_and_batch()
