@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 from keras_resnet import data
-from keras_resnet.augment import RandomCutout, RandomHorizontalFlip, RandomPadCrop, build_augmenter
+from keras_resnet.augment import RandomCutout
+from keras_resnet.augment import RandomHorizontalFlip
+from keras_resnet.augment import RandomPadCrop
+from keras_resnet.augment import build_augmenter
 from keras_resnet.augment import skip_random_draws
-from tests.conftest import REPO, run_python
+from tests.conftest import REPO
+from tests.conftest import run_python
 
 
 def images(n=64, seed=0):

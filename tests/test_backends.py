@@ -11,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_python, write_fake_cifar
+from tests.conftest import REPO
+from tests.conftest import run_python
+from tests.conftest import write_fake_cifar
 
 TINY = ["--stage-filters", "8,8,16,16", "--batch-size", "64"]
 

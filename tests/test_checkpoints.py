@@ -5,13 +5,16 @@ import keras
 import numpy as np
 import pytest
 
-from callbacks import AtomicModelCheckpoint, CheckpointSchedule, ScheduledBackupAndRestore
+from callbacks import AtomicModelCheckpoint
+from callbacks import CheckpointSchedule
+from callbacks import ScheduledBackupAndRestore
 from callbacks import BackupUnreadable
 from callbacks import backup_epochs
 from callbacks import recover_backup
 from callbacks import roll_back_backup
 from keras_resnet import load_model
-from tests.conftest import poison_logits_at, tiny_model_and_batch
+from tests.conftest import poison_logits_at
+from tests.conftest import tiny_model_and_batch
 
 
 class FakeMetric(keras.callbacks.Callback):

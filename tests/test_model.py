@@ -4,11 +4,18 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import (
-    PARAM_CAP, PRESETS, FusedBatchNormalization, PatchWhitening, RandomCutout, RandomHorizontalFlip,
-    RandomPadCrop, ResidualBlock,
-    adapt_whitening, build_model, count_params, load_model,
-)
+from keras_resnet import PARAM_CAP
+from keras_resnet import PRESETS
+from keras_resnet import FusedBatchNormalization
+from keras_resnet import PatchWhitening
+from keras_resnet import RandomCutout
+from keras_resnet import RandomHorizontalFlip
+from keras_resnet import RandomPadCrop
+from keras_resnet import ResidualBlock
+from keras_resnet import adapt_whitening
+from keras_resnet import build_model
+from keras_resnet import count_params
+from keras_resnet import load_model
 from keras_resnet.augment import build_augmenter
 from keras_resnet.augment import skip_random_draws
 from tests.conftest import run_python

@@ -17,7 +17,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_python, run_train_main, write_fake_cifar
+from tests.conftest import REPO
+from tests.conftest import run_python
+from tests.conftest import run_train_main
+from tests.conftest import write_fake_cifar
 
 
 # A narrow seed network: what these tests check (signals, resumes, refusals)

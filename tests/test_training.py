@@ -9,9 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import build_model, data
-from keras_resnet.config import MAX_EPOCHS, ConfigError, TrainConfig
-from keras_resnet.training import compile_model, fit_inputs, learning_rate_schedule
+from keras_resnet import build_model
+from keras_resnet import data
+from keras_resnet.config import MAX_EPOCHS
+from keras_resnet.config import ConfigError
+from keras_resnet.config import TrainConfig
+from keras_resnet.training import compile_model
+from keras_resnet.training import fit_inputs
+from keras_resnet.training import learning_rate_schedule
 from tests.conftest import run_python
 
 
