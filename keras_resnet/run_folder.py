@@ -148,6 +148,9 @@ def prepare_run_dir(config, overwrite=False):
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"--output-dir {path} is a file, not a folder.")
     if os.path.isdir(path) and os.listdir(path):
+        # Held before it is read: a run that is making the folder holds it
+        # before its config.json is written, and is "in use", not "no run".
+        _hold_run_dir(config)
         state = run_state(path)
         identity = config.identity()
         if state["config"] is None:  # never deleted, even with --overwrite
@@ -155,7 +158,6 @@ def prepare_run_dir(config, overwrite=False):
                 f"--output-dir {path} is not empty and holds no keras-resnet run; "
                 "choose another folder."
             )
-        _hold_run_dir(config)
         if overwrite and os.path.islink(path):  # rmtree refuses links
             raise ConfigError(
                 f"--output-dir {path} is a link to {os.path.realpath(path)}: to replace "
@@ -202,12 +204,13 @@ def prepare_run_dir(config, overwrite=False):
                 f"{config.preset!r} changed since it started ({details}). {OTHER_NETWORK_FIX}"
             )
     try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
+        os.makedirs(path, exist_ok=True)
+        _hold_run_dir(config)  # a new folder, or the one --overwrite made: held while still empty
         os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
     except OSError as e:
         raise ConfigError(
             f"--output-dir {path} cannot be created ({e.strerror}); choose another folder."
         ) from None
-    _hold_run_dir(config)  # a new folder, or the one --overwrite made
     if layout_known:
         write_json_atomic(os.path.join(path, "layout.json"), layout)
     # The data folder by its absolute path: `--resume` may run in another folder.

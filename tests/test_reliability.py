@@ -1153,6 +1153,22 @@ def test_a_run_folder_in_use_by_another_run_is_refused(
     folder_held_by_another_process(tmp_path / "runs" / "seed-2")
 
 
+def test_a_run_folder_another_run_is_making_is_in_use_not_foreign(
+        fake_cifar, tmp_path, capsys, folder_held_by_another_process):
+    # Two processes given one --output-dir at once: the second found the
+    # folder the first had just made (checkpoints/, no config.json yet) and
+    # was told it "holds no keras-resnet run" (seen in CI under load).
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    folder_held_by_another_process(run)
+    argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "1", "--no-export", "--output-dir", str(run)]
+    code, _, err = run_train_main(argv, capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"train.py: error: --output-dir {run} is in use: another training run is writing it now. "
+        "Wait for that run to end, or choose another folder.")
+    assert sorted(os.listdir(run)) == ["checkpoints"]
+
+
 def test_the_folder_an_overwrite_makes_is_held_in_its_turn(tmp_path):
     # --overwrite replaces the run folder: the lock on the old one's inode
     # does not hold the new one, which another run could then have taken.
