@@ -156,6 +156,24 @@ def test_a_ctrl_c_leaves_history_csv_closed(fake_cifar, tmp_path, monkeypatch):
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 2  # header, epoch 1
 
 
+def train_stopped_as_the_second_epoch_begins(error, fake_cifar, run_dir, monkeypatch):
+    """`training.train` of two tiny epochs in `run_dir`, `error` (an
+    exception class; `None`: nothing) raised as the second epoch begins."""
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1 and error:
+                raise error("stopped")
+
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
+        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+    training.train(TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, export=False,
+                               stage_filters=[8, 8, 8, 8], output_dir=run_dir))
+
+
 @pytest.mark.parametrize("stop", ["ctrl_c", "divergence", None])
 def test_history_csv_failing_to_close_does_not_replace_the_error_that_stopped_fit(
         stop, fake_cifar, tmp_path, monkeypatch, capsys):
@@ -165,16 +183,8 @@ def test_history_csv_failing_to_close_does_not_replace_the_error_that_stopped_fi
     # after a fit that ended well still fails the run.
     from callbacks import HistoryCSVLogger
     from callbacks import TrainingDiverged
-    from keras_resnet import training
-    from keras_resnet.config import TrainConfig
 
     errors = {"ctrl_c": KeyboardInterrupt, "divergence": TrainingDiverged, None: OSError}
-
-    class StopInSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1 and stop:
-                raise errors[stop]("stopped")
-
     close = HistoryCSVLogger.on_train_end
     closes = []
 
@@ -185,13 +195,9 @@ def test_history_csv_failing_to_close_does_not_replace_the_error_that_stopped_fi
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(HistoryCSVLogger, "on_train_end", close_on_a_full_disk)
-    make_callbacks = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
-        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
     run_dir = str(tmp_path / "run")
     with pytest.raises(errors[stop]) as raised:
-        training.train(TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, export=False,
-                                   stage_filters=[8, 8, 8, 8], output_dir=run_dir))
+        train_stopped_as_the_second_epoch_begins(stop and errors[stop], fake_cifar, run_dir, monkeypatch)
     history = os.path.join(run_dir, "history.csv")
     assert closes and set(closes) == {history}
     err = capsys.readouterr().err
@@ -209,25 +215,14 @@ def test_a_best_epoch_that_cannot_be_written_after_a_ctrl_c_does_not_replace_it(
     # raised an OSError (a full disk) in its place: train.py printed its
     # traceback, not where the run is kept.
     from callbacks import AtomicModelCheckpoint
-    from keras_resnet import training
-    from keras_resnet.config import TrainConfig
-
-    class StopInSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
 
     def flush_on_a_full_disk(self):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(AtomicModelCheckpoint, "flush", flush_on_a_full_disk)
-    make_callbacks = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
-        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
     run_dir = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt) as raised:
-        training.train(TrainConfig(epochs=2, batch_size=25, data_dir=fake_cifar, export=False,
-                                   stage_filters=[8, 8, 8, 8], output_dir=run_dir))
+        train_stopped_as_the_second_epoch_begins(KeyboardInterrupt, fake_cifar, run_dir, monkeypatch)
     assert raised.value.run_dir == run_dir
     err = capsys.readouterr().err
     for name in ("best", "last"):
