@@ -151,6 +151,13 @@ def run_train_main(argv, capsys):
     return call_main(train.main, argv, capsys)
 
 
+def train_py_config(*argv):
+    """The `TrainConfig` that `python train.py argv...` would train with."""
+    import train
+
+    return train.config_from_args(train.build_parser().parse_args(list(argv)))
+
+
 def tiny_model_and_batch():
     """A tiny seed-layout network compiled with SGD, and 16 random images
     labelled one class after another: for tests of callbacks."""

@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import call_main
 from tests.conftest import run_python
+from tests.conftest import train_py_config
 
 
 def test_train_end_to_end_as_a_user_runs_it(real_data_dir, tmp_path):
@@ -183,37 +184,29 @@ def test_every_flag_with_a_default_names_it_in_its_help(monkeypatch, capsys):
 
 
 def test_a_preset_brings_its_recipe_and_flags_override_it():
-    import train
-
-    def config_for(*argv):
-        return train.config_from_args(train.build_parser().parse_args(list(argv)))
-
-    fast = config_for("--preset", "fast")
+    fast = train_py_config("--preset", "fast")
     assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.label_smoothing) == (10, 512, 0.2, 0.2)
     assert (fast.crop_padding, fast.flip, fast.offset_lr_scale) == (2, "alternating", 16.0)
     assert fast.weight_decay == 1e-2  # TrainConfig's default, not part of the recipe
-    fast_cpu = config_for("--preset", "fast-cpu")
+    fast_cpu = train_py_config("--preset", "fast-cpu")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (9, 256, 1)
     assert (fast_cpu.flip, fast_cpu.offset_lr_scale) == ("random", 16.0)
-    fast_cpu = config_for("--preset", "fast-cpu", "--batch-size", "512", "--crop-padding", "4")
+    fast_cpu = train_py_config("--preset", "fast-cpu", "--batch-size", "512", "--crop-padding", "4")
     assert (fast_cpu.epochs, fast_cpu.batch_size, fast_cpu.crop_padding) == (9, 512, 4)
-    best = config_for("--preset", "best")
+    best = train_py_config("--preset", "best")
     assert (best.epochs, best.batch_size, best.cutout) == (200, 512, 8)
-    seed = config_for()
+    seed = train_py_config()
     assert (seed.epochs, seed.batch_size, seed.cutout, seed.label_smoothing) == (200, 128, 0, 0.1)
     assert (seed.crop_padding, seed.flip) == (4, "random")  # TrainConfig's defaults
 
 
 def test_train_config_from_preset_is_what_train_py_trains():
-    import train
     from keras_resnet.config import TrainConfig
-
-    def config_for(*argv):
-        return train.config_from_args(train.build_parser().parse_args(list(argv)))
 
     for preset in ("seed", "fast", "fast-cpu", "best"):
         from_python = TrainConfig.from_preset(preset, epochs=1, train_size=512)
-        assert from_python.identity() == config_for("--preset", preset, "--epochs", "1", "--train-size", "512").identity()
+        from_train_py = train_py_config("--preset", preset, "--epochs", "1", "--train-size", "512")
+        assert from_python.identity() == from_train_py.identity()
     fast_cpu = TrainConfig.from_preset("fast-cpu", crop_padding=4)
     assert (fast_cpu.batch_size, fast_cpu.crop_padding, fast_cpu.offset_lr_scale) == (256, 4, 16.0)
     assert TrainConfig(preset="fast-cpu").batch_size == 128  # the seed recipe's defaults, as documented
