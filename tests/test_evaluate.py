@@ -146,6 +146,22 @@ def test_labels_in_a_column_as_keras_datasets_gives_them_give_the_same_report():
     assert ev.most_confident_mistakes(probabilities, labels[:, None]).size == 0
 
 
+def test_a_true_class_of_probability_0_keeps_the_loss_a_number():
+    # A float32 softmax rounds the true class of a confident mistake to 0:
+    # its log would make the loss inf, which evaluation.json and the JSON
+    # line cannot hold (JSON has no Infinity).
+    labels = np.arange(100) % 10
+
+    class CertainlyWrong:
+        def predict(self, images, batch_size=256, verbose=0):
+            return np.eye(10, dtype="float32")[(labels[: len(images)] + 1) % 10]
+
+    metrics, _ = ev.evaluate(CertainlyWrong(), np.zeros((100, 32, 32, 3), "uint8"), labels, transforms=())
+    assert metrics["test_accuracy"] == 0.0
+    assert metrics["test_loss"] == pytest.approx(-np.log(1e-12))
+    json.dumps(metrics, allow_nan=False)
+
+
 def test_images_scaled_to_0_1_or_minus_1_1_are_refused_naming_the_fix():
     # Evaluated before without a word: `x / 255` read as nearly black pixels,
     # a confident wrong class for each; the whitening stem fitted to them.
@@ -388,6 +404,32 @@ def test_the_mistakes_grid_names_the_model_and_the_tta_it_shows(
     assert titles == [f"Confusion matrix: {name}", f"Confusion matrix: {name} (flip TTA)"]
 
 
+def test_the_mistakes_grid_shows_the_most_confident_mistakes_asked_for(tmp_path, capsys, monkeypatch,
+                                                                      tiny_model):
+    from keras_resnet.classifier import load_classifier
+    from keras_resnet.data import load_cifar10_test
+
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=100)
+    model = str(tmp_path / "m.keras")
+    tiny_model.save(model)
+    shown = []
+
+    def plot_mistakes(images, labels, probabilities, indices, class_names, path, title):
+        shown.append(list(indices))
+        return path
+
+    monkeypatch.setattr(ev, "plot_mistakes", plot_mistakes)
+    for flags in ([], ["--mistakes", "7"]):  # 25 by default
+        argv = ["--model", model, "--data-dir", data, "--output-dir", str(tmp_path / f"r{len(flags)}"), *flags]
+        assert ev.main(argv) == 0
+    capsys.readouterr()
+    x, y, _ = load_cifar10_test(data)
+    _, probabilities = ev.evaluate(load_classifier(model)[0], x, y)
+    ranked = ev.most_confident_mistakes(probabilities, y, count=100).tolist()
+    assert len(ranked) > 25  # else no test
+    assert shown == [ranked[:25], ranked[:7]]
+
+
 def test_a_report_folder_holding_a_folder_where_a_plot_goes_is_refused(
         tmp_path, capsys, tiny_model, fake_cifar):
     tiny_model.save(str(tmp_path / "m.keras"))
@@ -436,6 +478,12 @@ def test_a_new_report_leaves_no_plot_of_the_report_it_replaces(tmp_path, capsys,
 
     assert sorted(evaluate("--run-dir", run)) == [
         "accuracy", "confusion_matrix", "learning_rate", "loss", "mistakes"]
+    # A curve the run's history no longer gives (its loss unreadable now):
+    # the old report's loss.png goes.
+    with open(os.path.join(run, "history.csv"), "w") as f:
+        f.write(HISTORY.replace(",2.38,", ",x,"))
+    assert sorted(evaluate("--run-dir", run)) == ["accuracy", "confusion_matrix", "learning_rate", "mistakes"]
+    assert "loss.png" not in os.listdir(report)
     # Without a run: no curves. --mistakes 0 drew a grid saying "No
     # misclassified images."; and the old curves stayed beside the report.
     assert sorted(evaluate("--mistakes", "0")) == ["confusion_matrix"]
@@ -486,6 +534,31 @@ def test_a_report_of_another_model_is_not_replaced(tmp_path, capsys, tiny_model,
                          f"{tmp_path / 'a.keras'}; choose another folder (or leave --output-dir "
                          "out), or delete that report first."), line
     assert (report / "evaluation.json").read_text() == before
+
+
+def test_an_evaluation_json_of_another_program_is_not_replaced(tmp_path, capsys, monkeypatch, tiny_model,
+                                                               fake_cifar):
+    # One that is no report of this command's (not JSON, not an object, or
+    # naming no model) is another program's: --output-dir there is refused,
+    # and the default folder is left for the next one.
+    monkeypatch.chdir(tmp_path)
+    tiny_model.save("m.keras")
+    argv = ["--model", "m.keras", "--data-dir", fake_cifar, "--mistakes", "0"]
+    for content in ("not JSON", "[1, 2]", '{"test_accuracy": 0.9}'):
+        for folder in ("mine", os.path.join("evaluation", "m")):
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "evaluation.json"), "w") as f:
+                f.write(content)
+        line = _error_line(capsys, [*argv, "--output-dir", "mine"])
+        assert line.endswith("--output-dir mine holds the evaluation.json of another program; choose "
+                             "another folder (or leave --output-dir out), or delete that report first."), line
+        assert ev.main(argv) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output_dir"] == os.path.join(
+            "evaluation", "m-2")
+        shutil.rmtree(os.path.join("evaluation", "m-2"))
+        for folder in ("mine", os.path.join("evaluation", "m")):
+            with open(os.path.join(folder, "evaluation.json")) as f:
+                assert f.read() == content
 
 
 def test_reports_of_two_models_with_one_name_do_not_replace_each_other(
@@ -787,30 +860,39 @@ def test_cli_keras_and_saved_model_agree(tmp_path, tiny_model, capsys):
 
 def test_cli_tta_reports_the_tta_details_and_the_plain_loss(tmp_path, tiny_model, capsys):
     # With --tta, the per-class accuracy and the confusion matrix describe
-    # the TTA predictions (as the API's details="tta"); the test loss stays
-    # the plain prediction's, which the TTA views do not change.
+    # the TTA predictions (as the API's details="tta") of the --tta-views;
+    # the test loss stays the plain prediction's, which the TTA views do
+    # not change.
     from keras_resnet.data import load_cifar10
 
     data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=100)
     model = str(tmp_path / "m.keras")
     tiny_model.save(model)
-    reports = {}
-    for name, flags in (("plain", []), ("tta", ["--tta"])):
+    reports, lines = {}, {}
+    for name, flags in (("plain", []), ("tta", ["--tta"]), ("flip-shift", ["--tta", "--tta-views", "flip-shift"])):
         argv = ["--model", model, "--data-dir", data, "--mistakes", "0",
                 "--output-dir", str(tmp_path / name), *flags]
         assert ev.main(argv) == 0
-        capsys.readouterr()
+        lines[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         reports[name] = json.loads((tmp_path / name / "evaluation.json").read_text())
     test = load_cifar10(data)
     api = {details: ev.evaluate(tiny_model, test.x_test, test.y_test, details=details)[0]
            for details in ("plain", "tta")}
+    api["flip-shift"] = ev.evaluate(tiny_model, test.x_test, test.y_test, details="tta",
+                                    transforms=ev.TTA_TRANSFORMS["flip-shift"])[0]
     assert api["plain"]["confusion_matrix"] != api["tta"]["confusion_matrix"]  # else no test
+    assert api["tta"]["confusion_matrix"] != api["flip-shift"]["confusion_matrix"]  # nor here
     assert api["plain"]["test_loss"] == api["tta"]["test_loss"]
-    for name in ("plain", "tta"):
-        assert reports[name]["details"] == name
-        assert reports[name]["confusion_matrix"] == api[name]["confusion_matrix"]
-        assert reports[name]["per_class_accuracy"] == pytest.approx(api[name]["per_class_accuracy"])
-        assert reports[name]["test_loss"] == pytest.approx(api["plain"]["test_loss"], abs=1e-6)
+    for name, report in reports.items():
+        assert (report["details"], report["tta_views"]) == (
+            "plain" if name == "plain" else "tta", "flip-shift" if name == "flip-shift" else "flip")
+        assert report["confusion_matrix"] == api[name]["confusion_matrix"]
+        assert report["per_class_accuracy"] == pytest.approx(api[name]["per_class_accuracy"])
+        assert report["test_accuracy_tta"] == pytest.approx(api[name]["test_accuracy_tta"])
+        assert report["test_loss"] == pytest.approx(api["plain"]["test_loss"], abs=1e-6)
+        assert (report["format"], report["params"]) == ("keras", tiny_model.count_params())
+        # The JSON line is the report but its matrix (drawn in confusion_matrix.png).
+        assert lines[name] == {key: value for key, value in report.items() if key != "confusion_matrix"}
 
 
 def test_a_saved_model_version_has_one_report_however_it_is_named(
@@ -830,6 +912,12 @@ def test_a_saved_model_version_has_one_report_however_it_is_named(
         folders.append(json.loads(out.strip().splitlines()[-1])["output_dir"])
     assert folders == [os.path.join("evaluation", "tiny-1")] * 4
     assert os.listdir("evaluation") == ["tiny-1"]
+    # From another folder it is still this version's report (the version
+    # it names is absolute, as the model is).
+    monkeypatch.chdir(tmp_path / "sm")
+    code, _, err = call_main(ev.main, ["--model", "tiny", "--data-dir", fake_cifar, "--mistakes", "0",
+                                       "--output-dir", os.path.join("..", "evaluation", "tiny-1")], capsys)
+    assert code == 0, err[-2000:]
 
 
 def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypatch):
@@ -856,6 +944,8 @@ def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypat
         (lambda: ev.evaluate(tiny_model, x, y, class_names="abcdefghij"),
          "`class_names` must be a list or tuple of one-line, non-empty strings. "
          "Received: class_names='abcdefghij'"),
+        # Else a misspelt `details` describes the plain predictions without a word.
+        (lambda: ev.evaluate(tiny_model, x, y, details="TTA"), r'`details` must be "plain" or "tta"\. Received: \'TTA\''),
         (lambda: ev.most_confident_mistakes(np.full((5, 10), 0.1), y, count=-1),
          "`count` must be a non-negative integer. Received: count=-1"),
     ):
