@@ -26,6 +26,30 @@ def test_the_mistakes_grid_takes_labels_in_a_column(tmp_path, monkeypatch):
     assert [axes.get_xlabel() for axes in figures[0].axes] == [
         "true: cat\npred: dog (100%)", "true: dog\npred: cat (100%)"]
     assert [axes.get_title() for axes in figures[0].axes] == ["", ""]
+    # In the order given (the most confident mistake first), not the images'.
+    figures.clear()
+    plots.plot_mistakes(np.zeros((2, 32, 32, 3), "uint8"), np.array([[3], [5]]), probabilities,
+                     [1, 0], CLASS_NAMES, str(tmp_path / "m.png"))
+    assert [axes.get_xlabel() for axes in figures[0].axes] == [
+        "true: dog\npred: cat (100%)", "true: cat\npred: dog (100%)"]
+
+
+def test_the_confusion_matrix_is_drawn_with_the_true_classes_as_rows(tmp_path, monkeypatch):
+    # matrix[true, predicted], as evaluate counts it: drawn transposed, or
+    # with its axes named the other way round, each mistake would be shown
+    # as one of the other class.
+    figures = []
+    new_figure = plots._new_figure
+    monkeypatch.setattr(plots, "_new_figure", lambda size: figures.append(new_figure(size)) or figures[-1])
+    matrix = np.array([[4, 1, 0], [0, 2, 0], [3, 0, 0]])  # every "c" taken for an "a"
+    plots.plot_confusion_matrix(matrix, ("a", "b", "c"), str(tmp_path / "cm.png"), title="Confusion matrix: m")
+    axes = figures[0].axes[0]  # then its colour bar
+    np.testing.assert_array_equal(axes.images[0].get_array(), matrix)  # rows down, columns across
+    assert {text.get_position(): text.get_text() for text in axes.texts} == {
+        (column, row): str(matrix[row, column]) for row in range(3) for column in range(3)}
+    assert (axes.get_ylabel(), axes.get_xlabel()) == ("True class", "Predicted class")
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["a", "b", "c"]
+    assert axes.get_title() == "Confusion matrix: m\n10 test images, accuracy 60.00%"
 
 
 def test_a_mistakes_grid_too_large_to_draw_is_refused(tmp_path, monkeypatch):
@@ -211,6 +235,7 @@ def test_a_learning_rate_logged_as_lr_is_plotted_and_a_curve_without_columns_is_
         "accuracy", "learning_rate", "loss"]
     (line,) = figures[-1].axes[0].lines
     np.testing.assert_allclose(line.get_ydata(), [0.1, 0.01])
+    assert figures[-1].axes[0].get_yscale() == "log"  # a schedule spans decades
     assert capsys.readouterr().err == ""
 
     history.write_text("epoch,accuracy,loss\n0,0.30,1.9\n1,0.45,1.5\n")
