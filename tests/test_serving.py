@@ -514,13 +514,16 @@ def test_predict_keras_file_and_version_folder(served, image_files, capsys):
     from keras_resnet.predict import main
 
     results = {}
-    for name, model in (("version_1", served.version_1), ("keras", served.keras_path)):
-        assert main(["--model", model, *image_files.real, "--top-k", "10"]) == 0
+    # More than the 10 classes: all of them (predict() itself refuses top_k=11).
+    for name, model, k in (("version_1", served.version_1, "10"), ("keras", served.keras_path, "20")):
+        assert main(["--model", model, *image_files.real, "--top-k", k]) == 0
         results[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for name, result in results.items():
         for prediction, row in zip(result["predictions"], served.probabilities):
             top = prediction["top_k"]
             assert len(top) == 10
+            # Each the shortest decimal of its float32, not float64's 17 digits.
+            assert all(t["probability"] == float(str(np.float32(t["probability"]))) for t in top)
             probabilities = np.zeros(10)
             probabilities[[t["class_id"] for t in top]] = [t["probability"] for t in top]
             np.testing.assert_allclose(probabilities, row, atol=1e-4, err_msg=name)
