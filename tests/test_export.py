@@ -212,6 +212,26 @@ def test_ctrl_c_during_the_export_command_is_one_line(tmp_path, capsys, monkeypa
     assert not (tmp_path / "sm").exists()
 
 
+def test_an_export_stopped_before_its_version_is_in_place_leaves_nothing(tmp_path, monkeypatch):
+    # "A version is renamed into place whole: none was left in part", says
+    # a stopped export command: the version written in part (a Ctrl-C, a
+    # full disk) goes too, not left hidden in the model folder.
+    import keras
+
+    from keras_resnet import export
+
+    def stopped(path):  # the last step before the rename
+        assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_readable_as_any_folder", stopped)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    with pytest.raises(KeyboardInterrupt):
+        export.export_saved_model(model, str(tmp_path / "exports"))
+    assert os.listdir(tmp_path / "exports" / "keras_resnet") == []
+
+
 def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, monkeypatch):
     # A run exported on JAX goes through this command; it exported CIFAR-10's
     # names whatever the run's batches.meta said.
