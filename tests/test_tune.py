@@ -26,6 +26,7 @@ from keras_resnet import tune_project
 from keras_resnet.hypermodel import ResNetHyperModel
 from keras_resnet.hypermodel import search_space
 from keras_resnet.model import PARAM_CAP
+from keras_resnet.presets import PRESETS
 from keras_resnet.training import ConfigError
 from keras_resnet.config import TrainConfig
 from keras_resnet.folder_lock import release_folder
@@ -87,6 +88,11 @@ def test_best_config_trains_with_the_recipe_of_the_trials_for_every_preset(tmp_p
     def as_json(config, key):  # tuples as lists, as the file has them
         return json.dumps(getattr(config, key))
 
+    # Every setting of what is trained but the data sizes, the epochs, the
+    # seed and how the run goes: one left out (momentum, of a search from
+    # Python) trains at train.py's default, not as the trials did.
+    assert set(TrainConfig().identity()) - set(tune_project.BEST_CONFIG_KEYS) == {
+        "train_size", "validation_size", "epochs", "seed", "target_accuracy", "augment_on", "jit_compile"}
     recipe_keys = {key for recipe in RECIPES.values() for key in recipe} - {"epochs"}
     for preset in RECIPES:
         trial = TrainConfig(preset=preset, stage_filters=(8, 8, 16, 16), dropout=0.1)
@@ -506,6 +512,12 @@ def test_a_bad_tuner_or_trial_count_from_python_leaves_no_project_behind(cifar, 
     (dict(learning_rate=None), "Received: learning_rate=None"),
     (dict(learning_rate=(0.1, float("inf"))), "Received: learning_rate=(0.1, inf)"),
     (dict(weight_decay=True), "Received: weight_decay=True"),
+    (dict(dropouts=[0.0, 1.0]), "Received: dropouts=[0.0, 1.0]"),  # every unit dropped
+    (dict(learning_rate=(0.3, 0.03)), "with low <= high. Received: learning_rate=(0.3, 0.03)"),
+    (dict(weight_decay=(0.0, 1e-3)), "Received: weight_decay=(0.0, 0.001)"),  # no log scale from 0
+    # TrainConfig's default: no validation split to score the trials on.
+    (dict(config=TrainConfig(train_size=256)), "--validation-size must be positive: trials are scored "
+                                                "on a validation split of the training set. Received: 0"),
 ])
 def test_the_search_api_names_a_bad_argument_before_anything_is_written(cifar, tmp_path, arguments, message):
     config = TrainConfig(train_size=256, validation_size=64, data_dir=cifar)
@@ -531,6 +543,81 @@ def test_a_space_of_numpy_numbers_is_taken_as_python_floats():
     # One number is a range of one value.
     space = search_space("seed", widths=[[8]] * 4, learning_rate=np.float32(0.5), weight_decay=1e-3)
     assert space["learning_rate"] == [0.5, 0.5] and space["weight_decay"] == [1e-3, 1e-3]
+
+
+def test_the_default_space_and_choices_given_in_any_order():
+    # The widths are the preset's x0.5 to x1.5 in multiples of 8
+    # (docs/tuning.md). Choices are kept sorted and once: KerasTuner's first
+    # trial is the first of each (the smallest network), search.json is
+    # the same whatever the order, and the cap check takes the first
+    # widths for the smallest.
+    space = search_space("seed")  # stages of 64, 128, 256, 512
+    assert space == dict(
+        widths=[[32, 48, 64, 80, 96], [64, 96, 128, 160, 192], [128, 192, 256, 320, 384],
+                [256, 384, 512, 640, 768]],
+        blocks=[[1, 2, 3]] * 4, dropouts=[0.0, 0.1, 0.2, 0.3], learning_rate=[0.03, 0.3],
+        weight_decay=[1e-3, 3e-2])
+    for preset, layout in PRESETS.items():  # fast-cpu's 48 x 0.75 is 36: 32
+        for widths, base in zip(search_space(preset)["widths"], layout["stage_filters"]):
+            assert all(w % 8 == 0 and base / 2 - 4 <= w <= base * 1.5 + 4 for w in widths), (preset, widths)
+    space = search_space("seed", widths=[[16, 8, 16]] * 4, blocks=[3, 1, 3], dropouts=[0.2, 0.0, 0.2])
+    assert (space["widths"], space["blocks"], space["dropouts"]) == ([[8, 16]] * 4, [[1, 3]] * 4, [0.0, 0.2])
+
+
+def test_a_network_of_exactly_the_cap_is_built_and_one_over_it_rejected(monkeypatch):
+    import keras_tuner
+
+    from keras_resnet import hypermodel as hypermodel_module
+
+    hypermodel = ResNetHyperModel(TrainConfig(preset="seed"), widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    params = hypermodel.count_params(hypermodel.trial_config(keras_tuner.HyperParameters()))
+    monkeypatch.setattr(hypermodel_module, "PARAM_CAP", params)
+    assert hypermodel.build(keras_tuner.HyperParameters()).count_params() == params
+    monkeypatch.setattr(hypermodel_module, "PARAM_CAP", params - 1)
+    with pytest.raises(keras_tuner.errors.FailedTrialError,
+                       match=f"^Rejected before training: {params:,} parameters, over the cap of {params - 1:,}"):
+        hypermodel.build(keras_tuner.HyperParameters())
+    assert (hypermodel.rejected, hypermodel.trained) == (1, 0)
+
+
+def test_the_validation_split_is_a_tenth_of_the_training_images_by_default(tmp_path, capsys, monkeypatch):
+    configs = []
+    monkeypatch.setattr(tune, "search", lambda config, **kwargs: configs.append(config) or {"completed": 1})
+    for argv in (["--train-size", "2000"], []):
+        assert tune.main([*argv, "--directory", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert [config.validation_size for config in configs] == [200, 5000]
+
+
+def test_the_results_list_trials_in_number_order_and_the_top_by_score(tmp_path, capsys):
+    # Twelve trials (20 by default): sorted as text, trial 10 came before
+    # trial 2 in summary.csv. The `top` asked for is printed and returned.
+    import types
+
+    import keras_tuner
+
+    class Metrics:
+        def __init__(self, values):
+            self.values = values
+
+        def exists(self, name):
+            return name in self.values
+
+        def get_last_value(self, name):
+            return self.values[name]
+
+    scores = [0.1, 0.5, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.7, 0.4]
+    trials = {str(i): types.SimpleNamespace(trial_id=str(i), status="COMPLETED", score=score,
+                                            hyperparameters=keras_tuner.HyperParameters(),
+                                            metrics=Metrics({"params": 1000, "epochs": 1}))
+              for i, score in reversed(list(enumerate(scores)))}
+    tuner = types.SimpleNamespace(oracle=types.SimpleNamespace(trials=trials))
+    hypermodel = ResNetHyperModel(TrainConfig(preset="seed"), widths=[[8]] * 4, blocks=[1], dropouts=[0.0])
+    result = tune._write_and_print_results(tuner, hypermodel, str(tmp_path), top=2, start=time.perf_counter())
+    assert [row["trial"] for row in read_summary(str(tmp_path))] == [str(i) for i in range(12)]
+    assert result["top"] == [{"trial": "10", "val_accuracy": 0.7, "params": 1000},
+                             {"trial": "1", "val_accuracy": 0.5, "params": 1000}]
+    assert "\nTop 2:\n  trial 10: val_accuracy 0.7000" in capsys.readouterr().out
 
 
 def test_a_split_the_data_cannot_give_leaves_no_project_behind(cifar, tmp_path, capsys):
