@@ -39,6 +39,7 @@ def test_fake_folder_loads(fake_cifar):
     for i in range(20):
         np.testing.assert_array_equal(cifar.x_train[i][r, c, k], raw[b"data"][i][k * 1024 + r * 32 + c])
     assert cifar.y_train[:20].tolist() == raw[b"labels"]
+    assert cifar.y_train.dtype == cifar.y_test.dtype == np.int32  # as documented, and as tfds gives them
 
 
 def test_env_variable_is_used(fake_cifar, monkeypatch):
@@ -88,9 +89,13 @@ def test_wrong_dtype(fake_cifar):
         data.load_cifar10(fake_cifar)
 
 
-def test_labels_out_of_range(fake_cifar):
-    rewrite_batch(fake_cifar, "data_batch_4", {b"labels": [12] * 20})
-    with pytest.raises(DataError, match="data_batch_4: labels range from 12 to 12, expected 0-9"):
+@pytest.mark.parametrize("labels, message", [
+    ([12] * 20, "labels range from 12 to 12, expected 0-9"),
+    ([-1] + [0] * 19, "labels range from -1 to 0, expected 0-9"),
+])
+def test_labels_out_of_range(fake_cifar, labels, message):
+    rewrite_batch(fake_cifar, "data_batch_4", {b"labels": labels})
+    with pytest.raises(DataError, match=f"data_batch_4: {message}"):
         data.load_cifar10(fake_cifar)
 
 
@@ -99,6 +104,15 @@ def test_an_empty_test_batch_is_refused_before_training(fake_cifar):
     rewrite_batch(fake_cifar, "test_batch", {
         b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
     with pytest.raises(DataError, match="no images in test_batch"):
+        data.load_cifar10(fake_cifar)
+
+
+def test_empty_training_batches_are_refused(fake_cifar):
+    rewrite_batch(fake_cifar, "batches.meta", {b"num_cases_per_batch": 0})
+    for name in data.TRAIN_FILES:
+        rewrite_batch(fake_cifar, name, {b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
+    with pytest.raises(DataError, match=re.escape(f"CIFAR-10 folder {fake_cifar}: no images in "
+                                                  "data_batch_1..5.")):
         data.load_cifar10(fake_cifar)
 
 
@@ -142,6 +156,16 @@ def test_label_names_that_repeat_a_name_are_refused(fake_cifar, names, message):
         data.load_cifar10(fake_cifar)
     with pytest.raises(DataError, match=expected):  # what `export --data-dir` reads
         data.read_class_names(fake_cifar)
+
+
+@pytest.mark.parametrize("names", [CLASS_BYTES[:9], [*CLASS_BYTES, b"kangaroo"]])
+def test_label_names_of_other_than_ten_classes_are_refused(fake_cifar, names):
+    # The network has ten outputs: the export and per-class accuracy would
+    # name the classes of other outputs.
+    path = os.path.join(fake_cifar, "batches.meta")
+    rewrite_batch(fake_cifar, "batches.meta", {b"label_names": names})
+    with pytest.raises(DataError, match=re.escape(f"{path} names {len(names)} classes, expected 10.")):
+        data.load_cifar10(fake_cifar)
 
 
 @pytest.mark.parametrize("names", [5, "abcdefghij", np.array([CLASS_BYTES])])
@@ -295,6 +319,23 @@ def test_device_batches_are_whole_shuffled_and_seeded():
     assert not np.array_equal(batches[4][0], first[0][0])  # the next epoch reshuffles
     again = data.device_batches(x, y, 25, seed=3)
     np.testing.assert_array_equal(again[0][0], first[0][0])  # same seed, same order
+    other = data.device_batches(x, y, 25, seed=4)
+    assert not np.array_equal(other[0][0], first[0][0])  # another seed, another order
+
+
+def test_the_host_pipeline_pairs_each_image_with_its_label_in_the_device_batches_order():
+    # Each image's pixels hold its index, its label the index's last digit.
+    x = np.arange(103, dtype="uint8")[:, None, None, None] * np.ones((1, 32, 32, 3), "uint8")
+    y = np.arange(103) % 10
+    host = [(images.numpy(), labels.numpy()) for images, labels in data.train_dataset(x, y, 25, seed=3).take(8)]
+    device = data.device_batches(x, y, 25, seed=3)
+    for step, (images, labels) in enumerate(host):  # two epochs: the same batches either way
+        assert images.shape == (25, 32, 32, 3) and images.dtype == np.float32
+        np.testing.assert_array_equal(labels, np.eye(10)[images[:, 0, 0, 0].astype(int) % 10])
+        np.testing.assert_array_equal(images, device[step][0])
+    # Alternating flips are seeded too: another seed mirrors other images.
+    assert not np.array_equal(data.first_flips(100, seed=3), data.first_flips(100, seed=4))
+    np.testing.assert_array_equal(data.first_flips(100, seed=3), data.first_flips(100, seed=3))
 
 
 @pytest.mark.parametrize("alternate_flips", [False, True])
@@ -431,7 +472,8 @@ def test_labels_in_a_column_make_the_same_targets():
     batch = next(iter(data.eval_dataset(x, y[:, None], 8)))
     assert tuple(batch[1].shape) == (8, 10)
     assert data.device_batches(x, y[:, None], 8)[0][1].shape == (8, 10)
-    for labels, received in (([-1], "values from -1 to -1"), ([0.5], "dtype float64"),
+    for labels, received in (([-1], "values from -1 to -1"), ([10], "values from 10 to 10"),
+                             ([0.5], "dtype float64"),
                              (["a", "b"], "dtype <U1"),  # its message failed on min()
                              (np.zeros((4, 2), int), "shape (4, 2)")):
         with pytest.raises(ValueError, match=re.escape(received)):
