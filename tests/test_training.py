@@ -161,7 +161,9 @@ def test_cosine_schedule_warms_up_then_decays():
     schedule = learning_rate_schedule(config, steps_per_epoch=100)
     rates = [float(schedule(step)) for step in (0, 100, 200, 600, 1000)]
     peak = 0.1 * 256 / 128  # scaled with the batch size
-    assert rates[0] < rates[1] < rates[2]
+    # Linear from a tenth of the peak: half way there after one epoch of two.
+    assert rates[0] == pytest.approx(0.1 * peak, rel=1e-4)
+    assert rates[1] == pytest.approx(0.55 * peak, rel=1e-4)
     assert rates[2] == pytest.approx(peak, rel=1e-4)
     assert rates[3] < peak and rates[4] == pytest.approx(0.0, abs=1e-6)
 
@@ -231,20 +233,22 @@ def test_weight_decay_spares_biases_and_offsets_that_are_not_zero():
             np.testing.assert_array_equal(new, old, err_msg=variable.path)
 
 
-def test_compiled_model_steps_with_nesterov_momentum_and_smooths_its_labels():
+@pytest.mark.parametrize("momentum", [0.9, 0.5])
+def test_compiled_model_steps_with_nesterov_momentum_and_smooths_its_labels(momentum):
     config = TrainConfig(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0,
-                         weight_decay=0.0, momentum=0.9, label_smoothing=0.2)
+                         weight_decay=0.0, momentum=momentum, label_smoothing=0.2)
     model = compile_model(build_model("seed", stage_filters=(8, 8, 16, 16)), config, steps_per_epoch=10)
     variables = model.trainable_variables
     before = [keras.ops.convert_to_numpy(v) for v in variables]
     for _ in range(2):  # a constant gradient of ones
         model.optimizer.apply_gradients([(keras.ops.ones(v.shape), v) for v in variables])
-    # Keras' Nesterov SGD: m = 0.9 m - lr g; w += 0.9 m - lr g. Two steps at
-    # rates lr0, lr1 move each weight by -(2.71 lr0 + 1.9 lr1); without
-    # Nesterov, by -(1.9 lr0 + lr1).
+    # Keras' Nesterov SGD: m = mu m - lr g; w += mu m - lr g. Two steps at
+    # rates lr0, lr1 move each weight by -((1 + mu + mu**2) lr0 + (1 + mu) lr1),
+    # -(2.71 lr0 + 1.9 lr1) at 0.9; without Nesterov, by -((1 + mu) lr0 + lr1).
     lr0, lr1 = (float(learning_rate_schedule(config, 10)(step)) for step in (0, 1))
+    step = (1 + momentum + momentum**2) * lr0 + (1 + momentum) * lr1
     for variable, old in zip(variables, before):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), old - 2.71 * lr0 - 1.9 * lr1,
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), old - step,
                                    rtol=1e-5, atol=1e-6, err_msg=variable.path)
     targets = np.eye(10, dtype="float32")[[3, 7]]
     probabilities = np.full((2, 10), 0.05, "float32")
@@ -294,6 +298,15 @@ def test_what_takes_a_train_config_refuses_a_dict_or_none():
     (dict(epochs=MAX_EPOCHS + 1), dict(epochs=MAX_EPOCHS),
      "--epochs must be at most 1,000,000, got 1000001."),
     (dict(checkpoint_seconds=-1), dict(checkpoint_seconds=0), "--checkpoint-seconds must be >= 0, got -1."),
+    # A rate of 0 trains nothing; a target of 0 is no target (none is set);
+    # a negative warmup made a schedule that starts past its own warmup;
+    # a --train-size 0 (from a JSON file) was "--batch-size 128 is larger
+    # than the 0 training images".
+    (dict(learning_rate=0.0), dict(learning_rate=1e-6), "--learning-rate must be positive, got 0.0."),
+    (dict(target_accuracy=0.0), dict(target_accuracy=0.01), "--target-accuracy must be in (0, 1], got 0.0."),
+    (dict(warmup_epochs=-1.0), dict(warmup_epochs=0.0), "--warmup-epochs must be >= 0, got -1.0."),
+    (dict(ema=1.0), dict(ema=0.999), "--ema must be in [0, 1) (0 = off), got 1.0."),
+    (dict(train_size=0), dict(train_size=1), "--train-size must be a positive integer, got 0."),
     (dict(num_processes=2, process_id=2), dict(num_processes=2, process_id=1),
      "--process-id must be in [0, 2), got 2."),
 ])
@@ -379,6 +392,8 @@ def test_weight_ema_replaces_the_weights_at_the_end(real_cifar):
         trainer, steps, kwargs = fit_inputs(model, config, (x, y), None)
         compile_model(trainer, config, steps)
         assert trainer.optimizer.use_ema == bool(ema)
+        if ema:  # --ema's value, not Keras' default of 0.99
+            assert trainer.optimizer.ema_momentum == ema
         trainer.fit(epochs=2, verbose=0, **kwargs)
         finals[ema] = model.get_layer("logits").get_weights()[0]
     assert not np.allclose(finals[0.0], finals[0.5])
@@ -644,6 +659,65 @@ def test_ema_too_slow_for_the_run_is_refused():
         check_ema_horizon(TrainConfig(ema=suggested), total_steps=steps)
 
 
+def test_a_batch_of_every_training_image_is_taken_and_a_larger_one_refused():
+    from keras_resnet.training import check_batch_fits
+
+    check_batch_fits(TrainConfig(batch_size=40), 40)  # one whole batch an epoch
+    with pytest.raises(ConfigError, match=r"^--batch-size 41 is larger than the 40 training images\.$"):
+        check_batch_fits(TrainConfig(batch_size=41), 40)
+
+
+def test_the_seed_seeds_the_augmentation():
+    # --seed "seeds weights, order, augmentation and the validation split".
+    from keras_resnet.training import training_augmenter
+
+    x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype("float32")
+    crops = [keras.ops.convert_to_numpy(training_augmenter(TrainConfig(seed=seed, cutout=8))(x, training=True))
+             for seed in (0, 0, 1)]
+    np.testing.assert_array_equal(crops[0], crops[1])
+    assert not np.array_equal(crops[0], crops[2])
+
+
+def test_the_seed_draws_the_initial_weights(fake_cifar, tmp_path, monkeypatch):
+    from keras_resnet import training
+
+    class Built(Exception):
+        pass
+
+    kernels = []
+
+    def build_and_stop(config, **kwargs):  # the network as `train` builds it, before any step
+        kernels.append(build_network(config, **kwargs).get_layer("logits").get_weights()[0])
+        raise Built
+
+    build_network = training.build_network
+    monkeypatch.setattr(training, "build_network", build_and_stop)
+    for run, seed in enumerate((0, 1, 1)):
+        with pytest.raises(Built):
+            training.train(TrainConfig(epochs=1, batch_size=20, stage_filters=[8, 8, 8, 8], data_dir=fake_cifar,
+                                       seed=seed, output_dir=str(tmp_path / str(run)), export=False))
+    np.testing.assert_array_equal(kernels[1], kernels[2])
+    assert not np.array_equal(kernels[0], kernels[1])
+
+
+@pytest.mark.parametrize("tta_views, views", [("flip", 2), ("flip-shift", 6)])
+def test_held_out_tta_accuracy_predicts_the_views_of_tta_views(tta_views, views):
+    from keras_resnet.training import evaluate_held_out
+
+    class CountingClassifier:
+        shown = 0
+
+        def predict(self, images, batch_size=None, verbose=0):
+            self.shown += 1
+            return np.full((len(images), 10), 0.1, "float32")
+
+    model = CountingClassifier()
+    metrics = evaluate_held_out(model, np.zeros((4, 32, 32, 3), "uint8"), np.arange(4), 4, data.CLASS_NAMES,
+                                tta_views, prefix="val")
+    assert model.shown == views  # the images, then each view of them
+    assert set(metrics) == {"val_loss", "val_accuracy", "val_accuracy_tta", "val_per_class_accuracy"}
+
+
 def test_device_input_validates_in_whole_training_batches(real_cifar):
     class CountValidationBatches(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):
@@ -662,14 +736,27 @@ def test_device_input_validates_in_whole_training_batches(real_cifar):
     assert steps == 4 and counter.batches == 2  # 100 images at 50, not Keras' default 32
 
 
-def test_train_fits_the_whitening_stem_to_its_training_images(fake_cifar, tmp_path):
+def test_train_fits_the_whitening_stem_to_its_training_images(fake_cifar, tmp_path, monkeypatch):
     from keras_resnet.layers import PatchWhitening
     from keras_resnet.training import train
 
+    from keras_resnet import training
+
     config = TrainConfig(preset="fast-cpu", epochs=1, batch_size=20, stage_filters=[8, 8, 16, 16],
                          validation_size=20, data_dir=fake_cifar, output_dir=str(tmp_path / "run"),
-                         export=False)
-    train(config)
+                         export=False, tta_views="flip-shift")
+    monitors = []
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda config, run_dir, monitor: (
+        monitors.append(monitor) or make_callbacks(config, run_dir, monitor)))
+    metrics = train(config)
+    assert monitors == ["val_accuracy"]  # the best checkpoint and the target watch the split
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved == metrics
+    assert (metrics["train_images"], metrics["epochs"], metrics["tta_views"], metrics["augment_on"]) == (
+        80, 1, "flip-shift", "host")
+    assert (metrics["resumed_after_epoch"], metrics["export_path"], metrics["run_dir"]) == (
+        None, None, str(tmp_path / "run"))
     model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"))
     stem = model.get_layer("stem_whitening")
     # The training split's images (not the validation split's), normalized
@@ -777,11 +864,19 @@ def test_a_cut_training_set_does_not_keep_the_whole_loaded_one_alive(fake_cifar,
 
     from keras_resnet import training
 
+    reloaded = data.load_cifar10(fake_cifar)  # to compare with, apart from the one the run loads
     loaded = [data.load_cifar10(fake_cifar)]
     whole = weakref.ref(loaded[0].x_train)
     monkeypatch.setattr(data, "load_cifar10", lambda data_dir=None: loaded.pop())
-    cifar, (x, y), _ = training.prepare_data(TrainConfig(batch_size=10, data_dir=fake_cifar, **cut))
+    cifar, (x, y), _ = training.prepare_data(TrainConfig(batch_size=10, data_dir=fake_cifar, seed=3, **cut))
     gc.collect()
     assert whole() is None
     assert x.shape == (train_images, 32, 32, 3) and y.shape == (train_images,)
+    # Which images: the first N of --train-size, or those --seed's split leaves.
+    if "train_size" in cut:
+        expected = reloaded.x_train[:train_images], reloaded.y_train[:train_images]
+    else:
+        expected = data.split_validation(reloaded.x_train, reloaded.y_train, cut["validation_size"], seed=3)[:2]
+    np.testing.assert_array_equal(x, expected[0])
+    np.testing.assert_array_equal(y, expected[1])
     assert cifar.x_test.shape == (20, 32, 32, 3) and len(cifar.class_names) == 10
