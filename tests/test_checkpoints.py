@@ -278,6 +278,21 @@ def test_an_unreadable_backup_goes_back_to_the_one_before_it_up_front(tmp_path, 
     assert capsys.readouterr().err == ""
 
 
+def test_a_resumed_run_keeps_the_best_epoch_of_its_history_to_beat(tmp_path):
+    # The best checkpoint of a resumed run must not take the first epoch
+    # after the resume for the best: an epoch before it did better.
+    from keras_resnet import training
+    from keras_resnet.config import TrainConfig
+
+    back_up_epochs(tmp_path)
+    (tmp_path / "history.csv").write_text("epoch,accuracy,val_accuracy\n0,0.4,0.3\n1,0.7,0.2\n2,0.5,0.1\n")
+    for monitor, best in (("accuracy", 0.7), ("val_accuracy", 0.3)):
+        callbacks, resumed_from = training.make_callbacks(TrainConfig(), str(tmp_path), monitor)
+        assert resumed_from == 3
+        checkpoints = {os.path.basename(c.filepath): c for c in callbacks if isinstance(c, AtomicModelCheckpoint)}
+        assert (checkpoints["best.keras"].monitor, checkpoints["best.keras"].best) == (monitor, best)
+
+
 def test_weights_newer_than_their_record_go_back_to_the_backup_before(tmp_path, capsys):
     backup, model, weights = back_up_epochs(tmp_path)
     record = os.path.join(backup, "training_metadata.json")
