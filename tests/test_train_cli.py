@@ -1,6 +1,8 @@
 import csv
+import dataclasses
 import json
 import os
+import re
 import time
 
 import pytest
@@ -183,6 +185,26 @@ def test_every_flag_with_a_default_names_it_in_its_help(monkeypatch, capsys):
     assert not missing, missing
 
 
+def test_the_defaults_train_py_help_names_are_the_ones_it_trains_with():
+    # train.py's flags leave their defaults to TrainConfig (argparse.SUPPRESS),
+    # and its --help states them by hand: a default changed in one place
+    # only would train otherwise than --help (and the README) say.
+    import train
+    from keras_resnet.config import TrainConfig
+
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    stated = {}
+    for action in train.build_parser()._actions:
+        match = re.search(r"(?<!the )\bdefault:? ([^\s;,)]+)", action.help or "")
+        if match and defaults.get(action.dest) is not None:  # None: "the preset's", "$CIFAR10_DIR"...
+            stated[action.dest] = match[1]
+    assert {"preset", "epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "warmup_epochs",
+            "label_smoothing", "crop_padding", "validation_size", "precision", "seed", "checkpoint_seconds",
+            "export_dir", "model_name"} <= set(stated), stated
+    for key, text in stated.items():
+        assert type(defaults[key])(text) == defaults[key], (key, text, defaults[key])
+
+
 def test_a_preset_brings_its_recipe_and_flags_override_it():
     fast = train_py_config("--preset", "fast")
     assert (fast.epochs, fast.batch_size, fast.learning_rate, fast.label_smoothing) == (10, 512, 0.2, 0.2)
@@ -198,6 +220,7 @@ def test_a_preset_brings_its_recipe_and_flags_override_it():
     seed = train_py_config()
     assert (seed.epochs, seed.batch_size, seed.cutout, seed.label_smoothing) == (200, 128, 0, 0.1)
     assert (seed.crop_padding, seed.flip) == (4, "random")  # TrainConfig's defaults
+    assert seed.export is True and train_py_config("--no-export").export is False
 
 
 def test_train_config_from_preset_is_what_train_py_trains():
@@ -210,6 +233,44 @@ def test_train_config_from_preset_is_what_train_py_trains():
     fast_cpu = TrainConfig.from_preset("fast-cpu", crop_padding=4)
     assert (fast_cpu.batch_size, fast_cpu.crop_padding, fast_cpu.offset_lr_scale) == (256, 4, 16.0)
     assert TrainConfig(preset="fast-cpu").batch_size == 128  # the seed recipe's defaults, as documented
+
+
+@pytest.mark.parametrize("precision, onednn", [("float32", "1"), ("mixed_bfloat16", "0")])
+def test_train_py_decides_onednn_before_it_trains(precision, onednn, fake_cifar, tmp_path, monkeypatch,
+                                                 capsys):
+    # `prepare_environment` (below) must run in train.py itself, before the
+    # training loads TensorFlow: else it trains 4 to 6 times slower on AVX2
+    # CPUs, or with bfloat16 corrupts the heap.
+    import train
+    from keras_resnet import training
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    seen = []
+    monkeypatch.setattr(training, "train", lambda config, overwrite=False: (
+        seen.append(os.environ.get("TF_ENABLE_ONEDNN_OPTS")) or {}))
+    code, _, err = call_main(train.main, ["--data-dir", fake_cifar, "--precision", precision,
+                                          "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert seen == [onednn]
+
+
+def test_a_failed_export_exits_1_in_one_line(fake_cifar, tmp_path, monkeypatch, capsys):
+    # The run trained and is kept (the same command resumes it to export):
+    # not bad input, which exits 2 before anything is written.
+    import train
+    from keras_resnet import training
+    from keras_resnet.export import ExportError
+
+    message = ("The TensorFlow export of run/model.keras failed: disk full. "
+               "Rerun: python -m keras_resnet.export run/model.keras")
+
+    def failed_export(config, overwrite=False):
+        raise ExportError(message, reason="disk full")
+
+    monkeypatch.setattr(training, "train", failed_export)
+    code, out, err = call_main(train.main, ["--data-dir", fake_cifar, "--output-dir", str(tmp_path / "run")],
+                               capsys)
+    assert code == 1 and err.splitlines() == [f"train.py: error: {message}"] and out == ""
 
 
 @pytest.mark.parametrize(
