@@ -684,26 +684,31 @@ def test_overwrite_never_deletes_what_a_run_did_not_write(fake_cifar, tmp_path, 
 
 @pytest.mark.parametrize("argv, message", [
     (["--output-dir", ""], "--output-dir is empty: name a folder, or leave it out for runs/<preset>."),
+    (["--output-dir", " "], "--output-dir is empty: name a folder, or leave it out for runs/<preset>."),
     (["--resume", "RUN", "--overwrite"], "--resume continues the run in its own folder, with "
                                          "its own settings; drop --overwrite"),
     (["--resume", "RUN", "--output-dir", "OTHER"], "drop --output-dir"),
     (["--resume", "RUN"], "the run's settings RUN/config.json cannot be read (JSONDecodeError"),
     (["--output-dir", "RUN"], "the run's settings RUN/config.json cannot be read"),
     (["--config", "BAD"], "--config BAD cannot be read (UnicodeDecodeError"),
+    (["--config", "LIST"], "--config LIST holds a list, not a JSON object; pass a JSON object of settings."),
 ])
 def test_conflicting_flags_and_unreadable_settings_are_refused_in_one_line(
-        fake_cifar, tmp_path, capsys, argv, message):
+        fake_cifar, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # a blank --output-dir, taken, is a folder in the current one
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text('{"epochs": ')  # cut short
     (tmp_path / "bad.json").write_bytes(b"\xff\xfe{bad")
-    names = {"RUN": str(run), "OTHER": str(tmp_path / "other"), "BAD": str(tmp_path / "bad.json")}
+    (tmp_path / "list.json").write_text('[{"epochs": 1}]')
+    names = {"RUN": str(run), "OTHER": str(tmp_path / "other"), "BAD": str(tmp_path / "bad.json"),
+             "LIST": str(tmp_path / "list.json")}
     argv = [names.get(a, a) for a in argv]
     code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", *argv], capsys)
     assert code == 2
     last = err.strip().splitlines()
     assert len(last) == 1 and message.replace("RUN", str(run)).replace(
-        "BAD", names["BAD"]) in last[0], err
+        "BAD", names["BAD"]).replace("LIST", names["LIST"]) in last[0], err
     assert (run / "config.json").read_text() == '{"epochs": '  # as it was
 
 
@@ -945,8 +950,9 @@ def test_an_overwrite_from_inside_the_run_is_refused_and_deletes_nothing(tmp_pat
 
     run = tmp_path / "run"
     config = _finished_run(run)
-    monkeypatch.chdir(run / "checkpoints")
-    for output_dir in (str(run), ".."):
+    for here, output_dir in ((run / "checkpoints", str(run)), (run / "checkpoints", ".."), (run, str(run)),
+                             (run, ".")):
+        monkeypatch.chdir(here)
         config.output_dir = output_dir
         with pytest.raises(ConfigError, match=r"is the folder this command runs in, or holds it: "
                                               r"--overwrite would delete it from under the command"):
@@ -1076,8 +1082,12 @@ def test_what_a_run_writes_is_never_called_foreign(tmp_path):
     (run / "logs" / "elsewhere").symlink_to(tmp_path)
     (run / "evaluation" / "best" / "notes.txt").write_text("mine")
     (run / "evaluation" / "best" / "older").mkdir()
+    # A link counts as foreign, named as a run's file too (--overwrite would delete the user's link).
+    (tmp_path / "my.keras").write_text("mine")
+    (run / "checkpoints" / "best.keras").unlink()
+    (run / "checkpoints" / "best.keras").symlink_to(tmp_path / "my.keras")
     assert files_no_run_writes(str(run)) == [
-        "backup/notes.txt", "checkpoints/old", "evaluation/best/notes.txt",
+        "backup/notes.txt", "checkpoints/best.keras", "checkpoints/old", "evaluation/best/notes.txt",
         "evaluation/best/older", "evaluation/slides.png", "logs/elsewhere"]
 
 
