@@ -184,26 +184,37 @@ def poison_logits_at(epoch):
     return PoisonLogits()
 
 
-def lost_ctrl_c_after_the_first_epoch(ended):
-    """A callback that, as the first epoch ends, sends this process a
-    SIGINT and drops the `KeyboardInterrupt`, as Python does with one
-    raised in a garbage-collection callback (JAX has one); each epoch it
-    ends is appended to the list `ended`."""
+@pytest.fixture
+def lost_ctrl_c_after_the_first_epoch():
+    """`make(ended)`: a callback that, as the first epoch ends, sends this
+    process a SIGINT and drops the `KeyboardInterrupt`, as Python does with
+    one raised in a garbage-collection callback (JAX has one); each epoch it
+    ends is appended to the list `ended`.
+
+    For the test's length SIGINT raises `KeyboardInterrupt` as in a
+    terminal, also where the tests run as a background job (`nohup pytest
+    &`), which starts with SIGINT ignored: the callback's SIGINT was lost
+    there, and the test failed."""
     import signal
     import time
 
     import keras
 
-    def end(epoch, logs):
-        if epoch == 0:
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.5)  # the handler runs here
-            except KeyboardInterrupt:
-                pass  # as Python's gc drops it
-        ended.append(epoch)
+    def make(ended):
+        def end(epoch, logs):
+            if epoch == 0:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.5)  # the handler runs here
+                except KeyboardInterrupt:
+                    pass  # as Python's gc drops it
+            ended.append(epoch)
 
-    return keras.callbacks.LambdaCallback(on_epoch_end=end)
+        return keras.callbacks.LambdaCallback(on_epoch_end=end)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield make
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from callbacks import ThroughputLogger
 from callbacks import TrainingDiverged
 from keras_resnet.config import TrainConfig
 from keras_resnet.training import make_callbacks
-from tests.conftest import lost_ctrl_c_after_the_first_epoch
 from tests.conftest import tiny_model_and_batch
 
 
@@ -178,7 +177,7 @@ def test_a_target_on_a_metric_that_falls_as_the_model_improves_is_refused():
     assert len(history.history["val_accuracy"]) == 2
 
 
-def test_a_ctrl_c_that_python_lost_ends_fit_at_the_next_epoch_end():
+def test_a_ctrl_c_that_python_lost_ends_fit_at_the_next_epoch_end(lost_ctrl_c_after_the_first_epoch):
     # A KeyboardInterrupt raised inside a garbage-collection callback (JAX
     # has one) is printed and dropped: 5 of 15 Ctrl-Cs on JAX trained on
     # to the end.

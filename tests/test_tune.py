@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import REPO
 from tests.conftest import call_main
-from tests.conftest import lost_ctrl_c_after_the_first_epoch
 from tests.conftest import run_python
 from tests.conftest import run_train_main
 from tests.conftest import write_fake_cifar
@@ -356,7 +355,8 @@ def test_ctrl_c_leaves_the_table_so_far_and_the_search_continues(cifar, tmp_path
     assert [r["status"] for r in read_summary(project)] == ["completed"] * 3
 
 
-def test_a_ctrl_c_that_python_lost_still_stops_the_search(cifar, tmp_path, capsys, monkeypatch):
+def test_a_ctrl_c_that_python_lost_still_stops_the_search(cifar, tmp_path, capsys, monkeypatch,
+                                                          lost_ctrl_c_after_the_first_epoch):
     # A KeyboardInterrupt raised in a garbage-collection callback (JAX has
     # one) is printed and dropped: the trial, and the search, went on to the
     # end (exit 0), as train.py did before StopOnLostInterrupt.
