@@ -12,6 +12,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# The tests' own processes run on TensorFlow, whatever the user's shell or
+# ~/.keras/keras.json chooses (KERAS_BACKEND=jax failed every export test):
+# the export and tf.data need it. JAX and PyTorch are tested in
+# subprocesses that name their backend (test_backends.py and others).
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
 # The tests' own TensorFlow runs as train.py's does, with oneDNN on
 # (`config.prepare_environment`: TensorFlow alone leaves it off on AVX2
 # CPUs, which then train several times slower). The variable is removed
