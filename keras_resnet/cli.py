@@ -7,6 +7,8 @@ import os
 import re
 import socket
 
+from keras_resnet.backend import configured_backend
+
 # Keras' backends and the package each one imports.
 KERAS_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
                   "numpy": "numpy", "openvino": "openvino"}
@@ -17,9 +19,9 @@ INFERENCE_ONLY_BACKENDS = ("numpy", "openvino")
 class ArgumentParser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one clear line and exit status 2
     (not the usage block), which reads "-1e-3" as a number, and which checks
-    `$KERAS_BACKEND` with the arguments, before Keras loads: Keras' own
-    error is a traceback. A command that `trains` also refuses a backend
-    Keras cannot train on."""
+    the Keras backend (`$KERAS_BACKEND` or keras.json's) with the arguments,
+    before Keras loads: Keras' own error is a traceback. A command that
+    `trains` also refuses a backend Keras cannot train on."""
 
     def __init__(self, *args, trains=False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,7 +35,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         parsed = super().parse_known_args(args, namespace)
-        backend = os.environ.get("KERAS_BACKEND")
+        backend = configured_backend()
         problem = (self.trains and training_backend_problem(backend)) or keras_backend_problem(backend)
         if problem:
             self.error(problem)
@@ -75,25 +77,27 @@ def path(text):
 
 
 def keras_backend_problem(backend):
-    """Why Keras cannot load `backend` (a `$KERAS_BACKEND` value), or None."""
-    if not backend:
+    """Why Keras cannot load `backend` (a `BackendSetting`), or None."""
+    if backend.default:
         return None
-    if backend not in KERAS_BACKENDS:
-        return (f"KERAS_BACKEND={backend!r} is not a Keras backend; use one of "
-                f"{', '.join(KERAS_BACKENDS)}, or unset it for tensorflow.")
-    if importlib.util.find_spec(KERAS_BACKENDS[backend]) is None:
-        return (f"KERAS_BACKEND={backend} needs the {KERAS_BACKENDS[backend]} package, which "
-                f"is not installed: pip install {KERAS_BACKENDS[backend]}, or choose another backend.")
+    if backend.name not in KERAS_BACKENDS:
+        named = f"KERAS_BACKEND={backend.name!r}" if backend.keras_json is None else str(backend)
+        return (f"{named} is not a Keras backend; use one of "
+                f"{', '.join(KERAS_BACKENDS)}, or {backend.back_to_tensorflow}.")
+    if importlib.util.find_spec(KERAS_BACKENDS[backend.name]) is None:
+        package = KERAS_BACKENDS[backend.name]
+        return (f"{backend} needs the {package} package, which is not installed: "
+                f"pip install {package}, or choose another backend.")
     return None
 
 
 def training_backend_problem(backend):
-    """Why Keras cannot train on `backend` (a `$KERAS_BACKEND` value), or
-    None: its numpy and openvino backends have no `fit` (a
-    NotImplementedError from inside it, after the data has loaded)."""
-    if backend in INFERENCE_ONLY_BACKENDS:
-        return (f"KERAS_BACKEND={backend} cannot train (Keras has no `fit` for it): use "
-                "tensorflow, jax or torch, or unset it for tensorflow.")
+    """Why Keras cannot train on `backend` (a `BackendSetting`), or None:
+    its numpy and openvino backends have no `fit` (a NotImplementedError
+    from inside it, after the data has loaded)."""
+    if backend.name in INFERENCE_ONLY_BACKENDS:
+        return (f"{backend} cannot train (Keras has no `fit` for it): use "
+                f"tensorflow, jax or torch, or {backend.back_to_tensorflow}.")
     return None
 
 

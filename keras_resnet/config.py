@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 
+from keras_resnet.backend import configured_backend
 from keras_resnet.checks import is_positive_ints
 from keras_resnet.presets import PARAM_CAP
 from keras_resnet.presets import PRESETS
@@ -200,9 +201,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 fail(f"--{name.replace('_', '-')} must be a finite number, got {value!r}.")
-        if os.environ.get("KERAS_BACKEND") == "torch":  # as layers.seed_limit, before Keras loads
+        backend = configured_backend()
+        if backend.name == "torch":  # as layers.seed_limit, before Keras loads
             if not 0 <= self.seed < 2**31:
-                fail(f"--seed must be in [0, 2**31) on KERAS_BACKEND=torch, whose seed generators "
+                fail(f"--seed must be in [0, 2**31) on {backend}, whose seed generators "
                      f"hold int32, got {self.seed!r}.")
         elif not 0 <= self.seed < 2**32:
             fail(f"--seed must be in [0, 2**32), got {self.seed!r}.")
@@ -249,7 +251,7 @@ class TrainConfig:
         if self.num_processes is not None and self.num_processes < 1:  # from $KERAS_RESNET_NUM_PROCESSES
             fail(f"--num-processes must be a positive integer, got {self.num_processes!r}.")
         if self.several_processes:
-            if os.environ.get("KERAS_BACKEND", "tensorflow") != "jax":
+            if backend.name != "jax":
                 fail(
                     "--num-processes > 1 needs KERAS_BACKEND=jax (TensorFlow's "
                     "MultiWorkerMirroredStrategy is broken with Keras 3)."

@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from keras_resnet.backend import BackendSetting
+from keras_resnet.backend import configured_backend
+from keras_resnet.config import ConfigError
 from tests.conftest import call_main
 from tests.conftest import run_python
 from tests.conftest import train_py_config
@@ -125,7 +128,77 @@ def test_every_command_checks_the_keras_backend(monkeypatch, capsys, tmp_path):
             "package, which is not installed: pip install no_such_package_for_this_test, or "
             "choose another backend."], (main, err)
     assert not os.listdir(tmp_path)
-    assert cli.keras_backend_problem("jax") is None and cli.keras_backend_problem(None) is None
+    assert cli.keras_backend_problem(BackendSetting("jax")) is None
+    assert cli.keras_backend_problem(BackendSetting("tensorflow", default=True)) is None
+
+
+def _keras_json_naming(backend, tmp_path, monkeypatch):
+    """A keras.json in $KERAS_HOME naming `backend`, and no $KERAS_BACKEND
+    (which the tests' own process sets): its path."""
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    (home / "keras.json").write_text(json.dumps({"floatx": "float32", "backend": backend}))
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    monkeypatch.delenv("KERAS_BACKEND")
+    return str(home / "keras.json")
+
+
+def test_the_backend_keras_json_names_is_the_one_checked(tmp_path, monkeypatch, capsys):
+    # The checks read $KERAS_BACKEND alone: a keras.json naming numpy
+    # trained into Keras' NotImplementedError, and one naming jax was
+    # refused "--num-processes > 1 needs KERAS_BACKEND=jax".
+    import train
+    from keras_resnet import training
+    from keras_resnet import tune
+    from keras_resnet.config import TrainConfig
+
+    for module, name in ((training, "train"), (tune, "search")):
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: pytest.fail("ran"))
+    monkeypatch.chdir(tmp_path)
+    path = _keras_json_naming("numpy", tmp_path, monkeypatch)
+    for main in (train.main, tune.main):
+        code, _, err = call_main(main, [], capsys)
+        assert code == 2 and err.splitlines() == [
+            f'{err.split(":")[0]}: error: "backend": "numpy" in {path} cannot train (Keras has no `fit` '
+            "for it): use tensorflow, jax or torch, or set KERAS_BACKEND=tensorflow."], err
+    (tmp_path / "keras_home" / "keras.json").write_text('{"backend": "bogus"}')
+    code, _, err = call_main(train.main, [], capsys)
+    assert code == 2 and err.splitlines() == [
+        f'train.py: error: "backend": "bogus" in {path} is not a Keras backend; use one of tensorflow, jax, '
+        "torch, numpy, openvino, or set KERAS_BACKEND=tensorflow."], err
+    assert os.listdir(tmp_path) == ["keras_home"]
+    (tmp_path / "keras_home" / "keras.json").write_text('{"backend": "jax"}')
+    several = TrainConfig(num_processes=2, process_id=0, coordinator_address="localhost:1234")
+    several.validate()
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # read before keras.json, as Keras does
+    with pytest.raises(ConfigError, match="^--num-processes > 1 needs KERAS_BACKEND=jax"):
+        several.validate()
+
+
+@pytest.mark.parametrize("content, keras_backend, expected", [
+    ('{"backend": "jax"}', None, BackendSetting("jax", keras_json="PATH")),
+    ('{"backend": "jax"}', "", BackendSetting("jax", keras_json="PATH")),  # Keras skips an empty one
+    ('{"backend": "jax"}', "torch", BackendSetting("torch")),
+    ('{"floatx": "float32"}', None, BackendSetting("tensorflow", default=True)),
+    ("not JSON", None, BackendSetting("tensorflow", default=True)),
+    (None, None, BackendSetting("tensorflow", default=True)),  # no keras.json
+])
+def test_the_configured_backend_is_read_as_keras_reads_it(content, keras_backend, expected, tmp_path,
+                                                          monkeypatch):
+    path = _keras_json_naming("jax", tmp_path, monkeypatch)
+    if content is None:
+        os.remove(path)
+    else:
+        (tmp_path / "keras_home" / "keras.json").write_text(content)
+    if keras_backend is not None:
+        monkeypatch.setenv("KERAS_BACKEND", keras_backend)
+    assert configured_backend() == expected._replace(keras_json=expected.keras_json and path)
+    # And as Keras loads it, in a fresh process (the tests' own has Keras loaded).
+    if content is not None and keras_backend != "torch":
+        out = run_python(["-c", "import keras; from keras_resnet.backend import configured_backend; "
+                                "print(keras.backend.backend(), configured_backend().name)"],
+                         env={"KERAS_BACKEND": keras_backend, "KERAS_HOME": str(tmp_path / "keras_home")})
+        assert out.stdout.split() == [expected.name] * 2, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "openvino"])
