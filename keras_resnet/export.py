@@ -222,7 +222,8 @@ def main(argv=None):
                        "installed: pip install tensorflow.\n")
     if "keras" not in sys.modules:
         # A .keras file loads on any backend; the export needs TensorFlow's,
-        # whatever $KERAS_BACKEND the shell has (jax for training, say).
+        # whatever backend $KERAS_BACKEND or keras.json chooses (jax for
+        # training, say): the variable is read before keras.json.
         os.environ["KERAS_BACKEND"] = "tensorflow"
 
     from keras_resnet.data import read_class_names
