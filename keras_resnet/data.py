@@ -186,11 +186,14 @@ def _read_meta(data_dir):
         )
     meta_path = os.path.join(data_dir, META_FILE)
     meta = _read_pickle(meta_path)
-    expected = meta.get(b"num_cases_per_batch") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):  # read as a meta without names or count, it checked nothing
+        raise DataError(f"CIFAR-10 file {meta_path} holds a {type(meta).__name__}, not the dict of "
+                        "label_names and num_cases_per_batch that CIFAR-10's batches.meta is.")
+    expected = meta.get(b"num_cases_per_batch")
     # NumPy's integers too: a meta pickled from NumPy values.
     if expected is not None and (not isinstance(expected, numbers.Integral) or isinstance(expected, bool)):
         raise DataError(f"{meta_path}: num_cases_per_batch is {expected!r}, expected an integer.")
-    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    names = meta.get(b"label_names")
     if isinstance(names, np.ndarray) and names.ndim == 1:
         names = names.tolist()
     if names is not None and not isinstance(names, (list, tuple)):

@@ -209,6 +209,21 @@ def test_a_count_that_is_not_an_integer_is_named(fake_cifar, count):
         data.load_cifar10(fake_cifar)
 
 
+@pytest.mark.parametrize("meta", [[b"airplane"] * 10, "label_names", None])
+def test_a_meta_that_is_not_a_dict_is_refused(fake_cifar, meta):
+    # It was taken for a meta without label_names: CIFAR-10's names, and no
+    # count to check the batches against, whatever the file held.
+    path = os.path.join(fake_cifar, "batches.meta")
+    with open(path, "wb") as f:
+        pickle.dump(meta, f)
+    with pytest.raises(DataError, match=re.escape(
+            f"CIFAR-10 file {path} holds a {type(meta).__name__}, not the dict of label_names "
+            "and num_cases_per_batch that CIFAR-10's batches.meta is")):
+        data.load_cifar10(fake_cifar)
+    with pytest.raises(DataError, match="batches.meta holds a"):
+        data.load_cifar10_test(fake_cifar)
+
+
 @pytest.mark.parametrize("labels, message", [
     ([5.7] * 20, "labels have dtype float64, expected integers 0-9"),
     (["cat"] * 20, "labels have dtype <U3, expected integers 0-9"),
