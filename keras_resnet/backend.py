@@ -37,8 +37,12 @@ class BackendSetting(NamedTuple):
 
     @property
     def back_to_tensorflow(self):
-        """How to run on TensorFlow instead, for an error's last words."""
-        return "unset it for tensorflow" if self.keras_json is None else "set KERAS_BACKEND=tensorflow"
+        """How to run on TensorFlow instead, for an error's last words:
+        unsetting `$KERAS_BACKEND` gives keras.json's backend, which is
+        tensorflow only where it names that or none."""
+        if self.keras_json is None and keras_json_backend().name == "tensorflow":
+            return "unset it for tensorflow"
+        return "set KERAS_BACKEND=tensorflow"
 
 
 def keras_json_path():
@@ -70,6 +74,12 @@ def configured_backend():
     """
     if os.environ.get("KERAS_BACKEND"):
         return BackendSetting(os.environ["KERAS_BACKEND"])
+    return keras_json_backend()
+
+
+def keras_json_backend():
+    """The backend keras.json names, as `configured_backend` reads it
+    without `$KERAS_BACKEND`: a `BackendSetting`."""
     path = keras_json_path()
     try:
         with open(path) as f:

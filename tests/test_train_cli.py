@@ -104,7 +104,8 @@ def test_overwrite_needs_the_folder_it_replaces(tmp_path, monkeypatch, capsys):
 
 
 def test_a_bad_keras_backend_is_one_line_before_keras_loads(tmp_path):
-    out = run_python(["train.py", "--output-dir", str(tmp_path / "run")], env={"KERAS_BACKEND": "bogus"})
+    out = run_python(["train.py", "--output-dir", str(tmp_path / "run")],
+                     env={"KERAS_BACKEND": "bogus", "KERAS_HOME": str(tmp_path / "no_keras_json")})
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert lines == ["train.py: error: KERAS_BACKEND='bogus' is not a Keras backend; use one of "
@@ -175,6 +176,30 @@ def test_the_backend_keras_json_names_is_the_one_checked(tmp_path, monkeypatch, 
         several.validate()
 
 
+@pytest.mark.parametrize("keras_json, fix", [
+    ("numpy", "set KERAS_BACKEND=tensorflow"),
+    ("jax", "set KERAS_BACKEND=tensorflow"),
+    ("tensorflow", "unset it for tensorflow"),
+])
+def test_a_refused_keras_backend_variable_names_a_fix_that_gives_tensorflow(keras_json, fix, tmp_path,
+                                                                            monkeypatch, capsys):
+    # "unset it for tensorflow" was said whatever keras.json named: unset,
+    # KERAS_BACKEND=numpy gave keras.json's numpy, refused again, and
+    # KERAS_BACKEND=bogus gave its jax.
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    _keras_json_naming(keras_json, tmp_path, monkeypatch)
+    for keras_backend, problem in (("numpy", "KERAS_BACKEND=numpy cannot train (Keras has no `fit` for it): "
+                                             "use tensorflow, jax or torch"),
+                                   ("bogus", "KERAS_BACKEND='bogus' is not a Keras backend; use one of "
+                                             "tensorflow, jax, torch, numpy, openvino")):
+        monkeypatch.setenv("KERAS_BACKEND", keras_backend)
+        code, _, err = call_main(train.main, [], capsys)
+        assert code == 2 and err.splitlines() == [f"train.py: error: {problem}, or {fix}."], err
+    assert os.listdir(tmp_path) == ["keras_home"]
+
+
 @pytest.mark.parametrize("content, keras_backend, expected", [
     ('{"backend": "jax"}', None, BackendSetting("jax", keras_json="PATH")),
     ('{"backend": "jax"}', "", BackendSetting("jax", keras_json="PATH")),  # Keras skips an empty one
@@ -214,6 +239,7 @@ def test_the_training_commands_refuse_a_backend_without_fit(backend, monkeypatch
     for module, name in ((training, "train"), (tune, "search"), (bench, "run_benchmarks")):
         monkeypatch.setattr(module, name, lambda *args, **kwargs: pytest.fail("ran"))
     monkeypatch.setenv("KERAS_BACKEND", backend)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no_keras_json"))  # unset, it would be tensorflow
     monkeypatch.chdir(tmp_path)
     for main, argv in ((train.main, ["--output-dir", "run"]), (tune.main, []), (bench.main, [])):
         code, out, err = call_main(main, argv, capsys)
