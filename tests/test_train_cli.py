@@ -226,6 +226,20 @@ def test_the_configured_backend_is_read_as_keras_reads_it(content, keras_backend
         assert out.stdout.split() == [expected.name] * 2, out.stderr[-2000:]
 
 
+def test_without_keras_home_the_keras_json_in_the_home_folder_is_read(tmp_path, monkeypatch):
+    # The other tests set $KERAS_HOME; most users have ~/.keras/keras.json.
+    (tmp_path / ".keras").mkdir()
+    (tmp_path / ".keras" / "keras.json").write_text('{"backend": "jax"}')
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.delenv("KERAS_BACKEND")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert configured_backend() == BackendSetting("jax", keras_json=str(tmp_path / ".keras" / "keras.json"))
+    out = run_python(["-c", "import keras; from keras_resnet.backend import configured_backend; "
+                            "print(keras.backend.backend(), configured_backend().name)"],
+                     env={"KERAS_BACKEND": None, "KERAS_HOME": None, "HOME": str(tmp_path)})
+    assert out.stdout.split() == ["jax", "jax"], out.stderr[-2000:]
+
+
 @pytest.mark.parametrize("backend", ["numpy", "openvino"])
 def test_the_training_commands_refuse_a_backend_without_fit(backend, monkeypatch, capsys, tmp_path):
     # Keras' numpy and openvino backends have no `fit`: train.py wrote its
