@@ -262,6 +262,9 @@ def main(argv=None):
 
     arrays, errors = [], []
     for path in args.images:
+        if not path:  # "$IMAGE" of an unset variable; load_image's ValueError was a traceback
+            errors.append("an IMAGE argument is empty (''): pass the path of an image file.")
+            continue
         try:
             arrays.append(load_image(path, args.max_pixels))
         except PredictError as e:

@@ -589,7 +589,7 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
     out = run_python([
         "-c", PREDICT_NAMING_IMPORTS, "--model", served.model_dir,
         image_files.real[0], str(not_image), str(damaged), str(tmp_path / "missing.jpg"),
-        str(bomb), str(big), str(tmp_path), "--max-pixels", "100000",
+        str(bomb), str(big), str(tmp_path), "", "--max-pixels", "100000",
     ])
     assert out.returncode == 2
     assert out.stdout == ""
@@ -607,6 +607,9 @@ def test_predict_cli_bad_inputs_exit_2(served, image_files, tmp_path):
         "possible decompression bomb). Pass --max-pixels with a larger value "
         "to read it anyway.",
         f"error: {tmp_path}: not a file; pass image files.",
+        # "$IMAGE" of an unset variable: a traceback before (load_image's
+        # ValueError for its `path` argument).
+        "error: an IMAGE argument is empty (''): pass the path of an image file.",
         "imported: []",
     ]
 
