@@ -227,11 +227,13 @@ def predict(classifier, images, top_k=3, class_names=None):
     return results
 
 
-def format_table(image, top):
-    lines = [image, f"  {'rank':>4}  {'class':<12}{'probability':>11}"]
+def format_table(image, top, width=12):
+    """One image's table; `width` is the class column's (a longer name's row
+    would push its probability out of the column)."""
+    lines = [image, f"  {'rank':>4}  {'class':<{width}}{'probability':>11}"]
     for rank, entry in enumerate(top, start=1):
         lines.append(
-            f"  {rank:>4}  {entry['class_name']:<12}{entry['probability']:>11.4f}"
+            f"  {rank:>4}  {entry['class_name']:<{width}}{entry['probability']:>11.4f}"
         )
     return "\n".join(lines)
 
@@ -283,8 +285,10 @@ def main(argv=None):
     except KeyboardInterrupt:  # else Ctrl-C ends in a traceback through TensorFlow
         print("\nInterrupted before the predictions were printed.", file=sys.stderr)
         return 130
+    # CIFAR-10's names fit 12; an export's own (--data-dir) may be longer.
+    width = max(12, *(len(entry["class_name"]) + 2 for top in results for entry in top))
     for path, top in zip(args.images, results):
-        print(format_table(path, top))
+        print(format_table(path, top, width))
     print(json.dumps({
         "model": args.model,
         "predictions": [

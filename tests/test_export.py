@@ -242,7 +242,7 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, 
     from tests.conftest import call_main, write_fake_cifar
 
     data_dir = write_fake_cifar(str(tmp_path / "data"), per_batch=1, test_count=1)
-    names = [f"class {i}" for i in range(10)]
+    names = [f"class {i}" for i in range(9)] + ["a class named at length"]
     meta_path = os.path.join(data_dir, "batches.meta")
     with open(meta_path, "rb") as f:
         meta = pickle.load(f)
@@ -268,17 +268,23 @@ def test_export_cli_names_the_classes_as_the_data_folder_does(tmp_path, capsys, 
     from PIL import Image
 
     Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
-    code, out, err = call_main(predict_main, ["--model", str(export_dir / "keras_resnet"), str(image)], capsys)
+    code, out, err = call_main(predict_main, ["--model", str(export_dir / "keras_resnet"), str(image),
+                                              "--top-k", "10"], capsys)
     assert code == 0, err
-    top = json.loads(out.strip().splitlines()[-1])["predictions"][0]["top_k"]
+    *table, last = out.strip().splitlines()
+    top = json.loads(last)["predictions"][0]["top_k"]
     assert [t["class_name"] for t in top] == [names[t["class_id"]] for t in top]
+    # The class column is as wide as the longest name: the probabilities stay
+    # in one column under their header (the long name pushed its row's out).
+    assert table[0] == str(image) and len(table) == 12
+    assert len({len(line) for line in table[1:]}) == 1, table
     # From Python too (it named them as CIFAR-10's unless told).
     from keras_resnet.classifier import load_classifier
     from keras_resnet.predict import load_image
     from keras_resnet.predict import predict
 
     classifier, _ = load_classifier(str(export_dir / "keras_resnet"))
-    assert predict(classifier, load_image(str(image))[None])[0] == top
+    assert predict(classifier, load_image(str(image))[None], top_k=10)[0] == top
 
     missing = str(tmp_path / "nowhere")
     code, out, err = call_main(main, [checkpoint, "--export-dir", str(export_dir), "--data-dir", missing],
