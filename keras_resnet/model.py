@@ -319,6 +319,15 @@ def inference_model(model):
     return model
 
 
+def _is_keras_archive(path):
+    """Whether the file holds what `model.save("x.keras")` writes, whatever its name."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {"metadata.json", "config.json"} <= set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_model(path):
     """Loads a `.keras` classifier saved by this project, safely.
 
@@ -356,7 +365,9 @@ def load_model(path):
         raise ValueError(f"No .keras model file at {path!r}: no such file.")
     if not path.endswith(".keras"):
         hint = (" (an exported model's file: pass its version folder)"
-                if os.path.basename(path) == "saved_model.pb" else "")
+                if os.path.basename(path) == "saved_model.pb" else
+                " (a Keras archive by its contents, which Keras loads only under a name "
+                "ending in .keras: rename it so)" if _is_keras_archive(path) else "")
         raise ValueError(f"Expected a .keras model file, got {path!r}{hint}.")
     if not zipfile.is_zipfile(path):
         raise ValueError(

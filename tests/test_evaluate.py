@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -760,11 +761,21 @@ def test_cli_names_a_missing_keras_file_and_a_saved_model_pb(tmp_path, capsys, f
     # Both said "(missing or wrong extension)": the first had the extension.
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
+    # A .keras file renamed, "model.KERAS": said only "Expected a .keras model
+    # file", of what the user took for one; Keras loads only that ending.
+    for name, members in (("model.KERAS", ("metadata.json", "config.json")), ("images.zip", ("a.png",))):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member in members:
+                archive.writestr(member, "{}")
     for model, message in (
             ("nope.keras", f"No model at {tmp_path / 'nope.keras'}: pass --model a .keras file"),
             ("1/saved_model.pb", f"Expected a .keras model file, got "
                                  f"{str(tmp_path / '1' / 'saved_model.pb')!r} (an exported model's "
-                                 "file: pass its version folder).")):
+                                 "file: pass its version folder)."),
+            ("model.KERAS", f"Expected a .keras model file, got {str(tmp_path / 'model.KERAS')!r} "
+                            "(a Keras archive by its contents, which Keras loads only under a name "
+                            "ending in .keras: rename it so)."),
+            ("images.zip", f"Expected a .keras model file, got {str(tmp_path / 'images.zip')!r}.")):
         line = _error_line(capsys, ["--model", str(tmp_path / model), "--data-dir", fake_cifar])
         assert message in line, line
 
