@@ -632,6 +632,25 @@ def test_ctrl_c_during_the_predict_command_is_one_line(tmp_path, capsys, monkeyp
     assert err.strip().splitlines() == ["Interrupted before the predictions were printed."]
 
 
+def test_predict_into_a_pipe_closed_early_ends_without_a_traceback(served, image_files):
+    # `python -m keras_resnet.predict ... | head -2`: the reader is gone
+    # before the tables are written. Before: a traceback ending in
+    # "BrokenPipeError: [Errno 32] Broken pipe" on stderr, exit 1.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "keras_resnet.predict", "--model", served.model_dir,
+             *image_files.real],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=600,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        )
+    finally:
+        os.close(write_end)
+    assert process.returncode == 141  # 128 + SIGPIPE, as a shell reports a command SIGPIPE ended
+    assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, process.stderr
+
+
 def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
     from keras_resnet.predict import main
 
