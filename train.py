@@ -290,4 +290,4 @@ def resume_command(run_dir):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_command(main, "train.py"))

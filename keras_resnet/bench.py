@@ -441,4 +441,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_command(main, "python -m keras_resnet.bench"))

@@ -1,4 +1,5 @@
-"""What the command lines share: one-line errors and argument types."""
+"""What the command lines share: one-line errors, argument types, and how
+a command ends when its output's reader has gone."""
 
 import argparse
 import errno
@@ -6,6 +7,7 @@ import importlib.util
 import os
 import re
 import socket
+import sys
 
 from keras_resnet.backend import configured_backend
 
@@ -40,6 +42,30 @@ class ArgumentParser(argparse.ArgumentParser):
         if problem:
             self.error(problem)
         return parsed
+
+
+def run_command(main, prog):
+    """Runs a command's `main()` and returns its exit status for `sys.exit`.
+
+    Output into a pipe whose reader has ended (`... | head`) stops the
+    command as it stops Unix tools, with exit status 141 (128 + SIGPIPE, as
+    a shell reports one that SIGPIPE ended), not a `BrokenPipeError`
+    traceback from wherever it last printed (Keras' progress bar, a table),
+    and with one line on stderr where that is still open. A run stopped so
+    resumes like any other (`train.py` with the same command).
+    """
+    try:
+        status = main()
+        sys.stdout.flush()  # what is still buffered fails here, not at exit
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout again as it exits, which would fail the same way.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            print(f"{prog}: stopped: its output's reader closed the pipe.", file=sys.stderr)
+        except OSError:  # stderr went into the same pipe (2>&1)
+            pass
+        return 141
 
 
 def listen_problem(host, port):

@@ -500,4 +500,4 @@ def _report(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_command(main, "python -m keras_resnet.evaluate"))

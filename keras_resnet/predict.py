@@ -287,22 +287,16 @@ def main(argv=None):
         return 130
     # CIFAR-10's names fit 12; an export's own (--data-dir) may be longer.
     width = max(12, *(len(entry["class_name"]) + 2 for top in results for entry in top))
-    try:
-        for path, top in zip(args.images, results):
-            print(format_table(path, top, width))
-        print(json.dumps({
-            "model": args.model,
-            "predictions": [
-                {"image": path, "top_k": top} for path, top in zip(args.images, results)
-            ],
-        }))
-        sys.stdout.flush()
-    except BrokenPipeError:  # `... | head`: the reader stopped reading; no traceback
-        # Python flushes stdout again as it exits, which would fail the same way.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, as a shell reports a command SIGPIPE ended
+    for path, top in zip(args.images, results):
+        print(format_table(path, top, width))
+    print(json.dumps({
+        "model": args.model,
+        "predictions": [
+            {"image": path, "top_k": top} for path, top in zip(args.images, results)
+        ],
+    }))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_command(main, "python -m keras_resnet.predict"))

@@ -125,16 +125,28 @@ def real_cifar(real_data_dir):
     return load_cifar10(real_data_dir)
 
 
-def run_python(args, cwd=REPO, env=None, timeout=600):
+def run_python(args, cwd=REPO, env=None, timeout=600, reader_gone=False):
     """Runs `python args...` in a fresh process; returns CompletedProcess.
-    `env` adds variables; a variable given as None is removed."""
+    `env` adds variables; a variable given as None is removed. `reader_gone`:
+    stdout goes into a pipe whose reader has ended, as in `... | head` once
+    `head` has its lines (its `stdout` is then None)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     full_env = {name: value for name, value in full_env.items() if value is not None}
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
-        text=True, timeout=timeout,
-    )
+    if not reader_gone:
+        return subprocess.run(
+            [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
+            text=True, timeout=timeout,
+        )
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, *args], cwd=cwd, env=full_env, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=timeout,
+        )
+    finally:
+        os.close(write_end)
 
 
 def call_main(main, argv, capsys):

@@ -112,6 +112,22 @@ def test_sigkill_mid_epoch_then_rerun_resumes(small_cifar, tmp_path):
     assert losses(run_dir) == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
 
 
+def test_a_run_whose_output_reader_ended_stops_in_one_line_and_resumes(tmp_path):
+    # `python train.py | head`: Keras' progress bar wrote into the closed
+    # pipe, and the run ended in a BrokenPipeError traceback, exit 1.
+    data_dir = write_fake_cifar(str(tmp_path / "cifar"), per_batch=20, test_count=20)
+    run_dir = tmp_path / "run"
+    argv = train_cmd(data_dir, run_dir, "--epochs", "1")[1:]  # without the interpreter
+    out = run_python(argv, reader_gone=True)
+    assert out.returncode == 141, out.stderr[-3000:]  # 128 + SIGPIPE
+    assert out.stderr.splitlines()[-1:] == ["train.py: stopped: its output's reader closed the pipe."]
+    assert "Traceback" not in out.stderr
+    assert (run_dir / "config.json").is_file() and not (run_dir / "metrics.json").exists()
+    again = run_python(argv)  # the same command finishes the run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.splitlines()[-1])["epochs"] == 1
+
+
 def test_ctrl_c_saves_and_prints_resume_command(small_cifar, tmp_path):
     run_dir = tmp_path / "run"
     # Far more epochs than it will run, so that it can only end by the signal.

@@ -636,19 +636,12 @@ def test_predict_into_a_pipe_closed_early_ends_without_a_traceback(served, image
     # `python -m keras_resnet.predict ... | head -2`: the reader is gone
     # before the tables are written. Before: a traceback ending in
     # "BrokenPipeError: [Errno 32] Broken pipe" on stderr, exit 1.
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        process = subprocess.run(
-            [sys.executable, "-m", "keras_resnet.predict", "--model", served.model_dir,
-             *image_files.real],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=600,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        )
-    finally:
-        os.close(write_end)
-    assert process.returncode == 141  # 128 + SIGPIPE, as a shell reports a command SIGPIPE ended
-    assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, process.stderr
+    out = run_python(["-m", "keras_resnet.predict", "--model", served.model_dir, *image_files.real],
+                     reader_gone=True)
+    assert out.returncode == 141  # 128 + SIGPIPE, as a shell reports a command SIGPIPE ended
+    assert out.stderr.splitlines()[-1:] == [
+        "python -m keras_resnet.predict: stopped: its output's reader closed the pipe."], out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
 
 
 def test_predict_bad_model_path(served, image_files, tmp_path, capsys):
