@@ -107,6 +107,9 @@ def predict_views(model, images, transforms=(), batch_size=256, verbose=0):
     check_classifier("model", model)
     check_int("batch_size", batch_size)
     images = check_images("images", images)
+    # A larger batch is one batch of every image, as Keras' predict makes
+    # it; past a C long (2**63) Keras raised an OverflowError.
+    batch_size = min(batch_size, len(images))
     if not (isinstance(transforms, (list, tuple)) and all(callable(t) for t in transforms)):
         hint = ""
         if isinstance(transforms, str) and transforms in TTA_TRANSFORMS:  # a --tta-views name

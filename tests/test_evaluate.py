@@ -972,6 +972,27 @@ def test_the_evaluation_api_names_a_bad_argument(tmp_path, tiny_model, monkeypat
         classifier.predict(x, batch_size=-2)
 
 
+def test_a_batch_larger_than_a_c_long_is_one_batch_of_every_image(tmp_path, tiny_model, capsys):
+    # `--batch-size 99999999999999999999` (or the API's batch_size=2**64)
+    # ended in Keras' predict with "OverflowError: Python int too large to
+    # convert to C long", a traceback after the report folder was made. A
+    # batch of more images than there are is one batch of them all.
+    data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=20)
+    model = str(tmp_path / "m.keras")
+    tiny_model.save(model)
+    reports = {}
+    for batch_size in ("256", str(2**64)):
+        argv = ["--model", model, "--data-dir", data, "--mistakes", "0", "--batch-size", batch_size,
+                "--output-dir", str(tmp_path / batch_size)]
+        code, stdout, err = call_main(ev.main, argv, capsys)
+        assert code == 0, err[-2000:]
+        reports[batch_size] = json.loads(stdout.strip().splitlines()[-1])
+    for key in ("test_loss", "test_accuracy", "test_accuracy_tta", "per_class_accuracy"):
+        assert reports[str(2**64)][key] == reports["256"][key], key
+    x = np.zeros((3, 32, 32, 3), "uint8")
+    np.testing.assert_allclose(ev.predict_tta(tiny_model, x, batch_size=2**64), ev.predict_tta(tiny_model, x))
+
+
 def test_paths_and_models_of_the_wrong_type_are_named(tmp_path, tiny_model, monkeypatch):
     # Each a TypeError from os or an AttributeError before ("'str' object
     # has no attribute 'name'" for a path wrapped as a KerasClassifier).
