@@ -45,7 +45,9 @@ class _Classifier:
         images = check_images("images", images, allow_empty=True)
         if not len(images):  # Keras' own predict fails on it
             return np.zeros((0, NUM_CLASSES), "float32")
-        return self._predict(images, batch_size, verbose)
+        # One batch of every image, as a larger batch is (Keras' predict
+        # raised an OverflowError past 2**63).
+        return self._predict(images, min(batch_size, len(images)), verbose)
 
 
 class KerasClassifier(_Classifier):

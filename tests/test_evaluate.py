@@ -977,6 +977,8 @@ def test_a_batch_larger_than_a_c_long_is_one_batch_of_every_image(tmp_path, tiny
     # ended in Keras' predict with "OverflowError: Python int too large to
     # convert to C long", a traceback after the report folder was made. A
     # batch of more images than there are is one batch of them all.
+    from keras_resnet.classifier import KerasClassifier
+
     data = write_fake_cifar(str(tmp_path / "cifar"), per_batch=4, test_count=20)
     model = str(tmp_path / "m.keras")
     tiny_model.save(model)
@@ -991,6 +993,9 @@ def test_a_batch_larger_than_a_c_long_is_one_batch_of_every_image(tmp_path, tiny
         assert reports[str(2**64)][key] == reports["256"][key], key
     x = np.zeros((3, 32, 32, 3), "uint8")
     np.testing.assert_allclose(ev.predict_tta(tiny_model, x, batch_size=2**64), ev.predict_tta(tiny_model, x))
+    # The classifier `load_classifier` gives, whose predict is Keras'.
+    np.testing.assert_allclose(KerasClassifier(tiny_model).predict(x, batch_size=2**64),
+                               ev.predict_tta(tiny_model, x, transforms=()))
 
 
 def test_paths_and_models_of_the_wrong_type_are_named(tmp_path, tiny_model, monkeypatch):
