@@ -264,15 +264,18 @@ def main(argv=None):
         # would resume, if any.
         run_dir = config.output_dir or getattr(e, "run_dir", None) or default_output_dir(config)
         epochs = backup_epochs(os.path.join(run_dir, "backup"))
+        seconds = config.checkpoint_seconds
+        # --checkpoint-seconds is the least time between backups, not the most.
+        spacing = (f"a backup is written at an epoch's end, at most every --checkpoint-seconds {seconds:g}"
+                   if seconds else "a backup is written at every epoch's end: --checkpoint-seconds 0")
         if epochs:
             print(
-                f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} "
-                f"(checkpoints are at most --checkpoint-seconds {config.checkpoint_seconds:g} apart).\n"
+                f"\nInterrupted. The run is saved in {run_dir}/backup after epoch {epochs} ({spacing}).\n"
                 f"Resume with: {resume_command(run_dir)}",
                 file=sys.stderr,
             )
-        else:
-            print("\nInterrupted before the first checkpoint was written; nothing to resume.",
+        else:  # the Ctrl-C may have written checkpoints/best.keras: no backup to resume
+            print(f"\nInterrupted before the first backup was written ({spacing}); nothing to resume.",
                   file=sys.stderr)
         return 130
     print(json.dumps(metrics))

@@ -312,6 +312,40 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
         "KERAS_BACKEND=jax python train.py --resume 'runs/my seed'")
 
 
+@pytest.mark.parametrize("seconds, saved", [
+    ("0", "Interrupted. The run is saved in {run}/backup after epoch 1 (a backup is written at every "
+          "epoch's end: --checkpoint-seconds 0)."),
+    # The first epoch ends well within 30 s: no backup yet, though the
+    # Ctrl-C writes the best epoch to checkpoints/best.keras.
+    ("30", "Interrupted before the first backup was written (a backup is written at an epoch's "
+           "end, at most every --checkpoint-seconds 30); nothing to resume."),
+])
+def test_a_ctrl_c_says_how_often_backups_are_written(seconds, saved, fake_cifar, tmp_path,
+                                                     monkeypatch, capsys):
+    # It said "checkpoints are at most --checkpoint-seconds 30 apart", the
+    # flag being the least time between them, and "before the first
+    # checkpoint was written" beside the checkpoints/best.keras just written.
+    import keras
+
+    from keras_resnet import training
+
+    class StopInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    make_callbacks = training.make_callbacks
+    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
+        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+    run = str(tmp_path / "run")
+    code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3",
+                                   "--stage-filters", "8,8,8,8", "--checkpoint-seconds", seconds,
+                                   "--no-export", "--output-dir", run], capsys)
+    assert code == 130
+    assert saved.format(run=run) in err.strip().splitlines()
+    assert os.path.isfile(os.path.join(run, "checkpoints", "best.keras"))
+
+
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
     # Without --output-dir: the line names the folder the run chose.
     out = run_python([os.path.join(REPO, "train.py"), "--data-dir", small_cifar, "--batch-size", "50",
