@@ -88,15 +88,16 @@ def _as_flag_value(value):
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def check_resumable(run, path, saved, config):
+def check_resumable(run, saved, config):
     """Refuses `--resume` of a finished run, or with flags that change what
     the run trains (`saved`, its config.json, against `config`, with the
     flags): the advice `train()` gives for those is `--overwrite`, which
     `--resume` takes no part in."""
     from keras_resnet.config import ConfigError
     from keras_resnet.config import TrainConfig
+    from keras_resnet.config import new_run_command
 
-    new_run = f"python train.py --config {shlex.quote(path)} --output-dir NEW_FOLDER"
+    new_run = new_run_command(run)
     if os.path.isfile(os.path.join(run, "metrics.json")):
         raise ConfigError(
             f"--resume: {run} holds a finished run; nothing to resume. To train it again "
@@ -218,7 +219,7 @@ def config_from_args(args):
         config = TrainConfig.from_dict(values, source=path)
     except ConfigError as e:
         raise ConfigError(blame_environment(str(e), from_environment)) from None
-    check_resumable(args.resume, path, saved, config)
+    check_resumable(args.resume, saved, config)
     return config
 
 

@@ -7,6 +7,7 @@ parameter cap), so that `train.py` reports bad input in one line, fast.
 import dataclasses
 import math
 import os
+import shlex
 
 from keras_resnet.backend import configured_backend
 from keras_resnet.checks import is_positive_ints
@@ -409,6 +410,14 @@ def blame_environment(message, from_environment):
         if message.startswith((f"{flag}:", f"{flag} must")):
             return f"${variable} (read for {flag}){message[len(flag):]}"
     return message
+
+
+def new_run_command(run):
+    """The command that trains the settings of the run in folder `run` again,
+    into a new folder; the advice `--resume` can take (it refuses
+    --overwrite and --output-dir)."""
+    config_file = shlex.quote(os.path.join(run, "config.json"))
+    return f"python train.py --config {config_file} --output-dir NEW_FOLDER"
 
 
 def stage_count_mismatch(filters, blocks, given):

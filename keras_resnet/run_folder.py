@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import shlex
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from keras_resnet.atomic import write_json_atomic
 from keras_resnet.config import RUNS_ROOT
 from keras_resnet.config import ConfigError
 from keras_resnet.config import TrainConfig
+from keras_resnet.config import new_run_command
 from keras_resnet.evaluate import REPORT_FILES
 from keras_resnet.folder_lock import held_elsewhere
 from keras_resnet.folder_lock import hold_folder
@@ -32,11 +34,16 @@ from keras_resnet.paths import read_json_object
 from keras_resnet.presets import LAYOUT_DEFAULTS
 from keras_resnet.presets import preset_layout
 
-# How to go on when a run folder holds another network than `config` builds.
-OTHER_NETWORK_FIX = (
-    "Resume it with the keras-resnet version that started it, or choose another folder, "
-    "or pass --overwrite to train it again."
-)
+
+def other_network_fix(run):
+    """How to go on when the run folder `run` holds another network than its
+    preset builds now: commands that work however the run was reached (with
+    --resume, which refuses --overwrite, too)."""
+    return (
+        "Resume it with the keras-resnet version that started it, or train it again with this "
+        f"one: {new_run_command(run)} (or --output-dir {shlex.quote(run)} --overwrite, which "
+        "deletes the unfinished run)."
+    )
 
 
 # What a run folder holds (and `evaluate`'s report), and the settings any
@@ -201,7 +208,7 @@ def prepare_run_dir(config, overwrite=False):
                                 for k in changed)
             raise ConfigError(
                 f"--output-dir {path} holds an unfinished run of another network: preset "
-                f"{config.preset!r} changed since it started ({details}). {OTHER_NETWORK_FIX}"
+                f"{config.preset!r} changed since it started ({details}). {other_network_fix(path)}"
             )
     try:  # `can_create_folder` trusts `os.access`, which a root user or /sys can defeat
         os.makedirs(path, exist_ok=True)

@@ -53,10 +53,10 @@ from keras_resnet.optimizers import LookaheadSGD
 from keras_resnet.optimizers import OffsetScaledSGD
 from keras_resnet.paths import can_create_folder
 from keras_resnet.presets import IMAGE_SHAPE
-from keras_resnet.run_folder import OTHER_NETWORK_FIX
 from keras_resnet.run_folder import agree_on_resumed_epoch
 from keras_resnet.run_folder import best_in_history
 from keras_resnet.run_folder import default_output_dir
+from keras_resnet.run_folder import other_network_fix
 from keras_resnet.run_folder import prepare_run_dir
 from keras_resnet.run_folder import trim_history
 
@@ -512,7 +512,7 @@ def _train_in(run_dir, config, cifar, train_data, validation, scope, device_coun
             history = trainer.fit(epochs=epochs, callbacks=callbacks, **fit_kwargs)
     except BackupMismatch as e:  # a run folder from before layout.json
         raise ConfigError(
-            f"--output-dir {run_dir}: {e}. {OTHER_NETWORK_FIX}"
+            f"--output-dir {run_dir}: {e}. {other_network_fix(run_dir)}"
         ) from None
     train_seconds = time.perf_counter() - start
     # Evaluation runs on whole arrays, off the devices' mesh: with JAX's

@@ -346,6 +346,38 @@ def test_a_ctrl_c_says_how_often_backups_are_written(seconds, saved, fake_cifar,
     assert os.path.isfile(os.path.join(run, "checkpoints", "best.keras"))
 
 
+def test_a_resumed_run_of_another_network_names_fixes_that_resume_can_take(fake_cifar, tmp_path,
+                                                                           monkeypatch, capsys):
+    # `--resume RUN` of a run whose preset built another network when it
+    # started said "choose another folder, or pass --overwrite", which
+    # --resume refuses ("drop --overwrite").
+    from keras_resnet import presets
+    from keras_resnet.config import TrainConfig
+    from keras_resnet.run_folder import prepare_run_dir
+
+    run = str(tmp_path / "run")
+    prepare_run_dir(TrainConfig(data_dir=fake_cifar, epochs=1, batch_size=25, export=False,
+                                stage_filters=[8, 8, 8, 8], output_dir=run))  # started, not finished
+    monkeypatch.setitem(presets.PRESETS, "seed", dict(presets.PRESETS["seed"], stem_filters=32))
+    code, _, err = run_train_main(["--resume", run], capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert "changed since it started (stem_filters 64 then, 32 now)" in line
+    assert "pass --overwrite" not in line
+    assert line.endswith(f"or train it again with this one: python train.py --config {run}/config.json "
+                         f"--output-dir NEW_FOLDER (or --output-dir {run} --overwrite, which deletes "
+                         "the unfinished run).")
+    # The advice works: a new run of the network the preset builds now.
+    code, _, _ = run_train_main(["--config", f"{run}/config.json", "--output-dir", str(tmp_path / "new")],
+                                capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "new" / "layout.json").read_text())["stem_filters"] == 32
+    code, _, _ = run_train_main(["--config", f"{run}/config.json", "--output-dir", run, "--overwrite"],
+                                capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "layout.json").read_text())["stem_filters"] == 32
+
+
 def test_divergence_ends_the_run_with_exit_1_and_no_metrics(small_cifar, tmp_path):
     # Without --output-dir: the line names the folder the run chose.
     out = run_python([os.path.join(REPO, "train.py"), "--data-dir", small_cifar, "--batch-size", "50",
