@@ -221,11 +221,12 @@ def prepare_data(config):
 
 
 def check_batch_fits(config, train_images):
-    """Refuses a batch larger than the training set (an epoch would have no
-    whole batch)."""
+    """Refuses a batch larger than the training set, what a validation split
+    leaves of it (an epoch would have no whole batch)."""
     if config.batch_size > train_images:
+        split = f" that --validation-size {config.validation_size} leaves" if config.validation_size else ""
         raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the {train_images} training images."
+            f"--batch-size {config.batch_size} is larger than the {train_images} training images{split}."
         )
 
 

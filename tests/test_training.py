@@ -659,12 +659,18 @@ def test_ema_too_slow_for_the_run_is_refused():
         check_ema_horizon(TrainConfig(ema=suggested), total_steps=steps)
 
 
-def test_a_batch_of_every_training_image_is_taken_and_a_larger_one_refused():
+def test_a_batch_of_every_training_image_is_taken_and_a_larger_one_refused(fake_cifar):
     from keras_resnet.training import check_batch_fits
+    from keras_resnet.training import prepare_data
 
     check_batch_fits(TrainConfig(batch_size=40), 40)  # one whole batch an epoch
     with pytest.raises(ConfigError, match=r"^--batch-size 41 is larger than the 40 training images\.$"):
         check_batch_fits(TrainConfig(batch_size=41), 40)
+    # The 100 images less a validation split: the line names the split (it
+    # said "the 20 training images" to a user who had passed no such size).
+    with pytest.raises(ConfigError, match=r"^--batch-size 25 is larger than the 20 training images "
+                                          r"that --validation-size 80 leaves\.$"):
+        prepare_data(TrainConfig(data_dir=fake_cifar, batch_size=25, validation_size=80))
 
 
 def test_the_seed_seeds_the_augmentation():
