@@ -152,6 +152,20 @@ def _overwrite_needs_a_folder(preset):
     )
 
 
+def _no_run_to_resume(run):
+    """Why `--resume run` finds no config.json there, and what to pass."""
+    if not run:
+        return "--resume is empty: name the folder of the run to resume."
+    if os.path.isfile(run):  # RUN/config.json, a tab completion too far
+        folder = os.path.dirname(run) or os.curdir
+        fix = (f"its folder, {folder}" if os.path.isfile(os.path.join(folder, "config.json"))
+               else "the run's folder")
+        return f"--resume {run} is a file, not a run folder: pass {fix}."
+    if not os.path.isdir(run):
+        return f"--resume: no such folder {run}."
+    return f"--resume: {run} holds no config.json of a run."
+
+
 def config_from_args(args):
     """The `TrainConfig` of the parsed command line: the flags over a
     resumed run's saved settings, or over `--config` over the preset's
@@ -173,7 +187,7 @@ def config_from_args(args):
                 )
         path = os.path.join(args.resume, "config.json")
         if not os.path.isfile(path):
-            raise ConfigError(f"--resume: {args.resume} holds no config.json of a run.")
+            raise ConfigError(_no_run_to_resume(args.resume))
         saved = read_json_object(path, "--resume: the run's settings", "fix or restore it.")
         values.update(saved)
         values["output_dir"] = args.resume

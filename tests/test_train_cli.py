@@ -103,6 +103,30 @@ def test_overwrite_needs_the_folder_it_replaces(tmp_path, monkeypatch, capsys):
     assert not os.listdir(tmp_path)
 
 
+def test_a_resume_of_a_file_or_of_no_folder_names_what_to_pass(tmp_path, capsys):
+    # `--resume RUN/config.json` (a tab completion too far) said "holds no
+    # config.json of a run" of the file itself, as did a folder that is not
+    # there; "" said "--resume:  holds no config.json of a run.".
+    import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    before = sorted(os.listdir(run))
+    for argv, line in (
+        ([str(run / "config.json")],
+         f"--resume {run / 'config.json'} is a file, not a run folder: pass its folder, {run}."),
+        ([str(run / "history.csv")], None),  # no such file: no such folder either
+        ([""], "--resume is empty: name the folder of the run to resume."),
+        ([str(tmp_path / "nope")], f"--resume: no such folder {tmp_path / 'nope'}."),
+        ([str(tmp_path)], f"--resume: {tmp_path} holds no config.json of a run."),
+    ):
+        code, _, err = call_main(train.main, ["--resume", *argv], capsys)
+        line = line or f"--resume: no such folder {run / 'history.csv'}."
+        assert code == 2 and err.strip().splitlines() == [f"train.py: error: {line}"]
+    assert sorted(os.listdir(run)) == before
+
+
 def test_a_bad_keras_backend_is_one_line_before_keras_loads(tmp_path):
     out = run_python(["train.py", "--output-dir", str(tmp_path / "run")],
                      env={"KERAS_BACKEND": "bogus", "KERAS_HOME": str(tmp_path / "no_keras_json")})
