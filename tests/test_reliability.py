@@ -264,14 +264,12 @@ def test_ctrl_c_while_keras_loads_is_one_line(fake_cifar, monkeypatch, capsys):
     assert err.strip().splitlines() == ["Interrupted while starting; nothing was written."]
 
 
-def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, tmp_path,
-                                                                   monkeypatch, capsys):
-    # The default folder was chosen after the data had loaded, so a Ctrl-C
-    # there looked in ./backup and said "nothing to resume" of a run that
-    # had one.
+@pytest.fixture
+def ctrl_c_in_the_second_epoch(monkeypatch):
+    """`train.py` in this process gets a Ctrl-C as its second epoch begins."""
     import keras
 
-    from keras_resnet import run_folder, training
+    from keras_resnet import training
 
     class StopInSecondEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -281,6 +279,15 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     make_callbacks = training.make_callbacks
     monkeypatch.setattr(training, "make_callbacks", lambda *args: (
         lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
+
+
+def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, tmp_path, monkeypatch,
+                                                                   capsys, ctrl_c_in_the_second_epoch):
+    # The default folder was chosen after the data had loaded, so a Ctrl-C
+    # there looked in ./backup and said "nothing to resume" of a run that
+    # had one.
+    from keras_resnet import run_folder, training
+
     monkeypatch.chdir(tmp_path)
     argv = ["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3", "--stage-filters",
             "8,8,8,8", "--checkpoint-seconds", "0", "--no-export"]
@@ -320,23 +327,11 @@ def test_ctrl_c_while_the_data_loads_names_the_default_runs_backup(fake_cifar, t
     ("30", "Interrupted before the first backup was written (a backup is written at an epoch's "
            "end, at most every --checkpoint-seconds 30); nothing to resume."),
 ])
-def test_a_ctrl_c_says_how_often_backups_are_written(seconds, saved, fake_cifar, tmp_path,
-                                                     monkeypatch, capsys):
+def test_a_ctrl_c_says_how_often_backups_are_written(seconds, saved, fake_cifar, tmp_path, capsys,
+                                                     ctrl_c_in_the_second_epoch):
     # It said "checkpoints are at most --checkpoint-seconds 30 apart", the
     # flag being the least time between them, and "before the first
     # checkpoint was written" beside the checkpoints/best.keras just written.
-    import keras
-
-    from keras_resnet import training
-
-    class StopInSecondEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    make_callbacks = training.make_callbacks
-    monkeypatch.setattr(training, "make_callbacks", lambda *args: (
-        lambda made: ([*made[0], StopInSecondEpoch()], made[1]))(make_callbacks(*args)))
     run = str(tmp_path / "run")
     code, _, err = run_train_main(["--data-dir", fake_cifar, "--batch-size", "25", "--epochs", "3",
                                    "--stage-filters", "8,8,8,8", "--checkpoint-seconds", seconds,
