@@ -254,7 +254,8 @@ def search(config, tuner="hyperband", max_trials=20, epochs_per_trial=10,
             `validation_size` must be positive).
         tuner, max_trials, epochs_per_trial, directory, project_name,
             overwrite: see `make_tuner`.
-        verbose: `fit` verbosity. Defaults to `2` (a line per epoch).
+        verbose: `fit` verbosity, and KerasTuner's report of each trial
+            (none at 0). Defaults to `2` (a line per epoch).
         top: int. How many of the best trials to print. Defaults to `3`.
         **space: the search space: `search_space` arguments (`widths`,
             `blocks`, `dropouts`, `learning_rate`, `weight_decay`).
@@ -419,7 +420,8 @@ def build_parser():
     p.add_argument("--tuner-id", help="distributed: 'chief' or a worker name (default $KERASTUNER_TUNER_ID)")
     p.add_argument("--oracle-ip", help="distributed: the chief's address (default $KERASTUNER_ORACLE_IP, else 127.0.0.1)")
     p.add_argument("--oracle-port", type=cli.port, help="distributed: the chief's port (default $KERASTUNER_ORACLE_PORT)")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="fit verbosity (default 2)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                   help="fit verbosity; 0 also hides KerasTuner's report of each trial (default 2)")
     return p
 
 
