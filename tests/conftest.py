@@ -133,20 +133,17 @@ def run_python(args, cwd=REPO, env=None, timeout=600, reader_gone=False):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     full_env = {name: value for name, value in full_env.items() if value is not None}
-    if not reader_gone:
-        return subprocess.run(
-            [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True,
-            text=True, timeout=timeout,
-        )
-    read_end, write_end = os.pipe()
-    os.close(read_end)
+    streams, write_end = {"capture_output": True}, None
+    if reader_gone:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        streams = {"stdout": write_end, "stderr": subprocess.PIPE}
     try:
-        return subprocess.run(
-            [sys.executable, *args], cwd=cwd, env=full_env, stdout=write_end,
-            stderr=subprocess.PIPE, text=True, timeout=timeout,
-        )
+        return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, text=True,
+                              timeout=timeout, **streams)
     finally:
-        os.close(write_end)
+        if write_end is not None:
+            os.close(write_end)
 
 
 def call_main(main, argv, capsys):
